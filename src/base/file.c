@@ -1,0 +1,124 @@
+/*
+ * Files: read-only mappings (weights are used straight from the page cache),
+ * whole-file reads with a size bound, and path helpers.
+ */
+#include "ia/base.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+ia_status ia_file_map(const char *path, ia_mapped_file *out) {
+    out->data = NULL;
+    out->size = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return ia_error_set(errno == ENOENT ? IA_ENOTFOUND : IA_EIO, "%s: cannot open: %s", path,
+                            strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        int e = errno;
+        close(fd);
+        return ia_error_set(IA_EIO, "%s: cannot stat: %s", path, strerror(e));
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        return ia_error_set(IA_EINVAL, "%s: not a regular file", path);
+    }
+    if (st.st_size == 0) {
+        close(fd);
+        return IA_OK;
+    }
+    void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    int e = errno;
+    close(fd);
+    if (p == MAP_FAILED)
+        return ia_error_set(IA_EIO, "%s: cannot map %lld bytes: %s", path, (long long)st.st_size,
+                            strerror(e));
+    out->data = p;
+    out->size = (size_t)st.st_size;
+    return IA_OK;
+}
+
+void ia_file_unmap(ia_mapped_file *mf) {
+    if (mf->data)
+        munmap((void *)mf->data, mf->size);
+    mf->data = NULL;
+    mf->size = 0;
+}
+
+ia_status ia_file_read_all(const char *path, size_t max_bytes, char **out, size_t *out_len) {
+    *out = NULL;
+    if (out_len)
+        *out_len = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return ia_error_set(errno == ENOENT ? IA_ENOTFOUND : IA_EIO, "%s: cannot open: %s", path,
+                            strerror(errno));
+    size_t cap = 4096, len = 0;
+    char *buf = ia_malloc(cap);
+    if (!buf) {
+        fclose(f);
+        return IA_ENOMEM;
+    }
+    for (;;) {
+        if (len + 1 >= cap) {
+            if (cap > max_bytes + 1) {
+                free(buf);
+                fclose(f);
+                return ia_error_set(IA_ERANGE, "%s: larger than the %zu-byte limit", path,
+                                    max_bytes);
+            }
+            char *nb = realloc(buf, cap * 2);
+            if (!nb) {
+                free(buf);
+                fclose(f);
+                return ia_error_set(IA_ENOMEM, "%s: out of memory reading file", path);
+            }
+            buf = nb;
+            cap *= 2;
+        }
+        size_t n = fread(buf + len, 1, cap - len - 1, f);
+        len += n;
+        if (n == 0)
+            break;
+    }
+    int err = ferror(f);
+    fclose(f);
+    if (err) {
+        free(buf);
+        return ia_error_set(IA_EIO, "%s: read failed", path);
+    }
+    if (len > max_bytes) {
+        free(buf);
+        return ia_error_set(IA_ERANGE, "%s: larger than the %zu-byte limit", path, max_bytes);
+    }
+    buf[len] = '\0';
+    *out = buf;
+    if (out_len)
+        *out_len = len;
+    return IA_OK;
+}
+
+bool ia_file_exists(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+char *ia_path_join(const char *dir, const char *name) {
+    size_t a = strlen(dir), b = strlen(name);
+    bool slash = a > 0 && dir[a - 1] != '/';
+    char *p = ia_malloc(a + slash + b + 1);
+    if (!p)
+        return NULL;
+    memcpy(p, dir, a);
+    if (slash)
+        p[a] = '/';
+    memcpy(p + a + slash, name, b + 1);
+    return p;
+}
