@@ -26,7 +26,7 @@ test-release: build
 	  cd $(BUILD) && IA_DEFAULT_MODEL="$$model" ctest --output-on-failure -j $(JOBS)
 
 test-asan: deps
-	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DIA_SANITIZE=ON >/dev/null
+	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_FLAGS_RELWITHDEBINFO="-O1 -g" -DIA_SANITIZE=ON >/dev/null
 	@cmake --build $(ASAN_BUILD) -j $(JOBS)
 	@model=$$(scripts/fetch-default-model.sh | tail -n 1) && \
 	  cd $(ASAN_BUILD) && IA_DEFAULT_MODEL="$$model" IA_TEST_SANITIZED=1 \

@@ -139,6 +139,10 @@ typedef struct ia_mapped_file {
 
 ia_status ia_file_map(const char *path, ia_mapped_file *out);
 void ia_file_unmap(ia_mapped_file *mf);
+/* Drops the mapping's resident pages from this process (they come back from
+ * the page cache on the next touch). For data already copied elsewhere, such
+ * as weights after packing, so that the process holds one copy. */
+void ia_file_drop_pages(const ia_mapped_file *mf);
 /* Reads a whole file into a NUL-terminated malloc'd buffer (caller frees);
  * fails with IA_ERANGE past max_bytes. */
 ia_status ia_file_read_all(const char *path, size_t max_bytes, char **out, size_t *out_len);

@@ -43,6 +43,9 @@ const ia_tensor *ia_safetensors_at(const ia_safetensors *st, size_t i);
 const ia_tensor *ia_safetensors_find(const ia_safetensors *st, const char *name);
 /* Value of a "__metadata__" string entry, or NULL. */
 const char *ia_safetensors_metadata(const ia_safetensors *st, const char *key);
+/* Drops the file's resident pages (see ia_file_drop_pages); views stay
+ * valid and fault pages back in when touched. No effect on parsed images. */
+void ia_safetensors_drop_pages(const ia_safetensors *st);
 /* The path or `what` it was opened with. */
 const char *ia_safetensors_path(const ia_safetensors *st);
 

@@ -62,6 +62,14 @@ typedef struct ia_attention_args {
     int head_dim;
     float scale;  /* usually 1 / sqrt(head_dim) */
     bool causal;  /* decoder masking; false for encoders */
+    /* Optional additive score bias that depends only on the key-query
+     * distance (MPNet's and T5's relative position buckets): for query row
+     * i, key row j of one sequence and head h, the score gains
+     * rel_bias[(j - i + rel_bias_offset) * n_heads + h]. The table covers
+     * distances -rel_bias_offset .. +rel_bias_offset, which must reach the
+     * longest sequence. NULL when absent. */
+    const float *rel_bias;
+    int rel_bias_offset;
 } ia_attention_args;
 
 typedef struct ia_backend ia_backend;

@@ -52,6 +52,11 @@ void ia_file_unmap(ia_mapped_file *mf) {
     mf->size = 0;
 }
 
+void ia_file_drop_pages(const ia_mapped_file *mf) {
+    if (mf->data)
+        madvise((void *)mf->data, mf->size, MADV_DONTNEED);
+}
+
 ia_status ia_file_read_all(const char *path, size_t max_bytes, char **out, size_t *out_len) {
     *out = NULL;
     if (out_len)

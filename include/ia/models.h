@@ -1,0 +1,74 @@
+/*
+ * models: transformer architectures.
+ *
+ * One generic encoder serves the BERT family; each HF `model_type` is a row
+ * in a table (src/models/arch_table.c) that says how to read its
+ * hyper-parameters from config.json, what its tensors are called, and which
+ * variations of the block it uses (position offset, token types, relative
+ * position bias, activation). Supporting a new encoder is mostly a new row.
+ *
+ * The encoder runs on packed batches: the token rows of all sequences one
+ * after another, seq_start[i]..seq_start[i+1] for sequence i, so no work is
+ * spent on padding.
+ */
+#ifndef IA_MODELS_H
+#define IA_MODELS_H
+
+#include "ia/base.h"
+#include "ia/kernels.h"
+#include "ia/tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Hyper-parameters of a loaded encoder, normalised across architectures. */
+typedef struct ia_encoder_config {
+    const char *model_type; /* the config's model_type, e.g. "bert" */
+    int64_t vocab_size;
+    int64_t hidden_size;
+    int64_t num_layers;
+    int64_t num_heads;
+    int64_t intermediate_size;
+    int64_t max_position_embeddings;
+    int64_t type_vocab_size; /* 0 when the architecture has no token types */
+    double layer_norm_eps;
+    ia_activation activation;
+    /* Position ids: padding_idx + 1 + i for RoBERTa-style rows, i otherwise. */
+    bool position_from_padding;
+    int64_t padding_idx;
+    /* Longest sequence this model accepts (positions available). */
+    int64_t max_tokens;
+    /* MPNet-style relative attention bias buckets (0 when absent). */
+    int64_t relative_buckets;
+} ia_encoder_config;
+
+typedef struct ia_encoder ia_encoder;
+
+/* Loads config.json and model.safetensors from a model directory and packs
+ * the weights for `backend` in `compute` (IA_DTYPE_F32 or IA_DTYPE_BF16).
+ * The encoder owns its mapping and packed weights; free with
+ * ia_encoder_free. Errors name the file and the tensor or field. */
+ia_status ia_encoder_load(const char *dir, const ia_backend *backend, ia_dtype compute,
+                          ia_encoder **out);
+void ia_encoder_free(ia_encoder *enc);
+
+const ia_encoder_config *ia_encoder_get_config(const ia_encoder *enc);
+
+/* Runs the encoder on a packed batch. ids and type_ids (NULL: all zero)
+ * hold seq_start[n_seqs] tokens; hidden_out receives [tokens, hidden_size]
+ * f32 rows (the last hidden state). Scratch comes from `arena`, which the
+ * caller resets between batches. ids are checked against the vocabulary and
+ * lengths against max_tokens. */
+ia_status ia_encoder_forward(const ia_encoder *enc, const int32_t *ids, const int32_t *type_ids,
+                             const int32_t *seq_start, size_t n_seqs, float *hidden_out,
+                             ia_arena *arena, ia_threadpool *pool);
+
+/* The architecture rows this build knows ("bert", "roberta", ...), NULL-terminated. */
+const char *const *ia_encoder_model_types(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* IA_MODELS_H */

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The main job of `make run` until the server exists: a small semantic search.
+# Embeds a handful of sentences and a query with the default model and prints
+# the sentences ranked by cosine similarity to the query.
+set -euo pipefail
+cli=${1:?usage: demo.sh CLI MODEL_DIR}
+model=${2:?usage: demo.sh CLI MODEL_DIR}
+query=${IA_DEMO_QUERY:-"How do I share a model between machines?"}
+"$cli" search --model "$model" --query "$query" \
+  "IPFS addresses content by its hash, so any peer can serve the same model files." \
+  "The weather in Lisbon is sunny with a light breeze this afternoon." \
+  "A content identifier names data by what it is, not where it is stored." \
+  "Quantized weights trade a little accuracy for much less memory." \
+  "She baked bread every Sunday morning for her neighbours." \
+  "Copy the model directory to the other computer and load it from there." \
+  "Transformers turn sentences into vectors that capture their meaning." \
+  "The football match ended in a draw after extra time."

@@ -1,0 +1,50 @@
+/*
+ * Shared pieces of the command-line front end: the subcommand table, input
+ * reading (arguments or a file of one text per line), and JSON output.
+ */
+#ifndef IA_CLI_H
+#define IA_CLI_H
+
+#include <stdio.h>
+
+#include "ia/base.h"
+
+typedef int (*cli_command_fn)(int argc, char **argv);
+
+int cmd_embed(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+int cmd_search(int argc, char **argv);
+
+/* Texts to process: from the command line (borrowed) or a file (owned). */
+typedef struct cli_inputs {
+    char **texts;
+    size_t *lens;
+    size_t n;
+    char *buffer;     /* file contents the texts point into, or NULL */
+    const char *file; /* for messages */
+} cli_inputs;
+
+/* Reads FILE ("-" for stdin): one text per line, split on '\n' only, a
+ * trailing '\r' dropped, no text after a final newline. Each line must be
+ * valid UTF-8: errors name the file, line and byte. */
+ia_status cli_inputs_from_file(const char *path, cli_inputs *out);
+/* Takes argv texts (validated as UTF-8 too). */
+ia_status cli_inputs_from_args(int argc, char **argv, cli_inputs *out);
+void cli_inputs_free(cli_inputs *in);
+
+typedef enum cli_format { CLI_FORMAT_JSON, CLI_FORMAT_JSONL } cli_format;
+ia_status cli_parse_format(const char *s, cli_format *out);
+ia_status cli_parse_int(const char *flag, const char *s, long min, long max, long *out);
+
+/* Writes one row of floats or ints as a JSON array (no newline). */
+void cli_write_floats(FILE *f, const float *v, size_t n);
+void cli_write_ints(FILE *f, const int32_t *v, size_t n);
+/* A JSON string with escapes. */
+void cli_write_string(FILE *f, const char *s);
+
+/* Prints "ipfs-accelerate CMD: message" to stderr and returns 1. */
+int cli_fail(const char *cmd, ia_status st);
+/* Prints a usage error and returns 2. */
+int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#endif /* IA_CLI_H */

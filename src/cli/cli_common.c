@@ -1,0 +1,202 @@
+/*
+ * Input and output helpers shared by the subcommands.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+#define INPUT_MAX_BYTES ((size_t)4 << 30)
+
+static ia_status read_stream(FILE *f, const char *what, char **out, size_t *out_len) {
+    size_t cap = 1 << 16, len = 0;
+    char *buf = ia_malloc(cap);
+    if (!buf)
+        return IA_ENOMEM;
+    for (;;) {
+        if (len + 1 >= cap) {
+            if (cap > INPUT_MAX_BYTES) {
+                free(buf);
+                return ia_error_set(IA_ERANGE, "%s: input larger than 4 GiB", what);
+            }
+            char *nb = realloc(buf, cap * 2);
+            if (!nb) {
+                free(buf);
+                return ia_error_set(IA_ENOMEM, "%s: out of memory reading input", what);
+            }
+            buf = nb;
+            cap *= 2;
+        }
+        size_t n = fread(buf + len, 1, cap - len - 1, f);
+        len += n;
+        if (n == 0)
+            break;
+    }
+    if (ferror(f)) {
+        free(buf);
+        return ia_error_set(IA_EIO, "%s: read failed", what);
+    }
+    buf[len] = '\0';
+    *out = buf;
+    *out_len = len;
+    return IA_OK;
+}
+
+ia_status cli_inputs_from_file(const char *path, cli_inputs *out) {
+    memset(out, 0, sizeof *out);
+    out->file = path;
+    bool is_stdin = strcmp(path, "-") == 0;
+    FILE *f = is_stdin ? stdin : fopen(path, "rb");
+    if (!f)
+        return ia_error_set(errno == ENOENT ? IA_ENOTFOUND : IA_EIO, "%s: cannot open: %s", path,
+                            strerror(errno));
+    size_t len = 0;
+    ia_status st = read_stream(f, is_stdin ? "stdin" : path, &out->buffer, &len);
+    if (!is_stdin)
+        fclose(f);
+    if (st != IA_OK)
+        return st;
+    size_t lines = 0;
+    for (size_t i = 0; i < len; i++)
+        lines += out->buffer[i] == '\n';
+    lines += len > 0 && out->buffer[len - 1] != '\n';
+    out->texts = ia_malloc_array(lines ? lines : 1, sizeof *out->texts);
+    out->lens = ia_malloc_array(lines ? lines : 1, sizeof *out->lens);
+    if (!out->texts || !out->lens) {
+        cli_inputs_free(out);
+        return IA_ENOMEM;
+    }
+    char *p = out->buffer, *end = out->buffer + len;
+    while (p < end) {
+        char *nl = memchr(p, '\n', (size_t)(end - p));
+        char *stop = nl ? nl : end;
+        size_t n = (size_t)(stop - p);
+        if (n > 0 && p[n - 1] == '\r')
+            n--;
+        p[n] = '\0';
+        size_t bad;
+        if (!ia_utf8_valid(p, n, &bad)) {
+            st = ia_error_set(IA_EINVAL, "%s:%zu: invalid UTF-8 at byte %zu of the line", path,
+                              out->n + 1, bad + 1);
+            cli_inputs_free(out);
+            return st;
+        }
+        out->texts[out->n] = p;
+        out->lens[out->n++] = n;
+        p = stop + 1;
+    }
+    return IA_OK;
+}
+
+ia_status cli_inputs_from_args(int argc, char **argv, cli_inputs *out) {
+    memset(out, 0, sizeof *out);
+    out->texts = ia_malloc_array(argc ? (size_t)argc : 1, sizeof *out->texts);
+    out->lens = ia_malloc_array(argc ? (size_t)argc : 1, sizeof *out->lens);
+    if (!out->texts || !out->lens) {
+        cli_inputs_free(out);
+        return IA_ENOMEM;
+    }
+    for (int i = 0; i < argc; i++) {
+        size_t n = strlen(argv[i]), bad;
+        if (!ia_utf8_valid(argv[i], n, &bad)) {
+            cli_inputs_free(out);
+            return ia_error_set(IA_EINVAL, "argument %d: invalid UTF-8 at byte %zu", i + 1,
+                                bad + 1);
+        }
+        out->texts[i] = argv[i];
+        out->lens[i] = n;
+    }
+    out->n = (size_t)argc;
+    return IA_OK;
+}
+
+void cli_inputs_free(cli_inputs *in) {
+    free(in->texts);
+    free(in->lens);
+    free(in->buffer);
+    memset(in, 0, sizeof *in);
+}
+
+ia_status cli_parse_format(const char *s, cli_format *out) {
+    if (strcmp(s, "json") == 0)
+        *out = CLI_FORMAT_JSON;
+    else if (strcmp(s, "jsonl") == 0)
+        *out = CLI_FORMAT_JSONL;
+    else
+        return ia_error_set(IA_EINVAL, "--format: '%s' is not a format (json or jsonl)", s);
+    return IA_OK;
+}
+
+ia_status cli_parse_int(const char *flag, const char *s, long min, long max, long *out) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < min || v > max)
+        return ia_error_set(IA_EINVAL, "%s: '%s' is not an integer from %ld to %ld", flag, s, min,
+                            max);
+    *out = v;
+    return IA_OK;
+}
+
+void cli_write_floats(FILE *f, const float *v, size_t n) {
+    fputc('[', f);
+    for (size_t i = 0; i < n; i++) {
+        /* %.9g round-trips every float32 exactly */
+        fprintf(f, i ? ", %.9g" : "%.9g", (double)v[i]);
+    }
+    fputc(']', f);
+}
+
+void cli_write_ints(FILE *f, const int32_t *v, size_t n) {
+    fputc('[', f);
+    for (size_t i = 0; i < n; i++)
+        fprintf(f, i ? ", %d" : "%d", v[i]);
+    fputc(']', f);
+}
+
+void cli_write_string(FILE *f, const char *s) {
+    fputc('"', f);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        switch (*p) {
+        case '"':
+            fputs("\\\"", f);
+            break;
+        case '\\':
+            fputs("\\\\", f);
+            break;
+        case '\n':
+            fputs("\\n", f);
+            break;
+        case '\r':
+            fputs("\\r", f);
+            break;
+        case '\t':
+            fputs("\\t", f);
+            break;
+        default:
+            if (*p < 0x20)
+                fprintf(f, "\\u%04x", *p);
+            else
+                fputc(*p, f);
+        }
+    }
+    fputc('"', f);
+}
+
+int cli_fail(const char *cmd, ia_status st) {
+    const char *msg = ia_error_message();
+    fprintf(stderr, "ipfs-accelerate %s: %s\n", cmd, msg[0] ? msg : ia_status_str(st));
+    return 1;
+}
+
+int cli_usage_error(const char *cmd, const char *fmt, ...) {
+    va_list ap;
+    fprintf(stderr, "ipfs-accelerate %s: ", cmd);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, " (see 'ipfs-accelerate %s --help')\n", cmd);
+    return 2;
+}

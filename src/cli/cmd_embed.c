@@ -1,0 +1,141 @@
+/*
+ * `ipfs-accelerate embed`: sentence embeddings, one row per input in input
+ * order, as sentence-transformers' encode() gives them.
+ */
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "ia/runtime.h"
+
+static const char embed_usage[] =
+    "usage: ipfs-accelerate embed --model DIR [options] [TEXT ...]\n"
+    "\n"
+    "Prints one embedding (a JSON array of floats) per input text.\n"
+    "\n"
+    "  --model DIR        HF model directory (config.json, tokenizer.json or vocab.txt,\n"
+    "                     model.safetensors; modules.json and 1_Pooling/ when present)\n"
+    "  --input FILE       read texts from FILE, one per line ('-' for stdin)\n"
+    "  --format FORMAT    json (default): one JSON array holding one array per input;\n"
+    "                     jsonl: one array per line, one line per input\n"
+    "  --dtype TYPE       f32 (default) or bf16 weights\n"
+    "  --threads N        worker threads (default: physical cores)\n"
+    "  --max-length N     truncate inputs to N tokens (default: the model's max_seq_length)\n"
+    "  --batch-tokens N   tokens per batch (default 8192)\n"
+    "  --no-normalize     skip L2 normalisation even if the model asks for it\n"
+    "  --normalize        L2-normalise even if the model does not ask for it\n";
+
+int cmd_embed(int argc, char **argv) {
+    static const struct option options[] = {
+        {"model", required_argument, NULL, 'm'},      {"input", required_argument, NULL, 'i'},
+        {"format", required_argument, NULL, 'f'},     {"dtype", required_argument, NULL, 'd'},
+        {"threads", required_argument, NULL, 't'},    {"max-length", required_argument, NULL, 'L'},
+        {"batch-tokens", required_argument, NULL, 'B'}, {"no-normalize", no_argument, NULL, 'N'},
+        {"normalize", no_argument, NULL, 'n'},        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *model = NULL, *input = NULL;
+    cli_format format = CLI_FORMAT_JSON;
+    ia_embedder_options opts = ia_embedder_options_default();
+    long v;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", options, NULL)) != -1) {
+        ia_status st = IA_OK;
+        switch (c) {
+        case 'm':
+            model = optarg;
+            break;
+        case 'i':
+            input = optarg;
+            break;
+        case 'f':
+            st = cli_parse_format(optarg, &format);
+            break;
+        case 'd':
+            if (strcmp(optarg, "f32") == 0 || strcmp(optarg, "fp32") == 0)
+                opts.dtype = IA_DTYPE_F32;
+            else if (strcmp(optarg, "bf16") == 0)
+                opts.dtype = IA_DTYPE_BF16;
+            else
+                return cli_usage_error("embed", "--dtype: '%s' is not f32 or bf16", optarg);
+            break;
+        case 't':
+            st = cli_parse_int("--threads", optarg, 1, 1024, &v);
+            opts.n_threads = (int)v;
+            break;
+        case 'L':
+            st = cli_parse_int("--max-length", optarg, 1, 1 << 20, &v);
+            opts.max_length = (size_t)v;
+            break;
+        case 'B':
+            st = cli_parse_int("--batch-tokens", optarg, 1, 1 << 24, &v);
+            opts.batch_tokens = (size_t)v;
+            break;
+        case 'N':
+            opts.normalize = 0;
+            break;
+        case 'n':
+            opts.normalize = 1;
+            break;
+        case 'h':
+            fputs(embed_usage, stdout);
+            return 0;
+        default:
+            return cli_usage_error("embed", "bad option");
+        }
+        if (st != IA_OK)
+            return cli_usage_error("embed", "%s", ia_error_message());
+    }
+    if (!model)
+        return cli_usage_error("embed", "--model DIR is required");
+    if (input && optind < argc)
+        return cli_usage_error("embed", "give texts as arguments or with --input, not both");
+    if (!input && optind >= argc)
+        return cli_usage_error("embed", "no input: give texts as arguments or --input FILE");
+
+    cli_inputs in;
+    ia_status st = input ? cli_inputs_from_file(input, &in)
+                         : cli_inputs_from_args(argc - optind, argv + optind, &in);
+    if (st == IA_OK && in.n == 0) {
+        st = ia_error_set(IA_EINVAL, "%s: no texts (the input is empty)", input);
+        cli_inputs_free(&in);
+    }
+    if (st != IA_OK)
+        return cli_fail("embed", st);
+    ia_embedder *emb = NULL;
+    float *out = NULL;
+    int rc = 1;
+    if ((st = ia_embedder_load(model, &opts, &emb)))
+        goto done;
+    size_t dim = ia_embedder_dim(emb);
+    if (!(out = ia_malloc_array(in.n ? in.n * dim : 1, sizeof(float)))) {
+        st = IA_ENOMEM;
+        goto done;
+    }
+    if ((st = ia_embedder_embed(emb, (const char *const *)in.texts, in.lens, in.n, out))) {
+        if (input) /* "input 12: ..." becomes "texts.txt: input 12: ..." */
+            ia_error_prefix("%s", input);
+        goto done;
+    }
+    if (format == CLI_FORMAT_JSON)
+        fputs("[", stdout);
+    for (size_t i = 0; i < in.n; i++) {
+        if (format == CLI_FORMAT_JSON && i)
+            fputs(",\n ", stdout);
+        cli_write_floats(stdout, out + i * dim, dim);
+        if (format == CLI_FORMAT_JSONL)
+            fputc('\n', stdout);
+    }
+    if (format == CLI_FORMAT_JSON)
+        fputs("]\n", stdout);
+    rc = fflush(stdout) == 0 ? 0 : 1;
+done:
+    if (st != IA_OK)
+        rc = cli_fail("embed", st);
+    free(out);
+    ia_embedder_free(emb);
+    cli_inputs_free(&in);
+    return rc;
+}

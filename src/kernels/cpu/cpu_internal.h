@@ -1,0 +1,126 @@
+/*
+ * cpu_internal: what the files of the CPU backend share.
+ *
+ * The CPU backend comes in three variants (generic C, AVX2+FMA, AVX-512) that
+ * fill the same ia_backend table. They share one packed-weight layout
+ * (parameterised by the panel width NR of the variant's micro-kernel), one
+ * tiled and threaded GEMM driver (gemm.c) that calls a variant's
+ * micro-kernels through a small descriptor, and the portable ops of
+ * ops_generic.c, which are both the generic variant and the reference the
+ * vector variants fall back to for shapes they do not specialise.
+ *
+ * Files named *_avx2.c and *_avx512.c are the only ones compiled with ISA
+ * flags; everything declared here is callable from baseline code, and the
+ * dispatcher (backend.c) calls an ISA function only after checking that the
+ * CPU and the OS support it.
+ */
+#ifndef IA_CPU_INTERNAL_H
+#define IA_CPU_INTERNAL_H
+
+#include "ia/kernels.h"
+
+/* Packed weights: the n output rows are cut into panels of nr rows (the last
+ * one zero-padded), each panel stored k-major so that the micro-kernel reads
+ * nr consecutive values per k step:
+ *   f32:  panel[k][nr]
+ *   bf16: panel[k/2][nr][2] (pairs of consecutive k per output, k padded to
+ *         even with zeros) - the operand order of vdpbf16ps, and on AVX2 one
+ *         256-bit load yields 8 outputs for k (low halves) and k+1 (high). */
+struct ia_packed_weight {
+    ia_dtype compute; /* IA_DTYPE_F32 or IA_DTYPE_BF16 */
+    size_t n, k;
+    int nr;              /* panel width of the variant that packed it */
+    size_t n_panels;     /* ceil(n / nr) */
+    size_t panel_elems;  /* elements per panel: nr * k (f32) or nr * round_up(k, 2) */
+    void *data;          /* 64-byte aligned; float or uint16_t */
+};
+
+/* Shared packing: validates the parts and packs them for panel width nr. */
+ia_status cpu_weight_pack(const ia_tensor *const *parts, int n_parts, ia_dtype compute, int nr,
+                          ia_packed_weight **out);
+void cpu_weight_free(ia_packed_weight *w);
+void cpu_weight_shape(const ia_packed_weight *w, size_t *n, size_t *k);
+
+/* One call of a micro-kernel: C[mr, nr] (+)= A[mr, kc] B[kc, nr] over one
+ * k-block. On the first block C starts from the bias (or zero) instead of its
+ * old contents; on the last the activation is applied before the store. C is
+ * always nr wide: the driver redirects edge panels to a scratch tile. */
+typedef struct cpu_ukr_args {
+    size_t kc;         /* k-block length; odd only for the last block of an odd k */
+    const void *a;     /* f32 rows, or bf16 pairs (uint32) for packed-A kernels */
+    size_t lda;        /* in elements of a (floats, or uint32 pairs) */
+    const void *b;     /* the packed panel at this k-block */
+    float *c;
+    size_t ldc;
+    int mr;            /* rows in this call, 1..kernel mr */
+    const float *bias; /* nr values or NULL; read only when first */
+    bool first, last;
+    ia_activation act;
+} cpu_ukr_args;
+
+typedef void (*cpu_ukr_fn)(const cpu_ukr_args *args);
+
+/* Converts rows [0, rows) x [k0, k0 + kc) of x to bf16 pairs (uint32, low half
+ * = even k), kc rounded up to even with a zero; dst rows are ldd pairs apart. */
+typedef void (*cpu_pack_a_fn)(const float *x, size_t ldx, size_t rows, size_t k0, size_t kc,
+                              uint32_t *dst, size_t ldd);
+
+typedef struct cpu_gemm_kernel {
+    int mr, nr;
+    cpu_ukr_fn f32;
+    cpu_ukr_fn bf16;
+    cpu_pack_a_fn bf16_pack_a; /* NULL: the bf16 kernel reads f32 rows of x */
+} cpu_gemm_kernel;
+
+/* The tiled, threaded driver shared by every variant. */
+void cpu_linear_run(const cpu_gemm_kernel *kern, const ia_packed_weight *w, const float *bias,
+                    ia_activation act, const float *x, size_t ldx, float *y, size_t ldy, size_t m,
+                    ia_threadpool *pool);
+
+/* Largest mr and nr of any kernel (sizes of the driver's edge scratch). */
+#define CPU_MR_MAX 16
+#define CPU_NR_MAX 32
+
+/* ---- variants ------------------------------------------------------------ */
+
+extern const cpu_gemm_kernel cpu_gemm_generic;
+extern const cpu_gemm_kernel cpu_gemm_avx2;
+extern const cpu_gemm_kernel cpu_gemm_avx512;      /* f32 in zmm, bf16 converted in registers */
+extern const cpu_gemm_kernel cpu_gemm_avx512_bf16; /* bf16 through vdpbf16ps */
+
+/* Scalar helpers shared by the generic ops and the vector tails. */
+float cpu_act_scalar(ia_activation act, float x);
+
+/* generic (ops_generic.c) */
+void cpu_layer_norm_generic(const float *x, size_t ldx, const float *residual, size_t ldr,
+                            const float *gamma, const float *beta, float eps, size_t rows,
+                            size_t cols, float *out, size_t ldo, ia_threadpool *pool);
+void cpu_attention_generic(const ia_attention_args *args, ia_threadpool *pool);
+void cpu_attention_generic_task(const ia_attention_args *args, size_t seq, int head);
+void cpu_embedding_gather(const ia_tensor *table, const int32_t *ids, size_t n, bool accumulate,
+                          float *out, size_t ldo);
+void cpu_pool_generic(ia_pooling mode, const float *x, size_t ldx, size_t cols,
+                      const int32_t *seq_start, size_t n_seqs, float *out, size_t ldo);
+void cpu_l2_normalize_generic(float *x, size_t ld, size_t rows, size_t cols);
+void cpu_softmax_generic(float *x, size_t ld, size_t rows, size_t cols);
+void cpu_activate_generic(ia_activation act, float *x, size_t n);
+
+/* avx2 (ops_avx2.c) */
+void cpu_layer_norm_avx2(const float *x, size_t ldx, const float *residual, size_t ldr,
+                         const float *gamma, const float *beta, float eps, size_t rows,
+                         size_t cols, float *out, size_t ldo, ia_threadpool *pool);
+void cpu_attention_avx2(const ia_attention_args *args, ia_threadpool *pool);
+void cpu_l2_normalize_avx2(float *x, size_t ld, size_t rows, size_t cols);
+void cpu_softmax_avx2(float *x, size_t ld, size_t rows, size_t cols);
+void cpu_activate_avx2(ia_activation act, float *x, size_t n);
+
+/* CPU features, detected once (backend.c). */
+typedef struct cpu_features {
+    bool avx2;        /* AVX2 + FMA + F16C with OS-enabled ymm state */
+    bool avx512;      /* AVX512 F/BW/VL/DQ with OS-enabled zmm state */
+    bool avx512_bf16; /* and AVX512_BF16 */
+} cpu_features;
+
+const cpu_features *cpu_get_features(void);
+
+#endif /* IA_CPU_INTERNAL_H */
