@@ -46,11 +46,11 @@ static double cpu_now(void) {
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-/* Seconds per call (wall, and process CPU time in *cpu_sec), median of `reps` batches sized to take about 50 ms. */
+/* Seconds per call (wall, and process CPU time in *cpu_sec), median of `reps` batches sized to take
+ * about 50 ms. */
 static double time_linear(const ia_backend *b, const ia_packed_weight *w, const float *bias,
                           const float *x, size_t k, float *y, size_t n, size_t m,
-                          ia_threadpool *pool, double *cpu_sec,
-                          double *best_sec) {
+                          ia_threadpool *pool, double *cpu_sec, double *best_sec) {
     b->linear(w, bias, IA_ACT_NONE, x, k, y, n, m, pool);
     double t0 = ia_time_now();
     b->linear(w, bias, IA_ACT_NONE, x, k, y, n, m, pool);
@@ -86,8 +86,11 @@ static void bench_linear(const ia_backend *b, ia_threadpool *pools[2]) {
     for (size_t c = 0; c < 2; c++) {
         for (size_t s = 0; s < 4; s++) {
             size_t n = shapes[s][0], k = shapes[s][1];
-            ia_tensor t = {.name = "w", .dtype = IA_DTYPE_F32, .ndim = 2,
-                           .shape = {(int64_t)n, (int64_t)k}, .data = wdata};
+            ia_tensor t = {.name = "w",
+                           .dtype = IA_DTYPE_F32,
+                           .ndim = 2,
+                           .shape = {(int64_t)n, (int64_t)k},
+                           .data = wdata};
             const ia_tensor *parts[1] = {&t};
             ia_packed_weight *w = NULL;
             if (b->weight_pack(parts, 1, computes[c], &w) != IA_OK) {
@@ -102,8 +105,8 @@ static void bench_linear(const ia_backend *b, ia_threadpool *pools[2]) {
                     double cpu, best;
                     double sec = time_linear(b, w, bias, x, k, y, n, m, pools[th], &cpu, &best);
                     double flop = 2.0 * (double)m * (double)n * (double)k;
-                    printf("  %dT %6.1f GFLOP/s (best %5.1f) %8.1f us", th + 1,
-                           flop / sec * 1e-9, flop / best * 1e-9, sec * 1e6);
+                    printf("  %dT %6.1f GFLOP/s (best %5.1f) %8.1f us", th + 1, flop / sec * 1e-9,
+                           flop / best * 1e-9, sec * 1e6);
                     if (th == 0)
                         printf(" cpu %5.1f", flop / cpu * 1e-9);
                 }
@@ -126,10 +129,20 @@ static void bench_attention(const ia_backend *b, ia_threadpool *pools[2]) {
     for (int s = 0; s <= SEQS; s++)
         starts[s] = s * LEN;
     fill(qkv, tokens * ld, 4);
-    ia_attention_args a = {.q = qkv, .k = qkv + width, .v = qkv + 2 * width, .ld_q = ld,
-                           .ld_k = ld, .ld_v = ld, .out = out, .ld_out = width,
-                           .seq_start = starts, .n_seqs = SEQS, .n_heads = HEADS,
-                           .head_dim = HD, .scale = 0.17677669f, .causal = false};
+    ia_attention_args a = {.q = qkv,
+                           .k = qkv + width,
+                           .v = qkv + 2 * width,
+                           .ld_q = ld,
+                           .ld_k = ld,
+                           .ld_v = ld,
+                           .out = out,
+                           .ld_out = width,
+                           .seq_start = starts,
+                           .n_seqs = SEQS,
+                           .n_heads = HEADS,
+                           .head_dim = HD,
+                           .scale = 0.17677669f,
+                           .causal = false};
     double flops = 4.0 * SEQS * HEADS * (double)LEN * LEN * HD;
     printf("%-11s attention 32 seqs x 128 tokens x 12 heads x 32", b->name);
     for (int th = 0; th < 2; th++) {

@@ -5,9 +5,16 @@
  * dozen of them), so the cost that matters is wake-up latency, not
  * throughput of a queue. A job is published by bumping a generation counter;
  * workers spin on it for a while (about a millisecond) before falling back
- * to a condition variable. Tasks are claimed with an atomic counter, which
- * balances uneven tasks without a queue. The caller works too and then waits
- * for the stragglers.
+ * to a condition variable.
+ *
+ * Tasks are claimed from one 64-bit word holding (job number, next task),
+ * so a worker that wakes late can never claim a task of a job other than
+ * the one it read: its compare-and-swap fails once the job number moved on.
+ * Job descriptors alternate between two slots, and a slot is rewritten only
+ * after every task of the job two back has finished, so whatever a worker
+ * read before a successful claim is the claimed job's. The caller waits for
+ * its job's tasks to finish, not for every worker to check in, so a worker
+ * that the OS has descheduled costs nothing when others did its share.
  */
 #define _GNU_SOURCE
 #include "ia/base.h"
@@ -28,6 +35,16 @@
 #endif
 
 #define SPIN_ITERATIONS 200000
+#define WAIT_SPINS_BEFORE_YIELD 4096
+
+/* Fields are atomics (read relaxed) because a late worker may read a slot
+ * while the caller rewrites it; its claim then fails and it never uses them. */
+typedef struct job_slot {
+    _Atomic(ia_task_fn) fn;
+    _Atomic(void *) ctx;
+    atomic_uint n_tasks;
+    atomic_uint finished; /* tasks of this job done */
+} job_slot;
 
 struct ia_threadpool {
     int n_threads;
@@ -37,15 +54,12 @@ struct ia_threadpool {
 
     pthread_mutex_t lock; /* guards sleeping workers' wake-up */
     pthread_cond_t wake;
-    atomic_uint generation; /* bumped once per job */
+    atomic_uint generation; /* bumped once per job, wakes workers */
     atomic_bool stop;
 
-    /* the current job */
-    ia_task_fn fn;
-    void *ctx;
-    size_t n_tasks;
-    atomic_size_t next_task;
-    atomic_int active; /* workers still inside the job */
+    job_slot slots[2];        /* job j uses slots[j & 1] */
+    _Atomic uint64_t claim;   /* (job << 32) | next task */
+    uint32_t job;             /* the caller's job counter (under run_lock) */
 };
 
 typedef struct worker_arg {
@@ -53,12 +67,21 @@ typedef struct worker_arg {
     int index;
 } worker_arg;
 
+/* Claims and runs tasks of the current job until none are left. */
 static void work(ia_threadpool *pool, int thread) {
     for (;;) {
-        size_t t = atomic_fetch_add_explicit(&pool->next_task, 1, memory_order_relaxed);
-        if (t >= pool->n_tasks)
-            break;
-        pool->fn(pool->ctx, t, thread);
+        uint64_t c = atomic_load_explicit(&pool->claim, memory_order_acquire);
+        uint32_t job = (uint32_t)(c >> 32), task = (uint32_t)c;
+        job_slot *slot = &pool->slots[job & 1];
+        ia_task_fn fn = atomic_load_explicit(&slot->fn, memory_order_relaxed);
+        void *ctx = atomic_load_explicit(&slot->ctx, memory_order_relaxed);
+        if (task >= atomic_load_explicit(&slot->n_tasks, memory_order_relaxed))
+            return;
+        if (!atomic_compare_exchange_weak_explicit(&pool->claim, &c, c + 1,
+                                                   memory_order_acq_rel, memory_order_relaxed))
+            continue;
+        fn(ctx, task, thread);
+        atomic_fetch_add_explicit(&slot->finished, 1, memory_order_release);
     }
 }
 
@@ -85,7 +108,6 @@ static void *worker_main(void *p) {
             return NULL;
         seen = gen;
         work(pool, arg.index);
-        atomic_fetch_sub_explicit(&pool->active, 1, memory_order_release);
     }
 }
 
@@ -148,24 +170,33 @@ int ia_threadpool_size(const ia_threadpool *pool) { return pool ? pool->n_thread
 void ia_threadpool_run(ia_threadpool *pool, size_t n_tasks, ia_task_fn fn, void *ctx) {
     if (n_tasks == 0)
         return;
-    if (!pool || pool->n_threads == 1 || n_tasks == 1) {
+    if (!pool || pool->n_threads == 1 || n_tasks == 1 || n_tasks > UINT32_MAX) {
         for (size_t t = 0; t < n_tasks; t++)
             fn(ctx, t, 0);
         return;
     }
     pthread_mutex_lock(&pool->run_lock);
-    pool->fn = fn;
-    pool->ctx = ctx;
-    pool->n_tasks = n_tasks;
-    atomic_store_explicit(&pool->next_task, 0, memory_order_relaxed);
-    atomic_store_explicit(&pool->active, pool->n_threads - 1, memory_order_relaxed);
+    uint32_t job = ++pool->job;
+    job_slot *slot = &pool->slots[job & 1];
+    atomic_store_explicit(&slot->fn, fn, memory_order_relaxed);
+    atomic_store_explicit(&slot->ctx, ctx, memory_order_relaxed);
+    atomic_store_explicit(&slot->n_tasks, (uint32_t)n_tasks, memory_order_relaxed);
+    atomic_store_explicit(&slot->finished, 0, memory_order_relaxed);
+    atomic_store_explicit(&pool->claim, (uint64_t)job << 32, memory_order_release);
     pthread_mutex_lock(&pool->lock);
     atomic_fetch_add_explicit(&pool->generation, 1, memory_order_release);
     pthread_cond_broadcast(&pool->wake);
     pthread_mutex_unlock(&pool->lock);
     work(pool, 0);
-    while (atomic_load_explicit(&pool->active, memory_order_acquire) > 0)
-        cpu_relax();
+    for (int spins = 0;
+         atomic_load_explicit(&slot->finished, memory_order_acquire) < (uint32_t)n_tasks;) {
+        if (++spins < WAIT_SPINS_BEFORE_YIELD) {
+            cpu_relax();
+        } else {
+            sched_yield(); /* a descheduled worker holds the last task: let it run */
+            spins = 0;
+        }
+    }
     pthread_mutex_unlock(&pool->run_lock);
 }
 

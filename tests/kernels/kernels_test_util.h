@@ -30,19 +30,19 @@ static inline void rng_fill(float *x, size_t n, float lo, float hi) {
 
 /* Defines tname_generic, tname_avx2 and tname_avx512, each calling
  * body(backend) or skipping when the CPU cannot run that variant. */
-#define TEST_EACH_VARIANT(tname, body)                                                            \
-    TEST(tname##_generic) { body(ia_backend_cpu_variant("generic")); }                            \
-    TEST(tname##_avx2) {                                                                          \
-        const ia_backend *b_ = ia_backend_cpu_variant("avx2");                                    \
-        if (!b_)                                                                                  \
-            SKIP("this CPU lacks AVX2+FMA");                                                      \
-        body(b_);                                                                                 \
-    }                                                                                             \
-    TEST(tname##_avx512) {                                                                        \
-        const ia_backend *b_ = ia_backend_cpu_variant("avx512");                                  \
-        if (!b_)                                                                                  \
-            SKIP("this CPU lacks AVX-512 (F/BW/VL/DQ)");                                          \
-        body(b_);                                                                                 \
+#define TEST_EACH_VARIANT(tname, body)                                 \
+    TEST(tname##_generic) { body(ia_backend_cpu_variant("generic")); } \
+    TEST(tname##_avx2) {                                               \
+        const ia_backend *b_ = ia_backend_cpu_variant("avx2");         \
+        if (!b_)                                                       \
+            SKIP("this CPU lacks AVX2+FMA");                           \
+        body(b_);                                                      \
+    }                                                                  \
+    TEST(tname##_avx512) {                                             \
+        const ia_backend *b_ = ia_backend_cpu_variant("avx512");       \
+        if (!b_)                                                       \
+            SKIP("this CPU lacks AVX-512 (F/BW/VL/DQ)");               \
+        body(b_);                                                      \
     }
 
 #endif

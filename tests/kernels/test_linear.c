@@ -75,7 +75,9 @@ static void run_case(const ia_backend *b, const lin_case *c, ia_threadpool *pool
     size_t row = 0;
     for (int p = 0; p < c->n_parts; p++) {
         size_t rows = p == c->n_parts - 1 ? n - row : n / (size_t)c->n_parts;
-        parts[p] = (ia_tensor){.name = "w", .dtype = c->src, .ndim = 2,
+        parts[p] = (ia_tensor){.name = "w",
+                               .dtype = c->src,
+                               .ndim = 2,
                                .shape = {(int64_t)rows, (int64_t)k},
                                .data = (const char *)raw + row * k * esz};
         pp[p] = &parts[p];
@@ -104,8 +106,8 @@ static void run_case(const ia_backend *b, const lin_case *c, ia_threadpool *pool
             /* f32: summation-order error; bf16: x may be rounded to bf16 too
              * (vdpbf16ps), 2^-8 relative per product. Plus the activation's
              * approximation error. */
-            double tol = (c->compute == IA_DTYPE_BF16 ? 8e-3 : 1e-5) * sabs + 2e-6 +
-                         2e-7 * fabs(want);
+            double tol =
+                (c->compute == IA_DTYPE_BF16 ? 8e-3 : 1e-5) * sabs + 2e-6 + 2e-7 * fabs(want);
             double got = y[i * ldy + j];
             if (!(fabs(got - want) <= tol)) {
                 bad++;
@@ -166,10 +168,10 @@ TEST_EACH_VARIANT(linear_activations, linear_saturating_activations)
 
 static void pack_errors(const ia_backend *b) {
     float data[6 * 4] = {0};
-    ia_tensor a = {.name = "q.weight", .dtype = IA_DTYPE_F32, .ndim = 2, .shape = {6, 4},
-                   .data = data};
-    ia_tensor bad = {.name = "k.weight", .dtype = IA_DTYPE_F32, .ndim = 2, .shape = {2, 3},
-                     .data = data};
+    ia_tensor a = {
+        .name = "q.weight", .dtype = IA_DTYPE_F32, .ndim = 2, .shape = {6, 4}, .data = data};
+    ia_tensor bad = {
+        .name = "k.weight", .dtype = IA_DTYPE_F32, .ndim = 2, .shape = {2, 3}, .data = data};
     const ia_tensor *pp[2] = {&a, &bad};
     ia_packed_weight *w = (ia_packed_weight *)1;
     CHECK_ERR(b->weight_pack(pp, 2, IA_DTYPE_F32, &w), IA_EINVAL, "k.weight");
@@ -199,7 +201,7 @@ TEST(variant_selection_and_override) {
     setenv("IA_CPU_VARIANT", "generic", 1);
     CHECK(strcmp(ia_backend_cpu()->name, "cpu-generic") == 0);
     setenv("IA_CPU_VARIANT", "avx2", 1);
-    CHECK(strcmp(ia_backend_cpu()->name,
-                 ia_cpu_has_variant("avx2") ? "cpu-avx2" : "cpu-generic") == 0);
+    CHECK(strcmp(ia_backend_cpu()->name, ia_cpu_has_variant("avx2") ? "cpu-avx2" : "cpu-generic") ==
+          0);
     unsetenv("IA_CPU_VARIANT");
 }

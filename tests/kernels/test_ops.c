@@ -86,6 +86,11 @@ static void ref_attention(const ia_attention_args *a, double *want, size_t ldw) 
                     for (int e = 0; e < hd; e++)
                         d += (double)a->q[i * a->ld_q + off + e] * a->k[j * a->ld_k + off + e];
                     sc[j - t0] = d * a->scale;
+                    if (a->rel_bias)
+                        sc[j - t0] += a->rel_bias[(size_t)((ptrdiff_t)j - (ptrdiff_t)i +
+                                                           a->rel_bias_offset) *
+                                                      (size_t)a->n_heads +
+                                                  (size_t)h];
                     mx = fmax(mx, sc[j - t0]);
                 }
                 for (size_t j = t0; j < end; j++)
@@ -101,11 +106,17 @@ static void ref_attention(const ia_attention_args *a, double *want, size_t ldw) 
     }
 }
 
-static void attention_case(const ia_backend *b, const int32_t *lens, size_t n_seqs, int heads,
-                           int hd, bool causal, ia_threadpool *pool) {
-    int32_t starts[16] = {0};
-    for (size_t s = 0; s < n_seqs; s++)
+static void attention_case_biased(const ia_backend *b, const int32_t *lens, size_t n_seqs,
+                                  int heads, int hd, bool causal, bool bias, ia_threadpool *pool) {
+    int32_t starts[16] = {0}, longest = 1;
+    for (size_t s = 0; s < n_seqs; s++) {
         starts[s + 1] = starts[s] + lens[s];
+        longest = lens[s] > longest ? lens[s] : longest;
+    }
+    /* a relative-position bias table over every distance (MPNet-style) */
+    size_t span = 2 * (size_t)longest - 1;
+    float *rel = malloc(span * (size_t)heads * sizeof *rel);
+    rng_fill(rel, span * (size_t)heads, -3.0f, 3.0f);
     size_t tokens = (size_t)starts[n_seqs], width = (size_t)heads * (size_t)hd;
     /* q, k and v inside one fused QKV row, as the model lays them out */
     size_t ld = 3 * width + 1, ldo = width + 3;
@@ -114,10 +125,22 @@ static void attention_case(const ia_backend *b, const int32_t *lens, size_t n_se
     rng_fill(qkv, tokens * ld, -2.0f, 2.0f);
     for (size_t i = 0; i < tokens * ldo; i++)
         out[i] = 777.0f;
-    ia_attention_args a = {.q = qkv, .k = qkv + width, .v = qkv + 2 * width,
-                           .ld_q = ld, .ld_k = ld, .ld_v = ld, .out = out, .ld_out = ldo,
-                           .seq_start = starts, .n_seqs = n_seqs, .n_heads = heads,
-                           .head_dim = hd, .scale = 1.0f / sqrtf((float)hd), .causal = causal};
+    ia_attention_args a = {.q = qkv,
+                           .k = qkv + width,
+                           .v = qkv + 2 * width,
+                           .ld_q = ld,
+                           .ld_k = ld,
+                           .ld_v = ld,
+                           .out = out,
+                           .ld_out = ldo,
+                           .seq_start = starts,
+                           .n_seqs = n_seqs,
+                           .n_heads = heads,
+                           .head_dim = hd,
+                           .scale = 1.0f / sqrtf((float)hd),
+                           .causal = causal,
+                           .rel_bias = bias ? rel : NULL,
+                           .rel_bias_offset = longest - 1};
     ref_attention(&a, want, width);
     b->attention(&a, pool);
     double worst = 0;
@@ -127,11 +150,18 @@ static void attention_case(const ia_backend *b, const int32_t *lens, size_t n_se
         for (size_t e = width; e < ldo; e++)
             CHECK(out[t * ldo + e] == 777.0f);
     }
-    CHECK_MSG(worst < 2e-5, "%s attention heads=%d hd=%d causal=%d: error %g", b->name, heads,
-              hd, causal, worst);
+    CHECK_MSG(worst < 2e-5, "%s attention heads=%d hd=%d causal=%d bias=%d: error %g", b->name,
+              heads, hd, causal, bias, worst);
+    free(rel);
     free(qkv);
     free(out);
     free(want);
+}
+
+static void attention_case(const ia_backend *b, const int32_t *lens, size_t n_seqs, int heads,
+                           int hd, bool causal, ia_threadpool *pool) {
+    attention_case_biased(b, lens, n_seqs, heads, hd, causal, false, pool);
+    attention_case_biased(b, lens, n_seqs, heads, hd, causal, true, pool);
 }
 
 static void attention_cases(const ia_backend *b) {
@@ -253,8 +283,9 @@ static void gather_cases(const ia_backend *b) {
             for (int i = 0; i < N; i++)
                 for (int c = 0; c < COLS; c++) {
                     size_t s = (size_t)ids[i] * COLS + (size_t)c;
-                    float v = t == 0 ? f32[s] : t == 1 ? ia_f16_to_f32(f16[s])
-                                                       : ia_bf16_to_f32(b16[s]);
+                    float v = t == 0   ? f32[s]
+                              : t == 1 ? ia_f16_to_f32(f16[s])
+                                       : ia_bf16_to_f32(b16[s]);
                     CHECK(out[i * (COLS + 2) + c] == (acc ? v + v : v));
                 }
             CHECK(out[COLS] == 0.5f);

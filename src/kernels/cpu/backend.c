@@ -39,8 +39,8 @@ static void detect(void) {
     if (!osxsave || !avx)
         return;
     uint64_t xcr0 = read_xcr0();
-    bool ymm_os = (xcr0 & 0x6) == 0x6;    /* SSE and AVX state */
-    bool zmm_os = (xcr0 & 0xe6) == 0xe6;  /* plus opmask, ZMM_Hi256, Hi16_ZMM */
+    bool ymm_os = (xcr0 & 0x6) == 0x6;   /* SSE and AVX state */
+    bool zmm_os = (xcr0 & 0xe6) == 0xe6; /* plus opmask, ZMM_Hi256, Hi16_ZMM */
     if (!__get_cpuid_count(7, 0, &a, &b, &c, &d))
         return;
     bool avx2 = b & (1u << 5);

@@ -29,10 +29,10 @@
 struct ia_packed_weight {
     ia_dtype compute; /* IA_DTYPE_F32 or IA_DTYPE_BF16 */
     size_t n, k;
-    int nr;              /* panel width of the variant that packed it */
-    size_t n_panels;     /* ceil(n / nr) */
-    size_t panel_elems;  /* elements per panel: nr * k (f32) or nr * round_up(k, 2) */
-    void *data;          /* 64-byte aligned; float or uint16_t */
+    int nr;             /* panel width of the variant that packed it */
+    size_t n_panels;    /* ceil(n / nr) */
+    size_t panel_elems; /* elements per panel: nr * k (f32) or nr * round_up(k, 2) */
+    void *data;         /* 64-byte aligned; float or uint16_t */
 };
 
 /* Shared packing: validates the parts and packs them for panel width nr. */
@@ -46,10 +46,10 @@ void cpu_weight_shape(const ia_packed_weight *w, size_t *n, size_t *k);
  * old contents; on the last the activation is applied before the store. C is
  * always nr wide: the driver redirects edge panels to a scratch tile. */
 typedef struct cpu_ukr_args {
-    size_t kc;         /* k-block length; odd only for the last block of an odd k */
-    const void *a;     /* f32 rows, or bf16 pairs (uint32) for packed-A kernels */
-    size_t lda;        /* in elements of a (floats, or uint32 pairs) */
-    const void *b;     /* the packed panel at this k-block */
+    size_t kc;     /* k-block length; odd only for the last block of an odd k */
+    const void *a; /* f32 rows, or bf16 pairs (uint32) for packed-A kernels */
+    size_t lda;    /* in elements of a (floats, or uint32 pairs) */
+    const void *b; /* the packed panel at this k-block */
     float *c;
     size_t ldc;
     int mr;            /* rows in this call, 1..kernel mr */
@@ -107,8 +107,8 @@ void cpu_activate_generic(ia_activation act, float *x, size_t n);
 
 /* avx2 (ops_avx2.c) */
 void cpu_layer_norm_avx2(const float *x, size_t ldx, const float *residual, size_t ldr,
-                         const float *gamma, const float *beta, float eps, size_t rows,
-                         size_t cols, float *out, size_t ldo, ia_threadpool *pool);
+                         const float *gamma, const float *beta, float eps, size_t rows, size_t cols,
+                         float *out, size_t ldo, ia_threadpool *pool);
 void cpu_attention_avx2(const ia_attention_args *args, ia_threadpool *pool);
 void cpu_l2_normalize_avx2(float *x, size_t ld, size_t rows, size_t cols);
 void cpu_softmax_avx2(float *x, size_t ld, size_t rows, size_t cols);

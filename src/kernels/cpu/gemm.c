@@ -21,7 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define KC_TARGET 192 /* floats of k per block: a 16-wide f32 panel block is 24 KiB */
+#define KC_TARGET 192 /* floats of k per block: a 16-wide f32 panel block is 12 KiB */
 #define MB_GROUPS 8   /* mr-row groups per tile for large m */
 #define NB_LARGE 128  /* columns per tile for large m */
 
@@ -36,8 +36,9 @@ ia_status cpu_weight_pack(const ia_tensor *const *parts, int n_parts, ia_dtype c
     ia_status st = IA_OK;
     *out = NULL;
     if (compute != IA_DTYPE_F32 && compute != IA_DTYPE_BF16) {
-        st = ia_error_set(IA_EUNSUPPORTED, "linear weights: compute type %s is not supported "
-                                           "by the CPU backend (use f32 or bf16)",
+        st = ia_error_set(IA_EUNSUPPORTED,
+                          "linear weights: compute type %s is not supported "
+                          "by the CPU backend (use f32 or bf16)",
                           ia_dtype_name(compute));
         goto fail;
     }
@@ -50,19 +51,20 @@ ia_status cpu_weight_pack(const ia_tensor *const *parts, int n_parts, ia_dtype c
         const ia_tensor *t = parts[p];
         const char *name = t->name ? t->name : "(unnamed)";
         if (t->ndim != 2 || t->shape[0] <= 0 || t->shape[1] <= 0) {
-            st = ia_error_set(IA_EINVAL, "linear weight '%s' must be a non-empty 2-D matrix",
-                              name);
+            st = ia_error_set(IA_EINVAL, "linear weight '%s' must be a non-empty 2-D matrix", name);
             goto fail;
         }
         if (t->dtype != IA_DTYPE_F32 && t->dtype != IA_DTYPE_F16 && t->dtype != IA_DTYPE_BF16) {
-            st = ia_error_set(IA_EUNSUPPORTED, "linear weight '%s' has type %s; f32, f16 or bf16 "
-                                               "expected",
+            st = ia_error_set(IA_EUNSUPPORTED,
+                              "linear weight '%s' has type %s; f32, f16 or bf16 "
+                              "expected",
                               name, ia_dtype_name(t->dtype));
             goto fail;
         }
         if (p > 0 && (size_t)t->shape[1] != k) {
-            st = ia_error_set(IA_EINVAL, "linear weight '%s' has %lld inputs but the first part "
-                                         "has %zu; fused parts must share k",
+            st = ia_error_set(IA_EINVAL,
+                              "linear weight '%s' has %lld inputs but the first part "
+                              "has %zu; fused parts must share k",
                               name, (long long)t->shape[1], k);
             goto fail;
         }
@@ -214,11 +216,8 @@ static void linear_task(void *ctx, size_t task, int thread) {
             kern->bf16_pack_a(job->x + m0 * job->ldx, job->ldx, m1 - m0, k0, kc, apack, lda);
             a_base = apack;
         }
-        cpu_ukr_args a = {.kc = kc,
-                          .ldc = job->ldy,
-                          .first = k0 == 0,
-                          .last = k0 + kc >= w->k,
-                          .act = job->act};
+        cpu_ukr_args a = {
+            .kc = kc, .ldc = job->ldy, .first = k0 == 0, .last = k0 + kc >= w->k, .act = job->act};
         for (size_t col = n0; col < n1; col += nr) {
             a.b = panel_at(w, col / nr, k0);
             for (size_t i = m0; i < m1; i += mr) {
@@ -243,8 +242,15 @@ void cpu_linear_run(const cpu_gemm_kernel *kern, const ia_packed_weight *w, cons
         return;
     size_t mr = (size_t)kern->mr, nr = (size_t)kern->nr;
     size_t threads = pool ? (size_t)ia_threadpool_size(pool) : 1;
-    linear_job job = {.kern = kern, .w = w, .bias = bias, .act = act, .x = x, .ldx = ldx,
-                      .y = y, .ldy = ldy, .m = m};
+    linear_job job = {.kern = kern,
+                      .w = w,
+                      .bias = bias,
+                      .act = act,
+                      .x = x,
+                      .ldx = ldx,
+                      .y = y,
+                      .ldy = ldy,
+                      .m = m};
     /* k-blocks of near-equal length, even so that bf16 pairs never straddle. */
     size_t n_kb = (w->k + KC_TARGET - 1) / KC_TARGET;
     job.kc = round_up((w->k + n_kb - 1) / n_kb, 2);

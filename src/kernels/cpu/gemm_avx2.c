@@ -12,8 +12,9 @@
  * half gives the k+1 values. x stays f32, so products are exact f32 FMAs.
  *
  * The row count mr of a call is a compile-time constant inside each
- * instantiation (1..6), so the accumulator arrays are fully unrolled into
- * registers; the driver handles column edges.
+ * instantiation (1..6), so rows past it fold away; the driver handles
+ * column edges. The activation runs on the stored tile after the last
+ * k-block (activate_tile), which keeps every register for the accumulators.
  */
 #include "kernels/cpu/cpu_internal.h"
 #include "kernels/cpu/simd_avx2.h"
@@ -28,31 +29,31 @@
  * FMA halves the kernel's speed. ROWS expands a statement for rows 0..5; a
  * row at or past the constant mr folds away. */
 #define ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5)
-#define DECL(i)                                                                                   \
-    __m256 c##i##0 = _mm256_setzero_ps(), c##i##1 = _mm256_setzero_ps();                          \
+#define DECL(i)                                                          \
+    __m256 c##i##0 = _mm256_setzero_ps(), c##i##1 = _mm256_setzero_ps(); \
     const float *x##i = x + (i < mr ? i : 0) * lda;
-#define INIT(i)                                                                                   \
-    if (i < mr) {                                                                                 \
-        if (!a->first) {                                                                          \
-            c##i##0 = _mm256_loadu_ps(c + i * ldc);                                               \
-            c##i##1 = _mm256_loadu_ps(c + i * ldc + 8);                                           \
-        } else if (a->bias) {                                                                     \
-            c##i##0 = _mm256_loadu_ps(a->bias);                                                   \
-            c##i##1 = _mm256_loadu_ps(a->bias + 8);                                               \
-        }                                                                                         \
+#define INIT(i)                                         \
+    if (i < mr) {                                       \
+        if (!a->first) {                                \
+            c##i##0 = _mm256_loadu_ps(c + i * ldc);     \
+            c##i##1 = _mm256_loadu_ps(c + i * ldc + 8); \
+        } else if (a->bias) {                           \
+            c##i##0 = _mm256_loadu_ps(a->bias);         \
+            c##i##1 = _mm256_loadu_ps(a->bias + 8);     \
+        }                                               \
     }
-#define FMA(i, kk, b0, b1)                                                                        \
-    if (i < mr) {                                                                                 \
-        __m256 av = _mm256_broadcast_ss(x##i + (kk));                                             \
-        c##i##0 = _mm256_fmadd_ps(av, b0, c##i##0);                                               \
-        c##i##1 = _mm256_fmadd_ps(av, b1, c##i##1);                                               \
+#define FMA(i, kk, b0, b1)                            \
+    if (i < mr) {                                     \
+        __m256 av = _mm256_broadcast_ss(x##i + (kk)); \
+        c##i##0 = _mm256_fmadd_ps(av, b0, c##i##0);   \
+        c##i##1 = _mm256_fmadd_ps(av, b1, c##i##1);   \
     }
 #define FMA_K(i) FMA(i, k, b0, b1)
 #define FMA_K1(i) FMA(i, k + 1, b0, b1)
-#define STORE(i)                                                                                  \
-    if (i < mr) {                                                                                 \
-        _mm256_storeu_ps(c + i * ldc, c##i##0);                                                   \
-        _mm256_storeu_ps(c + i * ldc + 8, c##i##1);                                               \
+#define STORE(i)                                    \
+    if (i < mr) {                                   \
+        _mm256_storeu_ps(c + i * ldc, c##i##0);     \
+        _mm256_storeu_ps(c + i * ldc + 8, c##i##1); \
     }
 
 /* The activation runs on the stored tile, once per tile: keeping it out of
@@ -112,23 +113,47 @@ static ALWAYS_INLINE void ukr_bf16_body(const cpu_ukr_args *a, const size_t mr) 
 
 static void ukr_f32(const cpu_ukr_args *a) {
     switch (a->mr) {
-    case 1: ukr_f32_body(a, 1); break;
-    case 2: ukr_f32_body(a, 2); break;
-    case 3: ukr_f32_body(a, 3); break;
-    case 4: ukr_f32_body(a, 4); break;
-    case 5: ukr_f32_body(a, 5); break;
-    default: ukr_f32_body(a, 6); break;
+    case 1:
+        ukr_f32_body(a, 1);
+        break;
+    case 2:
+        ukr_f32_body(a, 2);
+        break;
+    case 3:
+        ukr_f32_body(a, 3);
+        break;
+    case 4:
+        ukr_f32_body(a, 4);
+        break;
+    case 5:
+        ukr_f32_body(a, 5);
+        break;
+    default:
+        ukr_f32_body(a, 6);
+        break;
     }
 }
 
 static void ukr_bf16(const cpu_ukr_args *a) {
     switch (a->mr) {
-    case 1: ukr_bf16_body(a, 1); break;
-    case 2: ukr_bf16_body(a, 2); break;
-    case 3: ukr_bf16_body(a, 3); break;
-    case 4: ukr_bf16_body(a, 4); break;
-    case 5: ukr_bf16_body(a, 5); break;
-    default: ukr_bf16_body(a, 6); break;
+    case 1:
+        ukr_bf16_body(a, 1);
+        break;
+    case 2:
+        ukr_bf16_body(a, 2);
+        break;
+    case 3:
+        ukr_bf16_body(a, 3);
+        break;
+    case 4:
+        ukr_bf16_body(a, 4);
+        break;
+    case 5:
+        ukr_bf16_body(a, 5);
+        break;
+    default:
+        ukr_bf16_body(a, 6);
+        break;
     }
 }
 

@@ -25,37 +25,37 @@
 /* Named accumulators (an array would live in memory, see gemm_avx2.c); ROWS
  * expands a statement for rows 0..11, rows at or past the constant mr fold. */
 #define ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
-#define DECL(i)                                                                                   \
-    __m512 c##i##0 = _mm512_setzero_ps(), c##i##1 = _mm512_setzero_ps();                          \
+#define DECL(i)                                                          \
+    __m512 c##i##0 = _mm512_setzero_ps(), c##i##1 = _mm512_setzero_ps(); \
     const XT *x##i = x + (i < mr ? i : 0) * lda;
-#define INIT(i)                                                                                   \
-    if (i < mr) {                                                                                 \
-        if (!a->first) {                                                                          \
-            c##i##0 = _mm512_loadu_ps(c + i * ldc);                                               \
-            c##i##1 = _mm512_loadu_ps(c + i * ldc + 16);                                          \
-        } else if (a->bias) {                                                                     \
-            c##i##0 = _mm512_loadu_ps(a->bias);                                                   \
-            c##i##1 = _mm512_loadu_ps(a->bias + 16);                                              \
-        }                                                                                         \
+#define INIT(i)                                          \
+    if (i < mr) {                                        \
+        if (!a->first) {                                 \
+            c##i##0 = _mm512_loadu_ps(c + i * ldc);      \
+            c##i##1 = _mm512_loadu_ps(c + i * ldc + 16); \
+        } else if (a->bias) {                            \
+            c##i##0 = _mm512_loadu_ps(a->bias);          \
+            c##i##1 = _mm512_loadu_ps(a->bias + 16);     \
+        }                                                \
     }
-#define FMA(i, kk, b0, b1)                                                                        \
-    if (i < mr) {                                                                                 \
-        __m512 av = _mm512_set1_ps(x##i[kk]);                                                     \
-        c##i##0 = _mm512_fmadd_ps(av, b0, c##i##0);                                               \
-        c##i##1 = _mm512_fmadd_ps(av, b1, c##i##1);                                               \
+#define FMA(i, kk, b0, b1)                          \
+    if (i < mr) {                                   \
+        __m512 av = _mm512_set1_ps(x##i[kk]);       \
+        c##i##0 = _mm512_fmadd_ps(av, b0, c##i##0); \
+        c##i##1 = _mm512_fmadd_ps(av, b1, c##i##1); \
     }
 #define FMA_K(i) FMA(i, k, b0, b1)
 #define FMA_K1(i) FMA(i, k + 1, h0, h1)
-#define DOT(i)                                                                                    \
-    if (i < mr) {                                                                                 \
-        __m512bh av = (__m512bh)_mm512_set1_epi32((int)x##i[p]);                                  \
-        c##i##0 = _mm512_dpbf16_ps(c##i##0, av, b0);                                              \
-        c##i##1 = _mm512_dpbf16_ps(c##i##1, av, b1);                                              \
+#define DOT(i)                                                   \
+    if (i < mr) {                                                \
+        __m512bh av = (__m512bh)_mm512_set1_epi32((int)x##i[p]); \
+        c##i##0 = _mm512_dpbf16_ps(c##i##0, av, b0);             \
+        c##i##1 = _mm512_dpbf16_ps(c##i##1, av, b1);             \
     }
-#define STORE(i)                                                                                  \
-    if (i < mr) {                                                                                 \
-        _mm512_storeu_ps(c + i * ldc, c##i##0);                                                   \
-        _mm512_storeu_ps(c + i * ldc + 16, c##i##1);                                              \
+#define STORE(i)                                     \
+    if (i < mr) {                                    \
+        _mm512_storeu_ps(c + i * ldc, c##i##0);      \
+        _mm512_storeu_ps(c + i * ldc + 16, c##i##1); \
     }
 
 /* The activation runs on the stored tile, once per tile. */
@@ -134,22 +134,46 @@ static ALWAYS_INLINE void ukr_dpbf16_body(const cpu_ukr_args *a, const size_t mr
 #undef XT
 
 /* One function per row count so that each body is unrolled for constant mr. */
-#define DISPATCH_MR(name, body)                                                                   \
-    static void name(const cpu_ukr_args *a) {                                                     \
-        switch (a->mr) {                                                                          \
-        case 1: body(a, 1); break;                                                                \
-        case 2: body(a, 2); break;                                                                \
-        case 3: body(a, 3); break;                                                                \
-        case 4: body(a, 4); break;                                                                \
-        case 5: body(a, 5); break;                                                                \
-        case 6: body(a, 6); break;                                                                \
-        case 7: body(a, 7); break;                                                                \
-        case 8: body(a, 8); break;                                                                \
-        case 9: body(a, 9); break;                                                                \
-        case 10: body(a, 10); break;                                                              \
-        case 11: body(a, 11); break;                                                              \
-        default: body(a, 12); break;                                                              \
-        }                                                                                         \
+#define DISPATCH_MR(name, body)               \
+    static void name(const cpu_ukr_args *a) { \
+        switch (a->mr) {                      \
+        case 1:                               \
+            body(a, 1);                       \
+            break;                            \
+        case 2:                               \
+            body(a, 2);                       \
+            break;                            \
+        case 3:                               \
+            body(a, 3);                       \
+            break;                            \
+        case 4:                               \
+            body(a, 4);                       \
+            break;                            \
+        case 5:                               \
+            body(a, 5);                       \
+            break;                            \
+        case 6:                               \
+            body(a, 6);                       \
+            break;                            \
+        case 7:                               \
+            body(a, 7);                       \
+            break;                            \
+        case 8:                               \
+            body(a, 8);                       \
+            break;                            \
+        case 9:                               \
+            body(a, 9);                       \
+            break;                            \
+        case 10:                              \
+            body(a, 10);                      \
+            break;                            \
+        case 11:                              \
+            body(a, 11);                      \
+            break;                            \
+        default:                              \
+            body(a, 12);                      \
+            break;                            \
+        }                                     \
     }
 
 DISPATCH_MR(ukr_f32, ukr_f32_body)
@@ -180,8 +204,7 @@ static void pack_a_bf16(const float *x, size_t ldx, size_t rows, size_t k0, size
     }
 }
 
-const cpu_gemm_kernel cpu_gemm_avx512 = {
-    .mr = MR, .nr = NR, .f32 = ukr_f32, .bf16 = ukr_bf16_cvt};
+const cpu_gemm_kernel cpu_gemm_avx512 = {.mr = MR, .nr = NR, .f32 = ukr_f32, .bf16 = ukr_bf16_cvt};
 
 const cpu_gemm_kernel cpu_gemm_avx512_bf16 = {
     .mr = MR, .nr = NR, .f32 = ukr_f32, .bf16 = ukr_dpbf16, .bf16_pack_a = pack_a_bf16};

@@ -39,8 +39,8 @@ static void norm_row(const norm_job *j, size_t r) {
         /* Stage x + residual in out: element-wise, so aliasing is safe. */
         const float *res = j->residual + r * j->ldr;
         for (c = 0; c < n8; c += 8)
-            _mm256_storeu_ps(o + c, _mm256_add_ps(_mm256_loadu_ps(src + c),
-                                                  _mm256_loadu_ps(res + c)));
+            _mm256_storeu_ps(o + c,
+                             _mm256_add_ps(_mm256_loadu_ps(src + c), _mm256_loadu_ps(res + c)));
         if (c < n)
             _mm256_maskstore_ps(o + c, tail,
                                 _mm256_add_ps(_mm256_maskload_ps(src + c, tail),
@@ -59,8 +59,9 @@ static void norm_row(const norm_job *j, size_t r) {
     for (; c < n8; c += 8)
         s0 = _mm256_add_ps(s0, _mm256_sub_ps(_mm256_loadu_ps(src + c), shift));
     if (c < n)
-        s1 = _mm256_add_ps(s1, _mm256_and_ps(_mm256_sub_ps(_mm256_maskload_ps(src + c, tail), shift),
-                                             _mm256_castsi256_ps(tail)));
+        s1 =
+            _mm256_add_ps(s1, _mm256_and_ps(_mm256_sub_ps(_mm256_maskload_ps(src + c, tail), shift),
+                                            _mm256_castsi256_ps(tail)));
     float mean = (float)((double)v_hsum(_mm256_add_ps(s0, s1)) / (double)n);
     /* Second pass on centred values: no cancellation in the variance. */
     __m256 vm = _mm256_set1_ps(mean);
@@ -77,8 +78,8 @@ static void norm_row(const norm_job *j, size_t r) {
         s0 = _mm256_fmadd_ps(d0, d0, s0);
     }
     if (c < n) {
-        __m256 d0 = _mm256_and_ps(CENTRED(_mm256_maskload_ps(src + c, tail)),
-                                  _mm256_castsi256_ps(tail));
+        __m256 d0 =
+            _mm256_and_ps(CENTRED(_mm256_maskload_ps(src + c, tail)), _mm256_castsi256_ps(tail));
         s1 = _mm256_fmadd_ps(d0, d0, s1);
     }
     double var = (double)v_hsum(_mm256_add_ps(s0, s1)) / (double)n;
@@ -107,8 +108,8 @@ static void norm_task(void *ctx, size_t task, int thread) {
 }
 
 void cpu_layer_norm_avx2(const float *x, size_t ldx, const float *residual, size_t ldr,
-                         const float *gamma, const float *beta, float eps, size_t rows,
-                         size_t cols, float *out, size_t ldo, ia_threadpool *pool) {
+                         const float *gamma, const float *beta, float eps, size_t rows, size_t cols,
+                         float *out, size_t ldo, ia_threadpool *pool) {
     norm_job j = {x, residual, gamma, beta, ldx, ldr, ldo, cols, rows, eps, out};
     size_t tasks = (rows + NORM_ROWS_PER_TASK - 1) / NORM_ROWS_PER_TASK;
     if (tasks && cols)
@@ -199,28 +200,60 @@ void cpu_activate_avx2(ia_activation act, float *x, size_t n) {
 #define L_MAX 1024 /* longest sequence of the fast path (HD_MAX * L_MAX floats of stack) */
 #define KT_MAX (64 * 1024)
 
+/* Four query rows at a time, accumulators as named variables (GCC keeps an
+ * array of them in memory). X(r) expands a statement for rows 0..3. */
+#define QROWS(X) X(0) X(1) X(2) X(3)
+
 /* S[r][j0..j0+16) = scale * q_r . k_j for the 4 rows; kt is head_dim x ldk. */
-static void scores_block(const float *const q[QB], const float *kt, size_t ldk, int hd,
-                         size_t nk, float scale, float *s, size_t lds) {
-    __m256 vs = _mm256_set1_ps(scale);
+static void scores_block(const float *const q[QB], const float *kt, size_t ldk, int hd, size_t nk,
+                         float scale, float *s, size_t lds) {
+    const __m256 vs = _mm256_set1_ps(scale);
+    const float *q0 = q[0], *q1 = q[1], *q2 = q[2], *q3 = q[3];
     for (size_t j0 = 0; j0 < nk; j0 += 16) {
-        __m256 acc[QB][2];
-        for (int r = 0; r < QB; r++)
-            acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+#define ZERO(r) __m256 a##r##0 = _mm256_setzero_ps(), a##r##1 = _mm256_setzero_ps();
+        QROWS(ZERO)
         const float *kp = kt + j0;
         for (int d = 0; d < hd; d++, kp += ldk) {
             __m256 k0 = _mm256_load_ps(kp), k1 = _mm256_load_ps(kp + 8);
-            for (int r = 0; r < QB; r++) {
-                __m256 qv = _mm256_broadcast_ss(q[r] + d);
-                acc[r][0] = _mm256_fmadd_ps(qv, k0, acc[r][0]);
-                acc[r][1] = _mm256_fmadd_ps(qv, k1, acc[r][1]);
-            }
-        }
-        for (int r = 0; r < QB; r++) {
-            _mm256_store_ps(s + (size_t)r * lds + j0, _mm256_mul_ps(acc[r][0], vs));
-            _mm256_store_ps(s + (size_t)r * lds + j0 + 8, _mm256_mul_ps(acc[r][1], vs));
-        }
+#define QK(r)                                       \
+    {                                               \
+        __m256 qv = _mm256_broadcast_ss(q##r + d);  \
+        a##r##0 = _mm256_fmadd_ps(qv, k0, a##r##0); \
+        a##r##1 = _mm256_fmadd_ps(qv, k1, a##r##1); \
     }
+            QROWS(QK)
+        }
+#define SSTORE(r)                                                  \
+    _mm256_store_ps(s + r * lds + j0, _mm256_mul_ps(a##r##0, vs)); \
+    _mm256_store_ps(s + r * lds + j0 + 8, _mm256_mul_ps(a##r##1, vs));
+        QROWS(SSTORE)
+    }
+}
+
+/* out rows (4, the first `rows` stored) of head dims [d0, d0 + 8 * (1 + two))
+ * = P V / sum, P in s (4 rows, lds apart), V rows ldv apart. */
+static void pv_block(const float *s, size_t lds, const float *v, size_t ldv, size_t nk, bool two,
+                     const float inv[QB], float *const o[QB], int rows) {
+    QROWS(ZERO)
+    for (size_t j = 0; j < nk; j++, v += ldv) {
+        __m256 v0 = _mm256_loadu_ps(v);
+        __m256 v1 = two ? _mm256_loadu_ps(v + 8) : _mm256_setzero_ps();
+#define PV(r)                                            \
+    {                                                    \
+        __m256 p = _mm256_broadcast_ss(s + r * lds + j); \
+        a##r##0 = _mm256_fmadd_ps(p, v0, a##r##0);       \
+        a##r##1 = _mm256_fmadd_ps(p, v1, a##r##1);       \
+    }
+        QROWS(PV)
+    }
+#define OSTORE(r)                                                   \
+    if (r < rows) {                                                 \
+        __m256 vi = _mm256_set1_ps(inv[r]);                         \
+        _mm256_storeu_ps(o[r], _mm256_mul_ps(a##r##0, vi));         \
+        if (two)                                                    \
+            _mm256_storeu_ps(o[r] + 8, _mm256_mul_ps(a##r##1, vi)); \
+    }
+    QROWS(OSTORE)
 }
 
 /* Turns s[0, nk) into exp(s - max) over the first `valid` entries and zero
@@ -246,6 +279,20 @@ static float softmax_scores(float *s, size_t valid, size_t nk) {
     return 1.0f / v_hsum(sum);
 }
 
+/* Adds the relative-position bias to the scores of the QB query rows at
+ * positions pos[] (keys 0..nk). Scalar: it is one add per score, next to a
+ * head_dim-long dot product. */
+static void add_rel_bias(const ia_attention_args *a, int head, const size_t pos[QB], size_t nk,
+                         float *s, size_t lds) {
+    size_t heads = (size_t)a->n_heads;
+    for (int r = 0; r < QB; r++) {
+        const float *b = a->rel_bias + ((size_t)a->rel_bias_offset - pos[r]) * heads + (size_t)head;
+        float *row = s + (size_t)r * lds;
+        for (size_t j = 0; j < nk; j++)
+            row[j] += b[j * heads];
+    }
+}
+
 typedef struct attn_scratch {
     _Alignas(32) float kt[KT_MAX];
     _Alignas(32) float s[QB * L_MAX];
@@ -256,13 +303,16 @@ static void attention_head(const ia_attention_args *a, size_t seq, int head, att
     size_t off = (size_t)head * (size_t)a->head_dim;
     int hd = a->head_dim;
     size_t ldk = (len + 15) & ~(size_t)15;
-    for (int d = 0; d < hd; d++) {
-        float *row = sc->kt + (size_t)d * ldk;
-        for (size_t j = 0; j < len; j++)
-            row[j] = a->k[(t0 + j) * a->ld_k + off + (size_t)d];
-        for (size_t j = len; j < ldk; j++)
-            row[j] = 0.0f;
+    /* Key-major reads (each key's head slice is one or two cache lines) and
+     * scattered writes into kt, which is small enough to stay in L1/L2. */
+    for (size_t j = 0; j < len; j++) {
+        const float *kr = a->k + (t0 + j) * a->ld_k + off;
+        for (int d = 0; d < hd; d++)
+            sc->kt[(size_t)d * ldk + j] = kr[d];
     }
+    for (int d = 0; d < hd; d++)
+        for (size_t j = len; j < ldk; j++)
+            sc->kt[(size_t)d * ldk + j] = 0.0f;
     for (size_t i0 = 0; i0 < len; i0 += QB) {
         const float *q[QB];
         size_t pos[QB];
@@ -273,32 +323,19 @@ static void attention_head(const ia_attention_args *a, size_t seq, int head, att
         size_t nk = a->causal ? pos[QB - 1] + 1 : len;
         size_t nk16 = (nk + 15) & ~(size_t)15;
         scores_block(q, sc->kt, ldk, hd, nk16, a->scale, sc->s, ldk);
+        if (a->rel_bias)
+            add_rel_bias(a, head, pos, nk, sc->s, ldk);
         float inv[QB];
         for (int r = 0; r < QB; r++)
             inv[r] = softmax_scores(sc->s + (size_t)r * ldk, a->causal ? pos[r] + 1 : len, nk16);
         int rows = len - i0 < QB ? (int)(len - i0) : QB;
         for (int d0 = 0; d0 < hd; d0 += 16) {
-            bool two = d0 + 16 <= hd;
-            __m256 acc[QB][2];
+            float *o[QB];
             for (int r = 0; r < QB; r++)
-                acc[r][0] = acc[r][1] = _mm256_setzero_ps();
-            const float *vp = a->v + t0 * a->ld_v + off + (size_t)d0;
-            for (size_t j = 0; j < nk; j++, vp += a->ld_v) {
-                __m256 v0 = _mm256_loadu_ps(vp);
-                __m256 v1 = two ? _mm256_loadu_ps(vp + 8) : _mm256_setzero_ps();
-                for (int r = 0; r < QB; r++) {
-                    __m256 p = _mm256_broadcast_ss(sc->s + (size_t)r * ldk + j);
-                    acc[r][0] = _mm256_fmadd_ps(p, v0, acc[r][0]);
-                    acc[r][1] = _mm256_fmadd_ps(p, v1, acc[r][1]);
-                }
-            }
-            for (int r = 0; r < rows; r++) {
-                float *o = a->out + (t0 + i0 + (size_t)r) * a->ld_out + off + (size_t)d0;
-                __m256 vi = _mm256_set1_ps(inv[r]);
-                _mm256_storeu_ps(o, _mm256_mul_ps(acc[r][0], vi));
-                if (two)
-                    _mm256_storeu_ps(o + 8, _mm256_mul_ps(acc[r][1], vi));
-            }
+                o[r] =
+                    a->out + (t0 + i0 + (size_t)(r < rows ? r : 0)) * a->ld_out + off + (size_t)d0;
+            pv_block(sc->s, ldk, a->v + t0 * a->ld_v + off + (size_t)d0, a->ld_v, nk, d0 + 16 <= hd,
+                     inv, o, rows);
         }
     }
 }

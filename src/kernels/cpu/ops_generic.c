@@ -92,6 +92,15 @@ static float dot(const float *a, const float *b, int n) {
     return s;
 }
 
+/* The additive relative-position bias of query row i, key row j (both
+ * within one sequence), or 0 when the op has none. */
+static inline float rel_bias_at(const ia_attention_args *a, size_t i, size_t j, int head) {
+    if (!a->rel_bias)
+        return 0.0f;
+    ptrdiff_t d = (ptrdiff_t)j - (ptrdiff_t)i + a->rel_bias_offset;
+    return a->rel_bias[(size_t)d * (size_t)a->n_heads + (size_t)head];
+}
+
 /* One (sequence, head): per query two passes over the keys (max, then
  * exp-weighted sum straight into the output row), so no scratch is needed. */
 void cpu_attention_generic_task(const ia_attention_args *a, size_t seq, int head) {
@@ -104,14 +113,15 @@ void cpu_attention_generic_task(const ia_attention_args *a, size_t seq, int head
         size_t end = a->causal ? i + 1 : t1;
         float mx = -INFINITY;
         for (size_t j = t0; j < end; j++) {
-            float s = dot(q, a->k + j * a->ld_k + off, hd) * a->scale;
+            float s = dot(q, a->k + j * a->ld_k + off, hd) * a->scale + rel_bias_at(a, i, j, head);
             mx = s > mx ? s : mx;
         }
         double sum = 0.0;
         float acc[hd > 0 ? hd : 1];
         memset(acc, 0, sizeof acc);
         for (size_t j = t0; j < end; j++) {
-            float p = expf(dot(q, a->k + j * a->ld_k + off, hd) * a->scale - mx);
+            float p = expf(dot(q, a->k + j * a->ld_k + off, hd) * a->scale +
+                           rel_bias_at(a, i, j, head) - mx);
             const float *v = a->v + j * a->ld_v + off;
             for (int d = 0; d < hd; d++)
                 acc[d] += p * v[d];

@@ -36,8 +36,8 @@ static inline __m256 v_exp(__m256 x) {
     p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
     p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
     p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)),
-                                  23);
+    __m256i e =
+        _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
     __m256 y = _mm256_mul_ps(p, _mm256_castsi256_ps(e));
     return _mm256_andnot_ps(underflow, y);
 }
@@ -71,9 +71,9 @@ static inline __m256 v_gelu_tanh(__m256 x) {
     __m256 u = _mm256_mul_ps(_mm256_set1_ps(0.7978845608028654f),
                              _mm256_fmadd_ps(_mm256_set1_ps(0.044715f), x3, x));
     __m256 e = v_exp(_mm256_add_ps(u, u));
-    __m256 th = _mm256_sub_ps(_mm256_set1_ps(1.0f),
-                              _mm256_div_ps(_mm256_set1_ps(2.0f),
-                                            _mm256_add_ps(_mm256_set1_ps(1.0f), e)));
+    __m256 th =
+        _mm256_sub_ps(_mm256_set1_ps(1.0f),
+                      _mm256_div_ps(_mm256_set1_ps(2.0f), _mm256_add_ps(_mm256_set1_ps(1.0f), e)));
     return _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5f), x),
                          _mm256_add_ps(_mm256_set1_ps(1.0f), th));
 }
