@@ -2,7 +2,8 @@
 # Installs the Debian packages the build and tests need, only those missing.
 # Quiet and quick when everything is already there.
 set -euo pipefail
-packages=(build-essential cmake pkg-config libjansson-dev libutf8proc-dev python3 python3-pip)
+packages=(build-essential cmake pkg-config libjansson-dev libutf8proc-dev libssl-dev libsqlite3-dev
+          ipfs-cid python3 python3-pip)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

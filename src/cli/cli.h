@@ -14,6 +14,24 @@ typedef int (*cli_command_fn)(int argc, char **argv);
 int cmd_embed(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_search(int argc, char **argv);
+int cmd_add(int argc, char **argv);
+int cmd_cid(int argc, char **argv);
+int cmd_cat(int argc, char **argv);
+int cmd_get(int argc, char **argv);
+int cmd_ls(int argc, char **argv);
+int cmd_block(int argc, char **argv);
+int cmd_pin(int argc, char **argv);
+int cmd_repo(int argc, char **argv);
+int cmd_car(int argc, char **argv);
+
+/* Repo commands (cmd_repo.c): opens --repo DIR, or the default repo when dir
+ * is NULL; parses a CID argument with a message naming it. */
+struct ia_blockstore;
+struct ia_cid;
+ia_status cli_repo_open(const char *dir, struct ia_blockstore **out);
+ia_status cli_parse_cid(const char *arg, struct ia_cid *out);
+/* An ia_write_fn over a stdio stream (ctx is the FILE *). */
+ia_status cli_write_stream(void *ctx, const void *data, size_t len);
 
 /* Texts to process: from the command line (borrowed) or a file (owned). */
 typedef struct cli_inputs {

@@ -21,6 +21,15 @@ static const struct {
     {"embed", cmd_embed, "sentence embeddings from a BERT-family model directory"},
     {"tokenize", cmd_tokenize, "token ids (or token strings) as HF tokenizers gives them"},
     {"search", cmd_search, "rank texts by cosine similarity to a query"},
+    {"add", cmd_add, "add files and directories; prints the CIDs Kubo gives"},
+    {"cid", cmd_cid, "inspect and convert CIDs (inspect, format, base32)"},
+    {"cat", cmd_cat, "print a file's bytes (CID or CID/path; --offset, --length)"},
+    {"get", cmd_get, "write a file or directory tree to disk"},
+    {"ls", cmd_ls, "list a directory: CID, size, name"},
+    {"block", cmd_block, "raw blocks: get, put, stat, rm"},
+    {"pin", cmd_pin, "keep DAGs from gc: add, rm, ls"},
+    {"repo", cmd_repo, "the store: gc, verify, stat"},
+    {"car", cmd_car, "CAR archives: export, import"},
 };
 
 static void usage(FILE *f) {

@@ -1,0 +1,267 @@
+/*
+ * `ipfs-accelerate cat | get | ls`: reading UnixFS data back out of the
+ * local store. cat streams a file (or a byte range of it) to stdout, get
+ * writes a file or directory tree to disk, ls lists a directory as Kubo
+ * does ("CID SIZE NAME", columns aligned, directories as "-" and "name/").
+ * Arguments are CID, CID/path or /ipfs/CID/path.
+ */
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "ia/ipfs.h"
+
+static const char cat_usage[] =
+    "usage: ipfs-accelerate cat CID[/path] [--offset N] [--length N] [--repo DIR]\n"
+    "\n"
+    "Writes the file's bytes to stdout (every block verified against its CID).\n"
+    "\n"
+    "  --offset N    start at byte N (default 0)\n"
+    "  --length N    write at most N bytes (default: to the end)\n"
+    "  --repo DIR    the store (default $IPFS_ACCELERATE_HOME or\n"
+    "                ~/.local/share/ipfs-accelerate)\n";
+
+static const char get_usage[] =
+    "usage: ipfs-accelerate get CID[/path] [-o OUT] [--repo DIR]\n"
+    "\n"
+    "Writes a file, symlink or directory tree to OUT (default: the last path component,\n"
+    "or the CID), which must not exist.\n"
+    "\n"
+    "  -o, --output OUT   where to write\n"
+    "  --repo DIR         the store (default $IPFS_ACCELERATE_HOME or\n"
+    "                     ~/.local/share/ipfs-accelerate)\n";
+
+static const char ls_usage[] =
+    "usage: ipfs-accelerate ls CID[/path]... [--repo DIR]\n"
+    "\n"
+    "Lists directory entries as 'CID SIZE NAME' (size '-' and a trailing '/' for\n"
+    "directories), plain and HAMT-sharded directories alike.\n"
+    "\n"
+    "  --repo DIR    the store (default $IPFS_ACCELERATE_HOME or\n"
+    "                ~/.local/share/ipfs-accelerate)\n";
+
+enum { O_REPO = 256, O_OFFSET, O_LENGTH, O_FROM };
+
+/* Shared option parsing: --repo, cat's range, get's output. */
+typedef struct read_opts {
+    const char *repo, *output, *from;
+    long long offset, length;
+} read_opts;
+
+static int parse_opts(const char *cmd, const char *usage, int argc, char **argv, read_opts *o) {
+    static const struct option options[] = {
+        {"repo", required_argument, NULL, O_REPO},
+        {"offset", required_argument, NULL, O_OFFSET},
+        {"length", required_argument, NULL, O_LENGTH},
+        {"output", required_argument, NULL, 'o'},
+        {"from", required_argument, NULL, O_FROM},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    memset(o, 0, sizeof *o);
+    o->length = -1;
+    int c;
+    long v;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, strcmp(cmd, "get") == 0 ? "o:" : "", options, NULL)) !=
+           -1) {
+        ia_status st = IA_OK;
+        switch (c) {
+        case O_REPO:
+            o->repo = optarg;
+            break;
+        case O_OFFSET:
+        case O_LENGTH:
+            if (strcmp(cmd, "cat") != 0)
+                return cli_usage_error(cmd, "--offset and --length are cat options");
+            st =
+                cli_parse_int(c == O_OFFSET ? "--offset" : "--length", optarg, 0, __LONG_MAX__, &v);
+            if (c == O_OFFSET)
+                o->offset = v;
+            else
+                o->length = v;
+            break;
+        case 'o':
+            if (strcmp(cmd, "get") != 0)
+                return cli_usage_error(cmd, "--output is a get option");
+            o->output = optarg;
+            break;
+        case O_FROM:
+            if (strcmp(cmd, "get") != 0)
+                return cli_usage_error(cmd, "--from is a get option");
+            o->from = optarg;
+            break;
+        case 'h':
+            fputs(usage, stdout);
+            return 0;
+        default:
+            return cli_usage_error(cmd, "bad option");
+        }
+        if (st != IA_OK)
+            return cli_usage_error(cmd, "%s", ia_error_message());
+    }
+    return -1; /* go on */
+}
+
+int cmd_cat(int argc, char **argv) {
+    read_opts o;
+    int rc = parse_opts("cat", cat_usage, argc, argv, &o);
+    if (rc >= 0)
+        return rc;
+    if (optind >= argc)
+        return cli_usage_error("cat", "expected CID[/path]");
+    ia_blockstore *bs = NULL;
+    ia_status st = cli_repo_open(o.repo, &bs);
+    for (int i = optind; st == IA_OK && i < argc; i++) {
+        ia_cid cid;
+        if (!(st = ia_unixfs_resolve(bs, argv[i], &cid)))
+            st = ia_unixfs_cat(bs, &cid, (uint64_t)o.offset,
+                               o.length < 0 ? UINT64_MAX : (uint64_t)o.length, cli_write_stream,
+                               stdout);
+    }
+    if (st == IA_OK && fflush(stdout) != 0)
+        st = ia_error_set(IA_EIO, "cannot write to stdout");
+    rc = st ? cli_fail("cat", st) : 0;
+    ia_blockstore_close(bs);
+    return rc;
+}
+
+int cmd_get(int argc, char **argv) {
+    read_opts o;
+    int rc = parse_opts("get", get_usage, argc, argv, &o);
+    if (rc >= 0)
+        return rc;
+    if (optind + 1 != argc)
+        return cli_usage_error("get", "expected one CID[/path]");
+    if (o.from)
+        return cli_usage_error("get", "--from (fetching from peers) is not in this build yet; "
+                                      "add or import the data first");
+    const char *arg = argv[optind];
+    char *out = NULL;
+    if (o.output) {
+        out = ia_strdup(o.output);
+    } else { /* the last path component, as Kubo names it */
+        const char *p = arg;
+        if (strncmp(p, "/ipfs/", 6) == 0)
+            p += 6;
+        size_t len = strlen(p);
+        while (len > 0 && p[len - 1] == '/')
+            len--;
+        const char *start = p + len;
+        while (start > p && start[-1] != '/')
+            start--;
+        out = ia_strndup(start, (size_t)(p + len - start));
+    }
+    ia_blockstore *bs = NULL;
+    ia_status st = out ? cli_repo_open(o.repo, &bs) : IA_ENOMEM;
+    ia_cid cid;
+    if (st == IA_OK && !(st = ia_unixfs_resolve(bs, arg, &cid))) {
+        fprintf(stderr, "Saving file(s) to %s\n", out);
+        st = ia_unixfs_get(bs, &cid, out);
+    }
+    rc = st ? cli_fail("get", st) : 0;
+    ia_blockstore_close(bs);
+    free(out);
+    return rc;
+}
+
+/* Rows are collected first so that the columns can be aligned like Go's
+ * tabwriter (padding 1) aligns Kubo's. */
+typedef struct ls_rows {
+    char **cid, **size, **name;
+    size_t n, cap;
+} ls_rows;
+
+static ia_status add_row(void *ctx, const ia_ls_entry *e) {
+    ls_rows *r = ctx;
+    if (r->n == r->cap) {
+        size_t cap = r->cap ? r->cap * 2 : 64;
+        char **a = ia_realloc_array(r->cid, cap, sizeof *a);
+        if (a)
+            r->cid = a;
+        char **b = a ? ia_realloc_array(r->size, cap, sizeof *b) : NULL;
+        if (b)
+            r->size = b;
+        char **d = b ? ia_realloc_array(r->name, cap, sizeof *d) : NULL;
+        if (!d)
+            return IA_ENOMEM;
+        r->name = d;
+        r->cap = cap;
+    }
+    char text[IA_CID_MAX_STRING], size[32];
+    ia_status st = ia_cid_format(&e->cid, IA_BASE32, text, sizeof text);
+    if (st)
+        return st;
+    bool dir = e->type == IA_UNIXFS_DIRECTORY || e->type == IA_UNIXFS_HAMT_SHARD;
+    if (dir)
+        snprintf(size, sizeof size, "-");
+    else
+        snprintf(size, sizeof size, "%llu", (unsigned long long)e->size);
+    size_t nlen = strlen(e->name);
+    char *name = ia_malloc(nlen + 2);
+    char *c = ia_strdup(text), *s = ia_strdup(size);
+    if (!name || !c || !s) {
+        free(name);
+        free(c);
+        free(s);
+        return IA_ENOMEM;
+    }
+    memcpy(name, e->name, nlen);
+    name[nlen] = '/';
+    name[nlen + dir] = '\0';
+    r->cid[r->n] = c;
+    r->size[r->n] = s;
+    r->name[r->n++] = name;
+    return IA_OK;
+}
+
+static void print_rows(const ls_rows *r) {
+    int wc = 0, ws = 0;
+    for (size_t i = 0; i < r->n; i++) {
+        int a = (int)strlen(r->cid[i]), b = (int)strlen(r->size[i]);
+        wc = a > wc ? a : wc;
+        ws = b > ws ? b : ws;
+    }
+    for (size_t i = 0; i < r->n; i++)
+        printf("%-*s %-*s %s\n", wc, r->cid[i], ws, r->size[i], r->name[i]);
+}
+
+static void free_rows(ls_rows *r) {
+    for (size_t i = 0; i < r->n; i++) {
+        free(r->cid[i]);
+        free(r->size[i]);
+        free(r->name[i]);
+    }
+    free(r->cid);
+    free(r->size);
+    free(r->name);
+    memset(r, 0, sizeof *r);
+}
+
+int cmd_ls(int argc, char **argv) {
+    read_opts o;
+    int rc = parse_opts("ls", ls_usage, argc, argv, &o);
+    if (rc >= 0)
+        return rc;
+    if (optind >= argc)
+        return cli_usage_error("ls", "expected CID[/path]");
+    ia_blockstore *bs = NULL;
+    ia_status st = cli_repo_open(o.repo, &bs);
+    for (int i = optind; st == IA_OK && i < argc; i++) {
+        ia_cid cid;
+        ls_rows rows = {0};
+        if (!(st = ia_unixfs_resolve(bs, argv[i], &cid)) &&
+            !(st = ia_unixfs_ls(bs, &cid, add_row, &rows))) {
+            if (argc - optind > 1)
+                printf("%s%s:\n", i > optind ? "\n" : "", argv[i]);
+            print_rows(&rows);
+        }
+        free_rows(&rows);
+    }
+    if (st == IA_OK && fflush(stdout) != 0)
+        st = ia_error_set(IA_EIO, "cannot write to stdout");
+    rc = st ? cli_fail("ls", st) : 0;
+    ia_blockstore_close(bs);
+    return rc;
+}

@@ -1,0 +1,871 @@
+/*
+ * The on-disk blockstore: one file per block, laid out like Kubo's flatfs
+ * (blocks/<shard>/<KEY>.data, KEY the multihash in upper-case unpadded
+ * base32, shard its next-to-last two characters), so a block is keyed by its
+ * multihash whatever the CID's codec or version.
+ *
+ * A block is written to a temporary file in its shard folder, fsynced, renamed
+ * over its final name and the folder fsynced: a reader sees the whole block or
+ * nothing, a killed writer leaves only a ".put-*" file (ignored here, removed
+ * by gc and verify), and concurrent puts of one block are harmless. Every read
+ * re-hashes the bytes, so a block that rotted on disk is reported, never
+ * returned.
+ *
+ * --nocopy references (a block that is bytes [offset, offset+len) of a file
+ * outside the repo) live in SQLite (repo.sqlite, WAL mode) beside the pins,
+ * with the source's size and mtime when recorded: a changed source is an
+ * error on read. pins.c shares the database through ipfs_internal.h.
+ *
+ * Processes coordinate with flock on repo.lock: a handle takes a shared lock
+ * once it first writes (puts, references, pins) and keeps it; gc converts it
+ * to an exclusive lock so that it never removes a block another process has
+ * just added but not yet pinned.
+ */
+#include "ia/ipfs.h"
+#include "ipfs/ipfs_internal.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define SCHEMA_VERSION 1
+#define BLOCK_MAX_BYTES ((size_t)1 << 30) /* sanity bound on one block file */
+#define KEY_MAX 256
+
+struct ia_blockstore {
+    char *dir;
+    char *blocks_dir;
+    sqlite3 *db;
+    int lock_fd;
+    int lock_held; /* 0, LOCK_SH or LOCK_EX */
+};
+
+/* ---- keys and paths --------------------------------------------------------- */
+
+/* The multihash bytes of a CID: varint code, varint length, digest. */
+size_t ia_bs_multihash(const ia_cid *cid, uint8_t *buf) {
+    size_t n = ia_varint_encode(cid->mh_code, buf);
+    n += ia_varint_encode(cid->digest_len, buf + n);
+    memcpy(buf + n, cid->digest, cid->digest_len);
+    return n + cid->digest_len;
+}
+
+static void base32_upper(const uint8_t *data, size_t len, char *out) {
+    static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    uint32_t acc = 0;
+    int bits = 0;
+    size_t o = 0;
+    for (size_t i = 0; i < len; i++) {
+        acc = (acc << 8) | data[i];
+        bits += 8;
+        while (bits >= 5) {
+            out[o++] = alphabet[(acc >> (bits - 5)) & 31];
+            bits -= 5;
+        }
+    }
+    if (bits > 0)
+        out[o++] = alphabet[(acc << (5 - bits)) & 31];
+    out[o] = '\0';
+}
+
+/* Decodes an upper-case unpadded base32 key; false when it is not one. */
+static bool base32_upper_decode(const char *s, size_t slen, uint8_t *out, size_t cap,
+                                size_t *out_len) {
+    uint32_t acc = 0;
+    int bits = 0;
+    size_t o = 0;
+    for (size_t i = 0; i < slen; i++) {
+        char c = s[i];
+        uint32_t v;
+        if (c >= 'A' && c <= 'Z')
+            v = (uint32_t)(c - 'A');
+        else if (c >= '2' && c <= '7')
+            v = (uint32_t)(c - '2' + 26);
+        else
+            return false;
+        acc = (acc << 5) | v;
+        bits += 5;
+        if (bits >= 8) {
+            if (o >= cap)
+                return false;
+            out[o++] = (uint8_t)(acc >> (bits - 8));
+            bits -= 8;
+        }
+    }
+    *out_len = o;
+    return true;
+}
+
+static void block_key(const ia_cid *cid, char key[KEY_MAX]) {
+    uint8_t mh[IA_CID_MAX_BYTES];
+    size_t n = ia_bs_multihash(cid, mh);
+    base32_upper(mh, n, key);
+}
+
+/* blocks/<shard>/<KEY>.data and its folder (malloc'd). */
+static ia_status block_paths(const ia_blockstore *bs, const ia_cid *cid, char **file,
+                             char **shard_dir) {
+    char key[KEY_MAX];
+    block_key(cid, key);
+    size_t klen = strlen(key);
+    char shard[3] = {'_', '_', 0};
+    if (klen >= 3) {
+        shard[0] = key[klen - 3];
+        shard[1] = key[klen - 2];
+    }
+    size_t need = strlen(bs->blocks_dir) + klen + 16;
+    char *f = ia_malloc(need), *d = ia_malloc(need);
+    if (!f || !d) {
+        free(f);
+        free(d);
+        return IA_ENOMEM;
+    }
+    snprintf(d, need, "%s/%s", bs->blocks_dir, shard);
+    snprintf(f, need, "%s/%s.data", d, key);
+    *file = f;
+    if (shard_dir)
+        *shard_dir = d;
+    else
+        free(d);
+    return IA_OK;
+}
+
+static void cid_text(const ia_cid *cid, char buf[IA_CID_MAX_STRING]) {
+    if (ia_cid_format(cid, IA_BASE32, buf, IA_CID_MAX_STRING) != IA_OK)
+        snprintf(buf, IA_CID_MAX_STRING, "<unprintable CID>");
+}
+
+/* ---- open and close ------------------------------------------------------------ */
+
+char *ia_repo_default_path(void) {
+    const char *home = getenv("IPFS_ACCELERATE_HOME");
+    if (home && *home)
+        return ia_strdup(home);
+    char buf[PATH_MAX];
+    home = getenv("HOME");
+    snprintf(buf, sizeof buf, "%s/.local/share/ipfs-accelerate", home && *home ? home : ".");
+    return ia_strdup(buf);
+}
+
+/* mkdir -p for the repo folder itself (its parents may not exist yet). */
+static ia_status make_dirs(const char *path) {
+    char buf[PATH_MAX];
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
+        return ia_error_set(IA_EINVAL, "%s: path too long", path);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+            return ia_error_set(IA_EIO, "%s: cannot create folder: %s", buf, strerror(errno));
+        *p = '/';
+    }
+    if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+        return ia_error_set(IA_EIO, "%s: cannot create folder: %s", buf, strerror(errno));
+    return IA_OK;
+}
+
+static ia_status db_exec(ia_blockstore *bs, const char *sql) {
+    char *err = NULL;
+    if (sqlite3_exec(bs->db, sql, NULL, NULL, &err) != SQLITE_OK) {
+        ia_status st = ia_error_set(IA_EIO, "%s/repo.sqlite: %s (in \"%.40s\")", bs->dir,
+                                    err ? err : sqlite3_errmsg(bs->db), sql);
+        sqlite3_free(err);
+        return st;
+    }
+    return IA_OK;
+}
+
+static const char schema_sql[] =
+    "CREATE TABLE IF NOT EXISTS pins ("
+    "  cid BLOB NOT NULL,"      /* the CID as given (binary), for listing */
+    "  mh BLOB PRIMARY KEY,"    /* its multihash, the key */
+    "  type INTEGER NOT NULL);" /* ia_pin_type */
+    "CREATE TABLE IF NOT EXISTS refs ("
+    "  mh BLOB PRIMARY KEY," /* multihash of the block */
+    "  path TEXT NOT NULL,"  /* absolute path of the source file */
+    "  off INTEGER NOT NULL,"
+    "  len INTEGER NOT NULL,"
+    "  file_size INTEGER NOT NULL," /* source size and mtime when recorded */
+    "  mtime_ns INTEGER NOT NULL);";
+
+/* Creates or checks the schema in one immediate transaction, so that two
+ * processes opening a fresh repo at once do not race. */
+static ia_status db_init(ia_blockstore *bs) {
+    ia_status st;
+    /* Switching a fresh database to WAL does not wait on the busy handler
+     * when another process is doing the same: retry for a while. */
+    for (int tries = 0;; tries++) {
+        int rc = sqlite3_exec(bs->db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL);
+        if (rc == SQLITE_OK)
+            break;
+        if ((rc != SQLITE_BUSY && rc != SQLITE_LOCKED) || tries >= 500)
+            return ia_error_set(IA_EIO, "%s/repo.sqlite: cannot switch to WAL mode: %s", bs->dir,
+                                sqlite3_errmsg(bs->db));
+        struct timespec ts = {0, 20 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    if ((st = db_exec(bs, "PRAGMA synchronous=NORMAL")))
+        return st;
+    if ((st = db_exec(bs, "BEGIN IMMEDIATE")))
+        return st;
+    sqlite3_stmt *q = NULL;
+    int version = -1;
+    if (sqlite3_prepare_v2(bs->db, "PRAGMA user_version", -1, &q, NULL) == SQLITE_OK &&
+        sqlite3_step(q) == SQLITE_ROW)
+        version = sqlite3_column_int(q, 0);
+    sqlite3_finalize(q);
+    if (version < 0) {
+        st = ia_error_set(IA_EIO, "%s/repo.sqlite: cannot read the schema version: %s", bs->dir,
+                          sqlite3_errmsg(bs->db));
+        goto fail;
+    }
+    if (version > SCHEMA_VERSION) {
+        st = ia_error_set(IA_EUNSUPPORTED,
+                          "%s/repo.sqlite: schema version %d is newer than this build "
+                          "understands (%d); upgrade ipfs-accelerate",
+                          bs->dir, version, SCHEMA_VERSION);
+        goto fail;
+    }
+    if (version < SCHEMA_VERSION) {
+        if ((st = db_exec(bs, schema_sql)) || (st = db_exec(bs, "PRAGMA user_version=1")))
+            goto fail;
+    }
+    return db_exec(bs, "COMMIT");
+fail:
+    sqlite3_exec(bs->db, "ROLLBACK", NULL, NULL, NULL);
+    return st;
+}
+
+ia_status ia_blockstore_open(const char *dir, ia_blockstore **out) {
+    *out = NULL;
+    ia_status st;
+    ia_blockstore *bs = ia_calloc(1, sizeof *bs);
+    if (!bs)
+        return IA_ENOMEM;
+    bs->lock_fd = -1;
+    if ((st = make_dirs(dir)))
+        goto fail;
+    char abs[PATH_MAX];
+    if (!realpath(dir, abs)) {
+        st = ia_error_set(IA_EIO, "%s: cannot resolve the repo path: %s", dir, strerror(errno));
+        goto fail;
+    }
+    if (!(bs->dir = ia_strdup(abs)) || !(bs->blocks_dir = ia_path_join(abs, "blocks"))) {
+        st = IA_ENOMEM;
+        goto fail;
+    }
+    if (mkdir(bs->blocks_dir, 0755) != 0 && errno != EEXIST) {
+        st = ia_error_set(IA_EIO, "%s: cannot create folder: %s", bs->blocks_dir, strerror(errno));
+        goto fail;
+    }
+    char path[PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/repo.lock", abs);
+    if ((bs->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644)) < 0) {
+        st = ia_error_set(IA_EIO, "%s: cannot open the repo lock: %s", path, strerror(errno));
+        goto fail;
+    }
+    snprintf(path, sizeof path, "%s/repo.sqlite", abs);
+    if (sqlite3_open_v2(path, &bs->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
+        SQLITE_OK) {
+        st = ia_error_set(IA_EIO, "%s: cannot open: %s", path,
+                          bs->db ? sqlite3_errmsg(bs->db) : "out of memory");
+        goto fail;
+    }
+    sqlite3_busy_timeout(bs->db, 30000);
+    if ((st = db_init(bs)))
+        goto fail;
+    *out = bs;
+    return IA_OK;
+fail:
+    ia_blockstore_close(bs);
+    return st;
+}
+
+void ia_blockstore_close(ia_blockstore *bs) {
+    if (!bs)
+        return;
+    if (bs->db)
+        sqlite3_close(bs->db);
+    if (bs->lock_fd >= 0)
+        close(bs->lock_fd); /* releases the flock */
+    free(bs->dir);
+    free(bs->blocks_dir);
+    free(bs);
+}
+
+const char *ia_blockstore_dir(const ia_blockstore *bs) { return bs->dir; }
+
+/* ---- internal: shared with pins.c ---------------------------------------------- */
+
+sqlite3 *ia_bs_db(ia_blockstore *bs) { return bs->db; }
+
+ia_status ia_bs_lock_writer(ia_blockstore *bs) {
+    if (bs->lock_held)
+        return IA_OK;
+    while (flock(bs->lock_fd, LOCK_SH) != 0) {
+        if (errno != EINTR)
+            return ia_error_set(IA_EIO, "%s/repo.lock: cannot lock: %s", bs->dir, strerror(errno));
+    }
+    bs->lock_held = LOCK_SH;
+    return IA_OK;
+}
+
+ia_status ia_bs_lock_exclusive(ia_blockstore *bs, const char *why, bool wait) {
+    /* Another process may be between putting blocks and pinning them: wait a
+     * little for it, then give up with a message rather than hang. */
+    for (int tries = 0;; tries++) {
+        if (flock(bs->lock_fd, LOCK_EX | LOCK_NB) == 0)
+            break;
+        if (errno != EWOULDBLOCK && errno != EINTR)
+            return ia_error_set(IA_EIO, "%s/repo.lock: cannot lock: %s", bs->dir, strerror(errno));
+        if (!wait || tries >= 50) {
+            if (bs->lock_held == LOCK_SH)
+                flock(bs->lock_fd, LOCK_SH);
+            return ia_error_set(IA_EIO,
+                                "%s: another process is writing to this repo; %s needs it to "
+                                "itself (retry when it is done)",
+                                bs->dir, why);
+        }
+        struct timespec ts = {0, 100 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    return IA_OK;
+}
+
+void ia_bs_unlock_exclusive(ia_blockstore *bs) {
+    if (bs->lock_held == LOCK_SH)
+        flock(bs->lock_fd, LOCK_SH);
+    else
+        flock(bs->lock_fd, LOCK_UN);
+}
+
+/* ---- put ------------------------------------------------------------------------ */
+
+static ia_status fsync_dir(const char *dir) {
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return ia_error_set(IA_EIO, "%s: cannot open folder to sync: %s", dir, strerror(errno));
+    int rc = fsync(fd);
+    int e = errno;
+    close(fd);
+    if (rc != 0)
+        return ia_error_set(IA_EIO, "%s: cannot sync folder: %s", dir, strerror(e));
+    return IA_OK;
+}
+
+static ia_status write_all(int fd, const uint8_t *data, size_t len, const char *path,
+                           const char *what) {
+    while (len > 0) {
+        ssize_t n = write(fd, data, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            int e = n < 0 ? errno : ENOSPC;
+            return ia_error_set(IA_EIO, "%s: cannot write %s: %s%s", path, what, strerror(e),
+                                e == ENOSPC || e == EDQUOT ? " (the disk is full)" : "");
+        }
+        data += n;
+        len -= (size_t)n;
+    }
+    return IA_OK;
+}
+
+ia_status ia_blockstore_put(ia_blockstore *bs, const ia_cid *cid, const void *data, size_t len) {
+    ia_status st;
+    char *file = NULL, *shard = NULL, *tmp = NULL;
+    int fd = -1;
+    char text[IA_CID_MAX_STRING];
+    if ((st = ia_cid_verify(cid, data, len))) {
+        ia_error_prefix("%s: refusing to store a block that does not match its CID", bs->dir);
+        return st;
+    }
+    if (cid->mh_code == IA_MH_IDENTITY)
+        return IA_OK; /* the CID holds the bytes */
+    if ((st = ia_bs_lock_writer(bs)) || (st = block_paths(bs, cid, &file, &shard)))
+        goto fail;
+    struct stat sb;
+    if (stat(file, &sb) == 0 && (uint64_t)sb.st_size == len)
+        goto done; /* already there (a rotted copy of the right size is verify's job) */
+    if (mkdir(shard, 0755) != 0 && errno != EEXIST) {
+        st = ia_error_set(IA_EIO, "%s: cannot create folder: %s", shard, strerror(errno));
+        goto fail;
+    }
+    if (!(tmp = ia_path_join(shard, ".put-XXXXXX"))) {
+        st = IA_ENOMEM;
+        goto fail;
+    }
+    if ((fd = mkstemp(tmp)) < 0) {
+        cid_text(cid, text);
+        st = ia_error_set(IA_EIO, "%s: cannot create a temporary file for block %s: %s", shard,
+                          text, strerror(errno));
+        free(tmp);
+        tmp = NULL;
+        goto fail;
+    }
+    fchmod(fd, 0444);
+    if ((st = write_all(fd, data, len, tmp, "block")))
+        goto fail;
+    if (fsync(fd) != 0) {
+        st = ia_error_set(IA_EIO, "%s: cannot sync: %s", tmp, strerror(errno));
+        goto fail;
+    }
+    close(fd);
+    fd = -1;
+    if (rename(tmp, file) != 0) {
+        st = ia_error_set(IA_EIO, "%s: cannot rename to %s: %s", tmp, file, strerror(errno));
+        goto fail;
+    }
+    free(tmp);
+    tmp = NULL;
+    if ((st = fsync_dir(shard)))
+        goto fail;
+done:
+    free(file);
+    free(shard);
+    return IA_OK;
+fail:
+    if (fd >= 0)
+        close(fd);
+    if (tmp)
+        unlink(tmp);
+    free(tmp);
+    free(file);
+    free(shard);
+    return st;
+}
+
+/* ---- references (--nocopy) ---------------------------------------------------- */
+
+static int64_t mtime_ns(const struct stat *sb) {
+    return (int64_t)sb->st_mtim.tv_sec * 1000000000 + sb->st_mtim.tv_nsec;
+}
+
+ia_status ia_blockstore_put_ref(ia_blockstore *bs, const ia_cid *cid, const char *path,
+                                uint64_t offset, uint64_t len) {
+    ia_status st;
+    char abs[PATH_MAX];
+    struct stat sb;
+    sqlite3_stmt *q = NULL;
+    if (!realpath(path, abs) || stat(abs, &sb) != 0)
+        return ia_error_set(IA_EIO, "%s: cannot reference: %s", path, strerror(errno));
+    if (!S_ISREG(sb.st_mode))
+        return ia_error_set(IA_EINVAL, "%s: --nocopy needs a regular file", path);
+    if (offset > (uint64_t)sb.st_size || len > (uint64_t)sb.st_size - offset)
+        return ia_error_set(IA_ERANGE, "%s: reference [%llu, +%llu) is past the end (%lld bytes)",
+                            path, (unsigned long long)offset, (unsigned long long)len,
+                            (long long)sb.st_size);
+    if (len > BLOCK_MAX_BYTES)
+        return ia_error_set(IA_ERANGE, "%s: a %llu-byte block is too large", path,
+                            (unsigned long long)len);
+    if ((st = ia_bs_lock_writer(bs)))
+        return st;
+    uint8_t mh[IA_CID_MAX_BYTES];
+    size_t mh_len = ia_bs_multihash(cid, mh);
+    if (sqlite3_prepare_v2(bs->db,
+                           "INSERT OR REPLACE INTO refs(mh, path, off, len, file_size, mtime_ns) "
+                           "VALUES (?, ?, ?, ?, ?, ?)",
+                           -1, &q, NULL) != SQLITE_OK)
+        goto db_fail;
+    sqlite3_bind_blob(q, 1, mh, (int)mh_len, SQLITE_TRANSIENT);
+    sqlite3_bind_text(q, 2, abs, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(q, 3, (sqlite3_int64)offset);
+    sqlite3_bind_int64(q, 4, (sqlite3_int64)len);
+    sqlite3_bind_int64(q, 5, (sqlite3_int64)sb.st_size);
+    sqlite3_bind_int64(q, 6, mtime_ns(&sb));
+    if (sqlite3_step(q) != SQLITE_DONE)
+        goto db_fail;
+    sqlite3_finalize(q);
+    return IA_OK;
+db_fail:
+    st = ia_error_set(IA_EIO, "%s/repo.sqlite: cannot record a reference to %s: %s", bs->dir, path,
+                      sqlite3_errmsg(bs->db));
+    sqlite3_finalize(q);
+    return st;
+}
+
+typedef struct ref_row {
+    char path[PATH_MAX];
+    uint64_t off, len, file_size;
+    int64_t mtime_ns;
+} ref_row;
+
+/* IA_ENOTFOUND when the block has no reference. */
+static ia_status ref_lookup(ia_blockstore *bs, const uint8_t *mh, size_t mh_len, ref_row *row) {
+    sqlite3_stmt *q = NULL;
+    ia_status st = IA_ENOTFOUND;
+    if (sqlite3_prepare_v2(bs->db,
+                           "SELECT path, off, len, file_size, mtime_ns FROM refs WHERE mh = ?", -1,
+                           &q, NULL) != SQLITE_OK)
+        return ia_error_set(IA_EIO, "%s/repo.sqlite: %s", bs->dir, sqlite3_errmsg(bs->db));
+    sqlite3_bind_blob(q, 1, mh, (int)mh_len, SQLITE_STATIC);
+    int rc = sqlite3_step(q);
+    if (rc == SQLITE_ROW) {
+        const char *p = (const char *)sqlite3_column_text(q, 0);
+        snprintf(row->path, sizeof row->path, "%s", p ? p : "");
+        row->off = (uint64_t)sqlite3_column_int64(q, 1);
+        row->len = (uint64_t)sqlite3_column_int64(q, 2);
+        row->file_size = (uint64_t)sqlite3_column_int64(q, 3);
+        row->mtime_ns = sqlite3_column_int64(q, 4);
+        st = IA_OK;
+    } else if (rc != SQLITE_DONE) {
+        st = ia_error_set(IA_EIO, "%s/repo.sqlite: %s", bs->dir, sqlite3_errmsg(bs->db));
+    }
+    sqlite3_finalize(q);
+    return st;
+}
+
+static ia_status ref_read(const ref_row *row, const char *cid_str, uint8_t **data, size_t *len) {
+    ia_status st;
+    struct stat sb;
+    uint8_t *buf = NULL;
+    int fd = open(row->path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return ia_error_set(IA_EIO, "block %s: its --nocopy source %s cannot be opened: %s",
+                            cid_str, row->path, strerror(errno));
+    if (fstat(fd, &sb) != 0 || (uint64_t)sb.st_size != row->file_size ||
+        mtime_ns(&sb) != row->mtime_ns) {
+        st = ia_error_set(IA_EIO,
+                          "block %s: its --nocopy source %s changed since it was added "
+                          "(size or modification time differ); add the file again",
+                          cid_str, row->path);
+        goto fail;
+    }
+    if (row->len > BLOCK_MAX_BYTES) {
+        st = ia_error_set(IA_ERANGE, "block %s: reference of %llu bytes is too large", cid_str,
+                          (unsigned long long)row->len);
+        goto fail;
+    }
+    if (!(buf = ia_malloc(row->len ? (size_t)row->len : 1))) {
+        st = IA_ENOMEM;
+        goto fail;
+    }
+    size_t got = 0;
+    while (got < row->len) {
+        ssize_t n = pread(fd, buf + got, (size_t)row->len - got, (off_t)(row->off + got));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            st = ia_error_set(IA_EIO, "block %s: cannot read its --nocopy source %s: %s", cid_str,
+                              row->path, n < 0 ? strerror(errno) : "file is shorter");
+            goto fail;
+        }
+        got += (size_t)n;
+    }
+    close(fd);
+    *data = buf;
+    *len = (size_t)row->len;
+    return IA_OK;
+fail:
+    close(fd);
+    free(buf);
+    return st;
+}
+
+/* ---- get, has, size, remove ------------------------------------------------------ */
+
+static ia_status read_block_file(const char *file, uint8_t **data, size_t *len) {
+    ia_status st;
+    uint8_t *buf = NULL;
+    int fd = open(file, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT ? IA_ENOTFOUND
+                               : ia_error_set(IA_EIO, "%s: cannot open: %s", file, strerror(errno));
+    struct stat sb;
+    if (fstat(fd, &sb) != 0) {
+        st = ia_error_set(IA_EIO, "%s: cannot stat: %s", file, strerror(errno));
+        goto fail;
+    }
+    if ((uint64_t)sb.st_size > BLOCK_MAX_BYTES) {
+        st = ia_error_set(IA_ERANGE, "%s: %lld bytes is too large for a block", file,
+                          (long long)sb.st_size);
+        goto fail;
+    }
+    size_t size = (size_t)sb.st_size, got = 0;
+    if (!(buf = ia_malloc(size ? size : 1))) {
+        st = IA_ENOMEM;
+        goto fail;
+    }
+    while (got < size) {
+        ssize_t n = read(fd, buf + got, size - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            st = ia_error_set(IA_EIO, "%s: cannot read: %s", file,
+                              n < 0 ? strerror(errno) : "file shrank while reading");
+            goto fail;
+        }
+        got += (size_t)n;
+    }
+    close(fd);
+    *data = buf;
+    *len = size;
+    return IA_OK;
+fail:
+    close(fd);
+    free(buf);
+    return st;
+}
+
+ia_status ia_blockstore_get(ia_blockstore *bs, const ia_cid *cid, uint8_t **data, size_t *len) {
+    *data = NULL;
+    *len = 0;
+    char text[IA_CID_MAX_STRING];
+    cid_text(cid, text);
+    if (cid->mh_code == IA_MH_IDENTITY) {
+        if (!(*data = ia_malloc(cid->digest_len ? cid->digest_len : 1)))
+            return IA_ENOMEM;
+        memcpy(*data, cid->digest, cid->digest_len);
+        *len = cid->digest_len;
+        return IA_OK;
+    }
+    char *file = NULL;
+    uint8_t *buf = NULL;
+    size_t n = 0;
+    ia_status st = block_paths(bs, cid, &file, NULL);
+    if (st)
+        return st;
+    st = read_block_file(file, &buf, &n);
+    if (st == IA_ENOTFOUND) {
+        uint8_t mh[IA_CID_MAX_BYTES];
+        ref_row row;
+        st = ref_lookup(bs, mh, ia_bs_multihash(cid, mh), &row);
+        if (st == IA_ENOTFOUND) {
+            st = ia_error_set(IA_ENOTFOUND, "block %s is not in the repo %s", text, bs->dir);
+            goto fail;
+        }
+        if (st || (st = ref_read(&row, text, &buf, &n)))
+            goto fail;
+        if ((st = ia_cid_verify(cid, buf, n))) {
+            st = ia_error_set(IA_EIO,
+                              "block %s: its --nocopy source %s no longer holds the block's bytes "
+                              "at offset %llu; add the file again",
+                              text, row.path, (unsigned long long)row.off);
+            goto fail;
+        }
+    } else if (st) {
+        goto fail;
+    } else if ((st = ia_cid_verify(cid, buf, n))) {
+        st = ia_error_set(IA_EIO,
+                          "block %s is corrupt on disk (%s does not hash to its CID); run "
+                          "'repo verify' and re-add the data",
+                          text, file);
+        goto fail;
+    }
+    free(file);
+    *data = buf;
+    *len = n;
+    return IA_OK;
+fail:
+    free(file);
+    free(buf);
+    return st;
+}
+
+bool ia_blockstore_has(ia_blockstore *bs, const ia_cid *cid) {
+    uint64_t size;
+    return ia_blockstore_size(bs, cid, &size) == IA_OK;
+}
+
+ia_status ia_blockstore_size(ia_blockstore *bs, const ia_cid *cid, uint64_t *size) {
+    *size = 0;
+    if (cid->mh_code == IA_MH_IDENTITY) {
+        *size = cid->digest_len;
+        return IA_OK;
+    }
+    char *file = NULL;
+    ia_status st = block_paths(bs, cid, &file, NULL);
+    if (st)
+        return st;
+    struct stat sb;
+    int rc = stat(file, &sb);
+    free(file);
+    if (rc == 0) {
+        *size = (uint64_t)sb.st_size;
+        return IA_OK;
+    }
+    uint8_t mh[IA_CID_MAX_BYTES];
+    ref_row row;
+    if ((st = ref_lookup(bs, mh, ia_bs_multihash(cid, mh), &row)) == IA_OK) {
+        *size = row.len;
+        return IA_OK;
+    }
+    if (st == IA_ENOTFOUND) {
+        char text[IA_CID_MAX_STRING];
+        cid_text(cid, text);
+        st = ia_error_set(IA_ENOTFOUND, "block %s is not in the repo %s", text, bs->dir);
+    }
+    return st;
+}
+
+ia_status ia_blockstore_remove(ia_blockstore *bs, const ia_cid *cid) {
+    char text[IA_CID_MAX_STRING];
+    cid_text(cid, text);
+    if (cid->mh_code == IA_MH_IDENTITY)
+        return IA_OK;
+    char *file = NULL, *shard = NULL;
+    ia_status st = block_paths(bs, cid, &file, &shard);
+    if (st)
+        return st;
+    bool found = false;
+    if (unlink(file) == 0) {
+        found = true;
+        fsync_dir(shard);
+    } else if (errno != ENOENT) {
+        st = ia_error_set(IA_EIO, "%s: cannot remove: %s", file, strerror(errno));
+        goto done;
+    }
+    uint8_t mh[IA_CID_MAX_BYTES];
+    size_t mh_len = ia_bs_multihash(cid, mh);
+    sqlite3_stmt *q = NULL;
+    if (sqlite3_prepare_v2(bs->db, "DELETE FROM refs WHERE mh = ?", -1, &q, NULL) != SQLITE_OK ||
+        sqlite3_bind_blob(q, 1, mh, (int)mh_len, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_step(q) != SQLITE_DONE) {
+        st = ia_error_set(IA_EIO, "%s/repo.sqlite: cannot remove the reference of %s: %s", bs->dir,
+                          text, sqlite3_errmsg(bs->db));
+        sqlite3_finalize(q);
+        goto done;
+    }
+    sqlite3_finalize(q);
+    found |= sqlite3_changes(bs->db) > 0;
+    if (!found)
+        st = ia_error_set(IA_ENOTFOUND, "block %s is not in the repo %s", text, bs->dir);
+done:
+    free(file);
+    free(shard);
+    return st;
+}
+
+/* ---- listing and temporary files ---------------------------------------------- */
+
+static bool is_temp_name(const char *name) { return strncmp(name, ".put-", 5) == 0; }
+
+/* A CIDv1 (raw) for a "<KEY>.data" name; false for anything else. */
+static bool cid_from_name(const char *name, ia_cid *out) {
+    size_t n = strlen(name);
+    if (n <= 5 || strcmp(name + n - 5, ".data") != 0)
+        return false;
+    uint8_t mh[IA_CID_MAX_BYTES];
+    size_t mh_len;
+    if (!base32_upper_decode(name, n - 5, mh, sizeof mh, &mh_len))
+        return false;
+    return ia_bs_cid_from_multihash(mh, mh_len, out);
+}
+
+bool ia_bs_cid_from_multihash(const uint8_t *mh, size_t mh_len, ia_cid *out) {
+    uint64_t code, dlen;
+    size_t a, b;
+    if (ia_varint_decode(mh, mh_len, &code, &a) != IA_OK ||
+        ia_varint_decode(mh + a, mh_len - a, &dlen, &b) != IA_OK || dlen > IA_MH_MAX_DIGEST ||
+        a + b + dlen != mh_len)
+        return false;
+    memset(out, 0, sizeof *out);
+    out->version = 1;
+    out->codec = IA_CODEC_RAW;
+    out->mh_code = code;
+    out->digest_len = (uint32_t)dlen;
+    memcpy(out->digest, mh + a + b, dlen);
+    return true;
+}
+
+/* Walks blocks/: fn per block, and removes temporary files when clean_temp
+ * (the caller holds the exclusive lock, so no put is in flight). */
+static ia_status walk_block_files(ia_blockstore *bs, bool clean_temp, ia_cid_fn fn, void *ctx) {
+    ia_status st = IA_OK;
+    DIR *top = opendir(bs->blocks_dir);
+    if (!top)
+        return ia_error_set(IA_EIO, "%s: cannot list: %s", bs->blocks_dir, strerror(errno));
+    struct dirent *e;
+    while (st == IA_OK && (e = readdir(top))) {
+        if (e->d_name[0] == '.')
+            continue;
+        char *sub = ia_path_join(bs->blocks_dir, e->d_name);
+        if (!sub) {
+            st = IA_ENOMEM;
+            break;
+        }
+        DIR *d = opendir(sub);
+        struct dirent *f;
+        while (d && st == IA_OK && (f = readdir(d))) {
+            ia_cid cid;
+            if (is_temp_name(f->d_name)) {
+                if (clean_temp) {
+                    char *p = ia_path_join(sub, f->d_name);
+                    if (p && unlink(p) == 0)
+                        ia_log(IA_LOG_INFO, "removed leftover temporary file %s", p);
+                    free(p);
+                }
+            } else if (fn && cid_from_name(f->d_name, &cid)) {
+                st = fn(ctx, &cid);
+            }
+        }
+        if (d)
+            closedir(d);
+        free(sub);
+    }
+    closedir(top);
+    return st;
+}
+
+static ia_status walk_refs(ia_blockstore *bs, ia_cid_fn fn, void *ctx) {
+    sqlite3_stmt *q = NULL;
+    ia_status st = IA_OK;
+    if (sqlite3_prepare_v2(bs->db, "SELECT mh FROM refs ORDER BY rowid", -1, &q, NULL) != SQLITE_OK)
+        return ia_error_set(IA_EIO, "%s/repo.sqlite: %s", bs->dir, sqlite3_errmsg(bs->db));
+    int rc;
+    while (st == IA_OK && (rc = sqlite3_step(q)) == SQLITE_ROW) {
+        ia_cid cid;
+        const uint8_t *mh = sqlite3_column_blob(q, 0);
+        int n = sqlite3_column_bytes(q, 0);
+        if (mh && n > 0 && ia_bs_cid_from_multihash(mh, (size_t)n, &cid))
+            st = fn(ctx, &cid);
+    }
+    if (st == IA_OK && rc != SQLITE_DONE)
+        st = ia_error_set(IA_EIO, "%s/repo.sqlite: %s", bs->dir, sqlite3_errmsg(bs->db));
+    sqlite3_finalize(q);
+    return st;
+}
+
+ia_status ia_bs_foreach(ia_blockstore *bs, bool clean_temp, ia_cid_fn fn, void *ctx) {
+    ia_status st = walk_block_files(bs, clean_temp, fn, ctx);
+    return st ? st : walk_refs(bs, fn, ctx);
+}
+
+ia_status ia_blockstore_foreach(ia_blockstore *bs, ia_cid_fn fn, void *ctx) {
+    return ia_bs_foreach(bs, false, fn, ctx);
+}
+
+/* Bytes on disk under the repo (block files, database, lock). */
+static uint64_t du(const char *path) {
+    struct stat sb;
+    if (lstat(path, &sb) != 0)
+        return 0;
+    if (!S_ISDIR(sb.st_mode)) {
+        return (uint64_t)sb.st_size;
+    }
+    uint64_t total = 0;
+    DIR *d = opendir(path);
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        char *p = ia_path_join(path, e->d_name);
+        if (p)
+            total += du(p);
+        free(p);
+    }
+    if (d)
+        closedir(d);
+    return total;
+}
+
+uint64_t ia_bs_disk_usage(ia_blockstore *bs) { return du(bs->dir); }
