@@ -17,7 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli/cli.h"
 #include "ia/runtime.h"
 
 static int fail(const char *what) {
@@ -60,8 +59,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_embed_engine: unknown workload '%s'\n", workload);
         return 2;
     }
-    cli_inputs in;
-    if (cli_inputs_from_file(input, &in) != IA_OK)
+    ia_text_lines in;
+    if (ia_text_lines_read(input, (size_t)1 << 30, &in) != IA_OK)
         return fail(input);
     ia_embedder_options opts = ia_embedder_options_default();
     opts.n_threads = threads;
@@ -77,7 +76,7 @@ int main(int argc, char **argv) {
     double *lat = malloc(n * sizeof(double));
     if (!out || !lat)
         return 1;
-    const char *const *texts = (const char *const *)in.texts;
+    const char *const *texts = (const char *const *)in.lines;
     /* warm-up: first touch of weights and scratch, not timed */
     if (ia_embedder_embed(emb, texts, in.lens, n < 4 ? n : 4, out) != IA_OK)
         return fail("warm-up");
@@ -121,6 +120,6 @@ int main(int argc, char **argv) {
     free(out);
     free(lat);
     ia_embedder_free(emb);
-    cli_inputs_free(&in);
+    ia_text_lines_free(&in);
     return 0;
 }

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The main job of `make run` until the server exists: a small semantic search.
 # Embeds a handful of sentences and a query with the default model and prints
-# the sentences ranked by cosine similarity to the query.
+# the sentences ranked by cosine similarity to the query, then imports the
+# model directory into the local IPFS store (by reference: --nocopy keeps the
+# files where they are) and prints its CID.
 set -euo pipefail
 cli=${1:?usage: demo.sh CLI MODEL_DIR}
 model=${2:?usage: demo.sh CLI MODEL_DIR}
@@ -15,3 +17,8 @@ query=${IA_DEMO_QUERY:-"How do I share a model between machines?"}
   "Copy the model directory to the other computer and load it from there." \
   "Transformers turn sentences into vectors that capture their meaning." \
   "The football match ended in a draw after extra time."
+
+echo
+cid=$("$cli" add -r -Q --nocopy "$model")
+echo "model directory $model"
+echo "is IPFS content $cid (in the local store; 'ipfs-accelerate ls $cid' lists it)"

@@ -3,6 +3,7 @@
 # Quiet and quick when everything is already there.
 set -euo pipefail
 packages=(build-essential cmake pkg-config libjansson-dev libutf8proc-dev libssl-dev libsqlite3-dev
+          libmicrohttpd-dev libcurl4-openssl-dev
           ipfs-cid python3 python3-pip)
 missing=()
 for p in "${packages[@]}"; do

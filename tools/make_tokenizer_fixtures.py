@@ -16,7 +16,7 @@ the real library and writes what it says:
       code point so that the C test can check all of them
 
 Run from the repository root:  python3 tools/make_tokenizer_fixtures.py [--unicode] [--train]
-Versions are pinned in tools/requirements-tokenizer.txt.
+Versions are pinned in tools/requirements.txt.
 """
 import argparse
 import ctypes

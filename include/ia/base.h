@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -146,7 +147,23 @@ void ia_file_drop_pages(const ia_mapped_file *mf);
 /* Reads a whole file into a NUL-terminated malloc'd buffer (caller frees);
  * fails with IA_ERANGE past max_bytes. */
 ia_status ia_file_read_all(const char *path, size_t max_bytes, char **out, size_t *out_len);
+/* The same for an open stream (stdin, a pipe); `what` names it in errors. */
+ia_status ia_read_stream(FILE *f, const char *what, size_t max_bytes, char **out,
+                         size_t *out_len);
 bool ia_file_exists(const char *path);
+
+/* Texts of a file holding one text per line ("-" for stdin): split on '\n'
+ * only, a trailing '\r' dropped, no text after a final newline, an empty
+ * line an empty text. Every line must be valid UTF-8: the error names the
+ * file, line and byte. lines[i] is NUL-terminated inside buffer. */
+typedef struct ia_text_lines {
+    char **lines;
+    size_t *lens;
+    size_t n;
+    char *buffer; /* owns the text */
+} ia_text_lines;
+ia_status ia_text_lines_read(const char *path, size_t max_bytes, ia_text_lines *out);
+void ia_text_lines_free(ia_text_lines *tl);
 /* Joins a directory and a relative name into a malloc'd path (caller frees). */
 char *ia_path_join(const char *dir, const char *name);
 

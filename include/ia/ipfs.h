@@ -351,6 +351,141 @@ ia_status ia_car_import_buffer(ia_blockstore *bs, const uint8_t *data, size_t le
 ia_status ia_car_import_file(ia_blockstore *bs, const char *path, ia_car_info *info);
 void ia_car_info_free(ia_car_info *info);
 
+/* ---- trustless gateway (gateway.c) ---------------------------------------------------------- */
+
+/* An HTTP server that answers IPFS Trustless Gateway requests from a local
+ * blockstore: GET/HEAD /ipfs/{cid}[/path] as a raw block
+ * (application/vnd.ipld.raw) or a CARv1 stream (application/vnd.ipld.car,
+ * order=dfs, dups=n or y) with dag-scope and entity-bytes. libmicrohttpd,
+ * one thread per connection; CAR responses stream block by block. */
+typedef struct ia_gateway ia_gateway;
+
+typedef struct ia_gateway_options {
+    bool deserialized;         /* plain GETs of UnixFS files answer the file's bytes
+                                  (off: 400 without Accept, 406 for other types) */
+    unsigned max_connections;  /* 0: 256 */
+    unsigned timeout_s;        /* idle connection timeout; 0: 120 */
+    size_t stream_buffer;      /* bytes per CAR read; 0: 1 MiB */
+} ia_gateway_options;
+
+ia_gateway_options ia_gateway_options_default(void);
+
+/* Starts a gateway over bs (borrowed: it must outlive the gateway) listening
+ * on `listen` ("HOST:PORT", "[V6]:PORT" or "PORT"; port 0 picks a free one).
+ * listen NULL creates the handler only, for mounting with ia_gateway_handle
+ * in another libmicrohttpd server. opts may be NULL (defaults). IA_EINVAL for
+ * a bad address, IA_EIO when the socket cannot be bound. The blockstore is
+ * shared by the connection threads (SQLite serialised mode). */
+ia_status ia_gateway_start(ia_blockstore *bs, const char *listen, const ia_gateway_options *opts,
+                           ia_gateway **out);
+/* The bound port (0 when not listening). */
+uint16_t ia_gateway_port(const ia_gateway *gw);
+/* Stops accepting, closes connections (streams in flight are cut), joins the
+ * threads and frees gw. NULL is a no-op. */
+void ia_gateway_stop(ia_gateway *gw);
+
+/* Answers one request on a libmicrohttpd connection (call it from an access
+ * handler on its second call, once MHD has read the headers: answering on the
+ * first makes MHD close the connection), with the URL as MHD passes it: path only,
+ * unescaped; `url` may be the part from "/ipfs/" on). Returns MHD_YES or
+ * MHD_NO as the handler must. */
+struct MHD_Connection;
+int ia_gateway_handle(ia_gateway *gw, struct MHD_Connection *conn, const char *url,
+                      const char *method);
+
+/* ---- gateway request parsing (transport-neutral; also the fuzz target's entry) ---- */
+
+typedef enum ia_gw_format {
+    IA_GW_FORMAT_NONE = 0, /* no format asked for (deserialized, when enabled) */
+    IA_GW_FORMAT_RAW,
+    IA_GW_FORMAT_CAR,
+} ia_gw_format;
+
+typedef enum ia_gw_scope {
+    IA_GW_SCOPE_ALL = 0,
+    IA_GW_SCOPE_ENTITY,
+    IA_GW_SCOPE_BLOCK,
+} ia_gw_scope;
+
+/* The request's raw inputs: query parameters and the Accept header, NULL
+ * when absent (borrowed). */
+typedef struct ia_gw_inputs {
+    const char *accept;
+    const char *format, *dag_scope, *entity_bytes;
+    const char *car_version, *car_order, *car_dups;
+} ia_gw_inputs;
+
+typedef struct ia_gw_request {
+    ia_cid cid;
+    const char *path;      /* after the CID: "" or "/a/b" (borrowed from url) */
+    ia_gw_format format;
+    bool format_from_accept; /* negotiated by Accept, no ?format */
+    ia_gw_scope scope;
+    bool has_range;          /* entity-bytes given */
+    int64_t range_from;      /* negative: from the end */
+    int64_t range_to;        /* inclusive; negative: from the end */
+    bool range_to_end;       /* to is '*' */
+    bool dups;               /* CAR dups=y */
+} ia_gw_request;
+
+/* Parses a request URL (path only, from "/ipfs/") and its inputs. Returns the
+ * HTTP status to answer: 200 when *out is filled, else 400 (malformed CID,
+ * path or parameter), 404 (not under /ipfs/), 406 (no acceptable format) or
+ * 501 (/ipns/), with the reason in why (cap bytes, NUL-terminated). */
+int ia_gateway_parse_request(const char *url, const ia_gw_inputs *in, ia_gw_request *out,
+                             char *why, size_t cap);
+
+/* ---- fetching from trustless gateways (get --from) --------------------------------------- */
+
+typedef struct ia_fetch_options {
+    int max_inflight;         /* requests in flight per peer; 0: 8 */
+    int max_failures;         /* failed requests in a row that drop a peer; 0: 3 */
+    double connect_timeout_s; /* 0: 10 */
+    double stall_timeout_s;   /* no bytes for this long drops the peer; 0: 20 */
+    double request_timeout_s; /* one whole request; 0: 300 */
+    size_t max_block_size;    /* larger answers are refused; 0: 2 MiB (Kubo's limit) */
+} ia_fetch_options;
+
+ia_fetch_options ia_fetch_options_default(void);
+
+typedef struct ia_fetch_peer_stats {
+    char *url;          /* the peer's base URL (owned by the report) */
+    uint64_t requests;  /* requests sent */
+    uint64_t blocks;    /* verified blocks it served */
+    uint64_t bytes;     /* their bytes */
+    uint64_t not_found; /* 404/410 answers */
+    uint64_t failures;  /* transport errors, other HTTP errors, oversized answers */
+    uint64_t corrupt;   /* blocks that did not match their CID */
+    bool dropped;
+    char *why; /* why it was dropped (owned), or NULL */
+} ia_fetch_peer_stats;
+
+typedef struct ia_fetch_report {
+    ia_fetch_peer_stats *peers; /* one per peer, in the order given */
+    size_t n_peers;
+    uint64_t blocks;         /* distinct blocks of the DAG (present + fetched) */
+    uint64_t blocks_present; /* already in the store: not requested */
+    uint64_t blocks_fetched;
+    uint64_t bytes_fetched;
+    uint64_t retries; /* blocks requested again after a failure */
+    double seconds;
+    char **notes; /* what went wrong, one line per event ("peer URL ...; dropped") */
+    size_t n_notes;
+} ia_fetch_report;
+
+/* Copies the DAG under root into bs from trustless gateways (peers: base
+ * URLs such as "http://127.0.0.1:8080"), breadth first, several requests in
+ * flight per peer, each block to the peer expected to deliver it soonest.
+ * Every block is verified against its CID before it is stored; a failed or
+ * corrupt block is retried on another peer; misbehaving or dead peers are
+ * dropped. Blocks already in bs are not requested. opts may be NULL. The
+ * report is filled on success and failure alike (free it with
+ * ia_fetch_report_free). IA_EINVAL for bad URLs, IA_ENOTFOUND naming the
+ * block and peers when no peer has a block, IA_EIO when every peer failed. */
+ia_status ia_fetch_dag(ia_blockstore *bs, const ia_cid *root, const char *const *peers,
+                       size_t n_peers, const ia_fetch_options *opts, ia_fetch_report *report);
+void ia_fetch_report_free(ia_fetch_report *report);
+
 #ifdef __cplusplus
 }
 #endif

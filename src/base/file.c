@@ -57,33 +57,26 @@ void ia_file_drop_pages(const ia_mapped_file *mf) {
         madvise((void *)mf->data, mf->size, MADV_DONTNEED);
 }
 
-ia_status ia_file_read_all(const char *path, size_t max_bytes, char **out, size_t *out_len) {
+ia_status ia_read_stream(FILE *f, const char *what, size_t max_bytes, char **out,
+                         size_t *out_len) {
     *out = NULL;
     if (out_len)
         *out_len = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return ia_error_set(errno == ENOENT ? IA_ENOTFOUND : IA_EIO, "%s: cannot open: %s", path,
-                            strerror(errno));
     size_t cap = 4096, len = 0;
     char *buf = ia_malloc(cap);
-    if (!buf) {
-        fclose(f);
+    if (!buf)
         return IA_ENOMEM;
-    }
     for (;;) {
         if (len + 1 >= cap) {
             if (cap > max_bytes + 1) {
                 free(buf);
-                fclose(f);
-                return ia_error_set(IA_ERANGE, "%s: larger than the %zu-byte limit", path,
+                return ia_error_set(IA_ERANGE, "%s: larger than the %zu-byte limit", what,
                                     max_bytes);
             }
             char *nb = realloc(buf, cap * 2);
             if (!nb) {
                 free(buf);
-                fclose(f);
-                return ia_error_set(IA_ENOMEM, "%s: out of memory reading file", path);
+                return ia_error_set(IA_ENOMEM, "%s: out of memory reading it", what);
             }
             buf = nb;
             cap *= 2;
@@ -93,21 +86,32 @@ ia_status ia_file_read_all(const char *path, size_t max_bytes, char **out, size_
         if (n == 0)
             break;
     }
-    int err = ferror(f);
-    fclose(f);
-    if (err) {
+    if (ferror(f)) {
         free(buf);
-        return ia_error_set(IA_EIO, "%s: read failed", path);
+        return ia_error_set(IA_EIO, "%s: read failed", what);
     }
     if (len > max_bytes) {
         free(buf);
-        return ia_error_set(IA_ERANGE, "%s: larger than the %zu-byte limit", path, max_bytes);
+        return ia_error_set(IA_ERANGE, "%s: larger than the %zu-byte limit", what, max_bytes);
     }
     buf[len] = '\0';
     *out = buf;
     if (out_len)
         *out_len = len;
     return IA_OK;
+}
+
+ia_status ia_file_read_all(const char *path, size_t max_bytes, char **out, size_t *out_len) {
+    *out = NULL;
+    if (out_len)
+        *out_len = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return ia_error_set(errno == ENOENT ? IA_ENOTFOUND : IA_EIO, "%s: cannot open: %s", path,
+                            strerror(errno));
+    ia_status st = ia_read_stream(f, path, max_bytes, out, out_len);
+    fclose(f);
+    return st;
 }
 
 bool ia_file_exists(const char *path) {

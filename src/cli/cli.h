@@ -23,6 +23,7 @@ int cmd_block(int argc, char **argv);
 int cmd_pin(int argc, char **argv);
 int cmd_repo(int argc, char **argv);
 int cmd_car(int argc, char **argv);
+int cmd_gateway(int argc, char **argv);
 
 /* Repo commands (cmd_repo.c): opens --repo DIR, or the default repo when dir
  * is NULL; parses a CID argument with a message naming it. */

@@ -10,83 +10,17 @@
 
 #define INPUT_MAX_BYTES ((size_t)4 << 30)
 
-static ia_status read_stream(FILE *f, const char *what, char **out, size_t *out_len) {
-    size_t cap = 1 << 16, len = 0;
-    char *buf = ia_malloc(cap);
-    if (!buf)
-        return IA_ENOMEM;
-    for (;;) {
-        if (len + 1 >= cap) {
-            if (cap > INPUT_MAX_BYTES) {
-                free(buf);
-                return ia_error_set(IA_ERANGE, "%s: input larger than 4 GiB", what);
-            }
-            char *nb = realloc(buf, cap * 2);
-            if (!nb) {
-                free(buf);
-                return ia_error_set(IA_ENOMEM, "%s: out of memory reading input", what);
-            }
-            buf = nb;
-            cap *= 2;
-        }
-        size_t n = fread(buf + len, 1, cap - len - 1, f);
-        len += n;
-        if (n == 0)
-            break;
-    }
-    if (ferror(f)) {
-        free(buf);
-        return ia_error_set(IA_EIO, "%s: read failed", what);
-    }
-    buf[len] = '\0';
-    *out = buf;
-    *out_len = len;
-    return IA_OK;
-}
-
 ia_status cli_inputs_from_file(const char *path, cli_inputs *out) {
     memset(out, 0, sizeof *out);
     out->file = path;
-    bool is_stdin = strcmp(path, "-") == 0;
-    FILE *f = is_stdin ? stdin : fopen(path, "rb");
-    if (!f)
-        return ia_error_set(errno == ENOENT ? IA_ENOTFOUND : IA_EIO, "%s: cannot open: %s", path,
-                            strerror(errno));
-    size_t len = 0;
-    ia_status st = read_stream(f, is_stdin ? "stdin" : path, &out->buffer, &len);
-    if (!is_stdin)
-        fclose(f);
+    ia_text_lines tl;
+    ia_status st = ia_text_lines_read(path, INPUT_MAX_BYTES, &tl);
     if (st != IA_OK)
         return st;
-    size_t lines = 0;
-    for (size_t i = 0; i < len; i++)
-        lines += out->buffer[i] == '\n';
-    lines += len > 0 && out->buffer[len - 1] != '\n';
-    out->texts = ia_malloc_array(lines ? lines : 1, sizeof *out->texts);
-    out->lens = ia_malloc_array(lines ? lines : 1, sizeof *out->lens);
-    if (!out->texts || !out->lens) {
-        cli_inputs_free(out);
-        return IA_ENOMEM;
-    }
-    char *p = out->buffer, *end = out->buffer + len;
-    while (p < end) {
-        char *nl = memchr(p, '\n', (size_t)(end - p));
-        char *stop = nl ? nl : end;
-        size_t n = (size_t)(stop - p);
-        if (n > 0 && p[n - 1] == '\r')
-            n--;
-        p[n] = '\0';
-        size_t bad;
-        if (!ia_utf8_valid(p, n, &bad)) {
-            st = ia_error_set(IA_EINVAL, "%s:%zu: invalid UTF-8 at byte %zu of the line", path,
-                              out->n + 1, bad + 1);
-            cli_inputs_free(out);
-            return st;
-        }
-        out->texts[out->n] = p;
-        out->lens[out->n++] = n;
-        p = stop + 1;
-    }
+    out->texts = tl.lines;
+    out->lens = tl.lens;
+    out->n = tl.n;
+    out->buffer = tl.buffer;
     return IA_OK;
 }
 

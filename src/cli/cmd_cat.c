@@ -24,11 +24,16 @@ static const char cat_usage[] =
 
 static const char get_usage[] =
     "usage: ipfs-accelerate get CID[/path] [-o OUT] [--repo DIR]\n"
+    "       ipfs-accelerate get CID --from URL[,URL...] [-o OUT] [--pin=BOOL] [--repo DIR]\n"
     "\n"
     "Writes a file, symlink or directory tree to OUT (default: the last path component,\n"
     "or the CID), which must not exist.\n"
     "\n"
     "  -o, --output OUT   where to write\n"
+    "  --from URLS        first fetch the DAG from these trustless gateways (comma-\n"
+    "                     separated, e.g. http://127.0.0.1:8080), several at once, every\n"
+    "                     block verified; blocks already in the store are not fetched\n"
+    "  --pin=BOOL         with --from: pin the root recursively (default true)\n"
     "  --repo DIR         the store (default $IPFS_ACCELERATE_HOME or\n"
     "                     ~/.local/share/ipfs-accelerate)\n";
 
@@ -41,12 +46,13 @@ static const char ls_usage[] =
     "  --repo DIR    the store (default $IPFS_ACCELERATE_HOME or\n"
     "                ~/.local/share/ipfs-accelerate)\n";
 
-enum { O_REPO = 256, O_OFFSET, O_LENGTH, O_FROM };
+enum { O_REPO = 256, O_OFFSET, O_LENGTH, O_FROM, O_PIN };
 
 /* Shared option parsing: --repo, cat's range, get's output. */
 typedef struct read_opts {
     const char *repo, *output, *from;
     long long offset, length;
+    bool no_pin; /* get --from --pin=false */
 } read_opts;
 
 static int parse_opts(const char *cmd, const char *usage, int argc, char **argv, read_opts *o) {
@@ -56,6 +62,7 @@ static int parse_opts(const char *cmd, const char *usage, int argc, char **argv,
         {"length", required_argument, NULL, O_LENGTH},
         {"output", required_argument, NULL, 'o'},
         {"from", required_argument, NULL, O_FROM},
+        {"pin", optional_argument, NULL, O_PIN},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -92,6 +99,16 @@ static int parse_opts(const char *cmd, const char *usage, int argc, char **argv,
                 return cli_usage_error(cmd, "--from is a get option");
             o->from = optarg;
             break;
+        case O_PIN:
+            if (strcmp(cmd, "get") != 0)
+                return cli_usage_error(cmd, "--pin is a get --from option");
+            if (!optarg || strcmp(optarg, "true") == 0 || strcmp(optarg, "1") == 0)
+                o->no_pin = false;
+            else if (strcmp(optarg, "false") == 0 || strcmp(optarg, "0") == 0)
+                o->no_pin = true;
+            else
+                return cli_usage_error(cmd, "--pin: '%s' is not true or false", optarg);
+            break;
         case 'h':
             fputs(usage, stdout);
             return 0;
@@ -127,6 +144,120 @@ int cmd_cat(int argc, char **argv) {
     return rc;
 }
 
+/* ---- get --from: fetch from trustless gateways, then export ------------------- */
+
+/* Splits "URL,URL,..." into malloc'd strings (*peers and each string owned
+ * by the caller); empty items are a usage error. */
+static ia_status split_peers(const char *list, char ***peers, size_t *n) {
+    *peers = NULL;
+    *n = 0;
+    const char *p = list;
+    for (;;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        if (len == 0)
+            return ia_error_set(IA_EINVAL, "--from: empty URL in '%s'", list);
+        char **more = ia_realloc_array(*peers, *n + 1, sizeof *more);
+        if (!more)
+            return IA_ENOMEM;
+        *peers = more;
+        if (!(more[*n] = ia_strndup(p, len)))
+            return IA_ENOMEM;
+        (*n)++;
+        if (!comma)
+            return IA_OK;
+        p = comma + 1;
+    }
+}
+
+/* "12.3 MB": decimal units, as transfer rates are usually quoted. */
+static void human_bytes(double v, char *buf, size_t cap) {
+    const char *units[] = {"B", "kB", "MB", "GB", "TB"};
+    int u = 0;
+    while (v >= 1000 && u < 4) {
+        v /= 1000;
+        u++;
+    }
+    snprintf(buf, cap, u ? "%.1f %s" : "%.0f %s", v, units[u]);
+}
+
+static void print_report(const char *root, const ia_fetch_report *r) {
+    char total[32], rate[32], b[32];
+    human_bytes((double)r->bytes_fetched, total, sizeof total);
+    human_bytes(r->seconds > 0 ? (double)r->bytes_fetched / r->seconds : 0, rate, sizeof rate);
+    fprintf(stderr,
+            "fetched %s: %llu blocks (%llu already here, %llu fetched, %s in %.2f s, %s/s), "
+            "%llu retries\n",
+            root, (unsigned long long)r->blocks, (unsigned long long)r->blocks_present,
+            (unsigned long long)r->blocks_fetched, total, r->seconds, rate,
+            (unsigned long long)r->retries);
+    for (size_t i = 0; i < r->n_peers; i++) {
+        const ia_fetch_peer_stats *p = &r->peers[i];
+        human_bytes((double)p->bytes, b, sizeof b);
+        fprintf(stderr, "  peer %s: %llu blocks, %s, %llu requests, %llu failed, %llu not found%s%s\n",
+                p->url, (unsigned long long)p->blocks, b, (unsigned long long)p->requests,
+                (unsigned long long)(p->failures + p->corrupt),
+                (unsigned long long)p->not_found, p->dropped ? "; dropped: " : "",
+                p->dropped && p->why ? p->why : "");
+    }
+    for (size_t i = 0; i < r->n_notes; i++)
+        fprintf(stderr, "%s\n", r->notes[i]);
+}
+
+static int get_from(const read_opts *o, const char *arg) {
+    const char *text = strncmp(arg, "/ipfs/", 6) == 0 ? arg + 6 : arg;
+    size_t len = strlen(text);
+    while (len > 0 && text[len - 1] == '/')
+        len--;
+    if (memchr(text, '/', len))
+        return cli_usage_error("get", "--from takes a bare CID, not the path '%s' (fetch the CID, "
+                                      "then get CID/path from the store)", arg);
+    char *cid_text = ia_strndup(text, len), **peers = NULL;
+    size_t n_peers = 0;
+    ia_blockstore *bs = NULL;
+    ia_fetch_report report = {0};
+    ia_cid cid;
+    ia_status st = cid_text ? IA_OK : IA_ENOMEM;
+    int rc = 1;
+    if (st == IA_OK && (st = cli_parse_cid(cid_text, &cid)) != IA_OK) {
+        rc = cli_usage_error("get", "%s", ia_error_message());
+        goto done;
+    }
+    if (st == IA_OK && (st = split_peers(o->from, &peers, &n_peers)) == IA_EINVAL) {
+        rc = cli_usage_error("get", "%s", ia_error_message());
+        goto done;
+    }
+    const char *out = o->output ? o->output : cid_text;
+    if (st == IA_OK && ia_file_exists(out))
+        st = ia_error_set(IA_EINVAL, "%s already exists; remove it or choose another -o", out);
+    if (st == IA_OK)
+        st = cli_repo_open(o->repo, &bs);
+    if (st == IA_OK) {
+        st = ia_fetch_dag(bs, &cid, (const char *const *)peers, n_peers, NULL, &report);
+        if (st == IA_EINVAL && report.n_peers == 0) { /* a malformed URL */
+            rc = cli_usage_error("get", "--from: %s", ia_error_message());
+            goto done;
+        }
+        if (report.n_peers > 0)
+            print_report(cid_text, &report);
+    }
+    if (st == IA_OK && !o->no_pin)
+        st = ia_pin_add(bs, &cid, IA_PIN_RECURSIVE);
+    if (st == IA_OK) {
+        fprintf(stderr, "Saving file(s) to %s\n", out);
+        st = ia_unixfs_get(bs, &cid, out);
+    }
+    rc = st ? cli_fail("get", st) : 0;
+done:
+    ia_fetch_report_free(&report);
+    ia_blockstore_close(bs);
+    for (size_t i = 0; i < n_peers; i++)
+        free(peers[i]);
+    free(peers);
+    free(cid_text);
+    return rc;
+}
+
 int cmd_get(int argc, char **argv) {
     read_opts o;
     int rc = parse_opts("get", get_usage, argc, argv, &o);
@@ -135,8 +266,7 @@ int cmd_get(int argc, char **argv) {
     if (optind + 1 != argc)
         return cli_usage_error("get", "expected one CID[/path]");
     if (o.from)
-        return cli_usage_error("get", "--from (fetching from peers) is not in this build yet; "
-                                      "add or import the data first");
+        return get_from(&o, argv[optind]);
     const char *arg = argv[optind];
     char *out = NULL;
     if (o.output) {

@@ -30,6 +30,7 @@ static const struct {
     {"pin", cmd_pin, "keep DAGs from gc: add, rm, ls"},
     {"repo", cmd_repo, "the store: gc, verify, stat"},
     {"car", cmd_car, "CAR archives: export, import"},
+    {"gateway", cmd_gateway, "serve the store as an IPFS Trustless Gateway (HTTP)"},
 };
 
 static void usage(FILE *f) {

@@ -104,3 +104,26 @@ TEST(log_levels_parse) {
     CHECK_EQ_INT(l, IA_LOG_DEBUG);
     CHECK_ERR(ia_log_level_parse("loud", &l), IA_EINVAL, "loud");
 }
+
+TEST(text_lines_split_on_newline_only) {
+    char path[] = "/tmp/ia_test_lines_XXXXXX";
+    int fd = mkstemp(path);
+    FILE *f = fdopen(fd, "w");
+    fputs("one\r\ntwo\rstill two\n\nlast", f);
+    fclose(f);
+    ia_text_lines tl;
+    CHECK_OK(ia_text_lines_read(path, 1 << 20, &tl));
+    CHECK_EQ_INT(tl.n, 4);
+    if (tl.n == 4) {
+        CHECK(strcmp(tl.lines[0], "one") == 0);
+        CHECK(strcmp(tl.lines[1], "two\rstill two") == 0);
+        CHECK_EQ_INT(tl.lens[2], 0);
+        CHECK(strcmp(tl.lines[3], "last") == 0);
+    }
+    ia_text_lines_free(&tl);
+    f = fopen(path, "w");
+    fputs("ok\nbad \xc3\x28\n", f);
+    fclose(f);
+    CHECK_ERR(ia_text_lines_read(path, 1 << 20, &tl), IA_EINVAL, ":2: invalid UTF-8 at byte 5");
+    remove(path);
+}
