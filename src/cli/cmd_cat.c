@@ -194,11 +194,11 @@ static void print_report(const char *root, const ia_fetch_report *r) {
     for (size_t i = 0; i < r->n_peers; i++) {
         const ia_fetch_peer_stats *p = &r->peers[i];
         human_bytes((double)p->bytes, b, sizeof b);
-        fprintf(stderr, "  peer %s: %llu blocks, %s, %llu requests, %llu failed, %llu not found%s%s\n",
+        fprintf(stderr,
+                "  peer %s: %llu blocks, %s, %llu requests, %llu failed, %llu not found%s%s\n",
                 p->url, (unsigned long long)p->blocks, b, (unsigned long long)p->requests,
-                (unsigned long long)(p->failures + p->corrupt),
-                (unsigned long long)p->not_found, p->dropped ? "; dropped: " : "",
-                p->dropped && p->why ? p->why : "");
+                (unsigned long long)(p->failures + p->corrupt), (unsigned long long)p->not_found,
+                p->dropped ? "; dropped: " : "", p->dropped && p->why ? p->why : "");
     }
     for (size_t i = 0; i < r->n_notes; i++)
         fprintf(stderr, "%s\n", r->notes[i]);
@@ -210,8 +210,10 @@ static int get_from(const read_opts *o, const char *arg) {
     while (len > 0 && text[len - 1] == '/')
         len--;
     if (memchr(text, '/', len))
-        return cli_usage_error("get", "--from takes a bare CID, not the path '%s' (fetch the CID, "
-                                      "then get CID/path from the store)", arg);
+        return cli_usage_error("get",
+                               "--from takes a bare CID, not the path '%s' (fetch the CID, "
+                               "then get CID/path from the store)",
+                               arg);
     char *cid_text = ia_strndup(text, len), **peers = NULL;
     size_t n_peers = 0;
     ia_blockstore *bs = NULL;

@@ -246,9 +246,8 @@ static ia_status parse_peer(const char *url, char **out) {
         curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
         curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
         curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK || !host || !*host) {
-        st = ia_error_set(IA_EINVAL,
-                          "peer '%s' is not a URL like http://HOST:PORT (a trustless gateway)",
-                          url);
+        st = ia_error_set(
+            IA_EINVAL, "peer '%s' is not a URL like http://HOST:PORT (a trustless gateway)", url);
         goto fail;
     }
     if (strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0) {
@@ -471,10 +470,10 @@ static int pick_peer(fetcher *f, const task *t, bool *wait) {
             continue;
         bool untried = !(t->tried & bit);
         double cost = (p->inflight + 1) * p->svc;
-        bool better = best < 0 || (untried && !best_untried) ||
-                      (untried == best_untried &&
-                       (cost < best_cost ||
-                        (cost == best_cost && p->inflight < f->peers[best].inflight)));
+        bool better =
+            best < 0 || (untried && !best_untried) ||
+            (untried == best_untried &&
+             (cost < best_cost || (cost == best_cost && p->inflight < f->peers[best].inflight)));
         if (better) {
             best = (int)i;
             best_untried = untried;

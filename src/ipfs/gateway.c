@@ -100,8 +100,10 @@ static bool parse_i64(const char *s, size_t n, int64_t *out) {
 static int parse_entity_bytes(const char *s, ia_gw_request *r, char *why, size_t cap) {
     const char *colon = strchr(s, ':');
     if (!colon || !parse_i64(s, (size_t)(colon - s), &r->range_from))
-        return fail_with(why, cap, 400, "entity-bytes '%s': expected FROM:TO (integers, TO may be "
-                                        "'*', negative counts from the end)", s);
+        return fail_with(why, cap, 400,
+                         "entity-bytes '%s': expected FROM:TO (integers, TO may be "
+                         "'*', negative counts from the end)",
+                         s);
     const char *to = colon + 1;
     if (strcmp(to, "*") == 0) {
         r->range_to_end = true;
@@ -224,8 +226,7 @@ static int parse_car_params(const ia_gw_inputs *in, ia_gw_request *r, char *why,
     if (in->car_version && strcmp(in->car_version, "1") != 0)
         return fail_with(why, cap, 406, "car-version=%s: only CARv1 is served", in->car_version);
     if (in->car_order && strcmp(in->car_order, "dfs") != 0 && strcmp(in->car_order, "unk") != 0)
-        return fail_with(why, cap, 406, "car-order=%s: only dfs (or unk) is served",
-                         in->car_order);
+        return fail_with(why, cap, 406, "car-order=%s: only dfs (or unk) is served", in->car_order);
     if (in->car_dups) {
         if (strcmp(in->car_dups, "y") != 0 && strcmp(in->car_dups, "n") != 0)
             return fail_with(why, cap, 400, "car-dups=%s: expected y or n", in->car_dups);
@@ -251,8 +252,8 @@ static int parse_car_params(const ia_gw_inputs *in, ia_gw_request *r, char *why,
     return 200;
 }
 
-int ia_gateway_parse_request(const char *url, const ia_gw_inputs *in, ia_gw_request *out,
-                             char *why, size_t cap) {
+int ia_gateway_parse_request(const char *url, const ia_gw_inputs *in, ia_gw_request *out, char *why,
+                             size_t cap) {
     memset(out, 0, sizeof *out);
     if (why && cap)
         why[0] = 0;
@@ -787,12 +788,12 @@ static ssize_t car_read(void *cls, uint64_t pos, char *buf, size_t max) {
 static size_t car_header(const ia_cid *root, uint8_t *out) {
     uint8_t bin[IA_CID_MAX_BYTES], body[IA_CID_MAX_BYTES + 32];
     size_t len = ia_cid_encode(root, bin), n = 0;
-    body[n++] = 0xa2;                  /* map(2) */
-    body[n++] = 0x65;                  /* text(5) */
+    body[n++] = 0xa2; /* map(2) */
+    body[n++] = 0x65; /* text(5) */
     memcpy(body + n, "roots", 5), n += 5;
-    body[n++] = 0x81;                  /* array(1) */
+    body[n++] = 0x81;                   /* array(1) */
     body[n++] = 0xd8, body[n++] = 0x2a; /* tag(42) */
-    size_t blen = len + 1;             /* bytes(0x00 + CID) */
+    size_t blen = len + 1;              /* bytes(0x00 + CID) */
     if (blen < 24) {
         body[n++] = (uint8_t)(0x40 | blen);
     } else if (blen < 256) {
@@ -814,14 +815,22 @@ static size_t car_header(const ia_cid *root, uint8_t *out) {
 
 static const char *reason_phrase(int status) {
     switch (status) {
-    case 304: return "Not Modified";
-    case 400: return "Bad Request";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 406: return "Not Acceptable";
-    case 412: return "Precondition Failed";
-    case 501: return "Not Implemented";
-    default: return status >= 500 ? "Internal Server Error" : "Error";
+    case 304:
+        return "Not Modified";
+    case 400:
+        return "Bad Request";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 406:
+        return "Not Acceptable";
+    case 412:
+        return "Precondition Failed";
+    case 501:
+        return "Not Implemented";
+    default:
+        return status >= 500 ? "Internal Server Error" : "Error";
     }
 }
 
@@ -829,8 +838,8 @@ static void log_request(const char *method, const char *url, int status, const c
     ia_log(IA_LOG_DEBUG, "gateway: %s %s -> %d %s", method, url, status, what);
 }
 
-static int send_error(struct MHD_Connection *conn, const char *method, const char *url,
-                      int status, const char *why) {
+static int send_error(struct MHD_Connection *conn, const char *method, const char *url, int status,
+                      const char *why) {
     char body[1200];
     int n = snprintf(body, sizeof body, "%d %s: %s\n", status, reason_phrase(status), why);
     if (n < 0)
@@ -901,8 +910,7 @@ static void add_common(struct MHD_Response *r, const char *cid_text, const char 
         char *roots = malloc(cap);
         for (size_t i = 0; roots && i < res->roots.n; i++) {
             char t[IA_CID_MAX_STRING];
-            if (ia_cid_format(&res->roots.v[i], IA_BASE32, t,
-                              sizeof t))
+            if (ia_cid_format(&res->roots.v[i], IA_BASE32, t, sizeof t))
                 continue;
             o += (size_t)snprintf(roots + o, cap - o, "%s%s", o ? "," : "", t);
         }
@@ -998,8 +1006,10 @@ static int resolve_range(const ia_gw_request *req, uint64_t size, uint64_t *lo, 
     else
         b = (uint64_t)(-to) > size ? 0 : size - (uint64_t)(-to) + 1;
     if (from >= 0 && size > 0 && a >= size)
-        return fail_with(why, cap, 400, "entity-bytes: byte %lld is past the end of a %llu-byte "
-                                        "file", (long long)from, (unsigned long long)size);
+        return fail_with(why, cap, 400,
+                         "entity-bytes: byte %lld is past the end of a %llu-byte "
+                         "file",
+                         (long long)from, (unsigned long long)size);
     if (b <= a)
         return 0;
     *lo = a;
@@ -1070,8 +1080,8 @@ static int serve_car(ia_gateway *gw, struct MHD_Connection *conn, const char *me
         if (!(s->head = ia_malloc(s->head_cap)) || (!req->dups && !(s->seen = ia_mh_set_create())))
             goto oom;
         s->head_len = car_header(&req->cid, s->head);
-        r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, gw->opts.stream_buffer, car_read,
-                                              s, car_stream_free);
+        r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, gw->opts.stream_buffer, car_read, s,
+                                              car_stream_free);
         if (!r)
             goto oom;
     }
@@ -1308,7 +1318,8 @@ ia_status ia_gateway_start(ia_blockstore *bs, const char *listen, const ia_gatew
         return st;
     }
     /* Connection threads share the store's SQLite handle. */
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
+    /* ITC: a pipe that wakes the polling thread when the daemon stops. */
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG | MHD_USE_ITC;
     if (sqlite3_threadsafe() == 1)
         flags |= MHD_USE_THREAD_PER_CONNECTION;
     if (ss.ss_family == AF_INET6)
@@ -1316,14 +1327,16 @@ ia_status ia_gateway_start(ia_blockstore *bs, const char *listen, const ia_gatew
     /* The pool holds headers and the stream buffer MHD reads responses into. */
     size_t pool = gw->opts.stream_buffer + (64 << 10);
     gw->daemon = MHD_start_daemon(
-        flags, 0, NULL, NULL, access_handler, gw, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, pool, MHD_OPTION_CONNECTION_LIMIT,
-        gw->opts.max_connections, MHD_OPTION_CONNECTION_TIMEOUT, gw->opts.timeout_s,
-        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
+        flags, 0, NULL, NULL, access_handler, gw, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_CONNECTION_MEMORY_LIMIT, pool,
+        MHD_OPTION_CONNECTION_LIMIT, gw->opts.max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
+        gw->opts.timeout_s, MHD_OPTION_END);
     if (!gw->daemon) {
         free(gw);
-        return ia_error_set(IA_EIO, "gateway: cannot listen on %s (address in use, or not "
-                                    "this machine's?)", listen);
+        return ia_error_set(IA_EIO,
+                            "gateway: cannot listen on %s (address in use, or not "
+                            "this machine's?)",
+                            listen);
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(gw->daemon, MHD_DAEMON_INFO_BIND_PORT);
     gw->port = info ? info->port : 0;

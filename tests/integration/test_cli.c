@@ -9,57 +9,7 @@
 #include <unistd.h>
 
 #include "test.h"
-
-typedef struct run_result {
-    int status;
-    char *out, *err;
-} run_result;
-
-static char *slurp(const char *path) {
-    char *text = NULL;
-    size_t len;
-    if (ia_file_read_all(path, 256 << 20, &text, &len) != IA_OK)
-        return ia_strdup("");
-    return text;
-}
-
-/* Runs $IA_CLI with args (NULL-terminated), stdin from /dev/null. */
-static run_result run_cli(const char *const *args) {
-    const char *cli = getenv("IA_CLI");
-    run_result r = {-1, NULL, NULL};
-    char out_path[] = "/tmp/ia_cli_out_XXXXXX", err_path[] = "/tmp/ia_cli_err_XXXXXX";
-    int out_fd = mkstemp(out_path), err_fd = mkstemp(err_path);
-    const char *argv[64];
-    int n = 0;
-    argv[n++] = cli ? cli : "ipfs-accelerate";
-    for (int i = 0; args[i] && n < 63; i++)
-        argv[n++] = args[i];
-    argv[n] = NULL;
-    pid_t pid = fork();
-    if (pid == 0) {
-        int devnull = open("/dev/null", O_RDONLY);
-        dup2(devnull, 0);
-        dup2(out_fd, 1);
-        dup2(err_fd, 2);
-        execv(argv[0], (char *const *)argv);
-        _exit(127);
-    }
-    int status = 0;
-    waitpid(pid, &status, 0);
-    close(out_fd);
-    close(err_fd);
-    r.status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    r.out = slurp(out_path);
-    r.err = slurp(err_path);
-    remove(out_path);
-    remove(err_path);
-    return r;
-}
-
-static void run_free(run_result *r) {
-    free(r->out);
-    free(r->err);
-}
+#include "test_cli.h"
 
 static const char *write_temp(const char *content, size_t len) {
     static char path[64];

@@ -1,0 +1,650 @@
+/*
+ * The multi-peer fetch client (ia_fetch_dag, `get --from`) against local
+ * trustless gateways: three peers of which one dies mid-transfer and one
+ * serves a corrupted block, resume (only missing blocks are requested), a
+ * DAG of a few hundred blocks (a 20 MB file in 64 KiB chunks inside a
+ * directory), a block no peer has, malformed URLs, oversized answers, a
+ * slow peer, a peer that was never there, and the CLI end to end.
+ *
+ * The peers are this test binary re-executed as a minimal trustless
+ * responder (libmicrohttpd: GET /ipfs/{cid}?format=raw answers the block
+ * from a repo with Content-Type application/vnd.ipld.raw) with a fault mode:
+ * "die N" sends half of its N+1th answer and exits, "corrupt N" flips a byte
+ * of its Nth answer, "slow MS" waits before each answer, "oversize" answers
+ * 2 MiB + 1 bytes. Every request is logged (one CID per line) so tests can
+ * count what was asked. When the real `ipfs-accelerate gateway` is built,
+ * one more case runs three of them as peers.
+ */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <ftw.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "ia/ipfs.h"
+#include "test.h"
+#include "test_cli.h"
+
+/* ---- the responder (runs in a child process) ------------------------------------------ */
+
+typedef struct responder {
+    ia_blockstore *bs;
+    pthread_mutex_t lock; /* guards bs and count */
+    int log_fd;
+    char mode[16];
+    long arg;
+    long count;
+} responder;
+
+static responder R;
+
+typedef struct half_body {
+    uint8_t *data;
+    size_t len, sent;
+} half_body;
+
+/* Sends half of the block, then dies on the next call: a peer killed mid-transfer. */
+static ssize_t half_then_die(void *cls, uint64_t pos, char *buf, size_t max) {
+    half_body *h = cls;
+    if (h->sent >= h->len / 2)
+        _exit(1);
+    size_t n = h->len / 2 - h->sent;
+    n = n < max ? n : max;
+    memcpy(buf, h->data + h->sent, n);
+    h->sent += n;
+    return (ssize_t)n;
+}
+
+static void free_half(void *cls) {
+    half_body *h = cls;
+    free(h->data);
+    free(h);
+}
+
+static enum MHD_Result answer(void *cls, struct MHD_Connection *conn, const char *url,
+                              const char *method, const char *version, const char *upload,
+                              size_t *upload_len, void **state) {
+    struct MHD_Response *resp = NULL;
+    unsigned code = 200;
+    uint8_t *data = NULL;
+    size_t len = 0;
+    const char *format = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "format");
+    ia_cid cid;
+    if (strcmp(method, "GET") != 0 || strncmp(url, "/ipfs/", 6) != 0 || !format ||
+        strcmp(format, "raw") != 0 || ia_cid_parse(url + 6, &cid) != IA_OK) {
+        resp = MHD_create_response_from_buffer(0, "", MHD_RESPMEM_PERSISTENT);
+        code = 400;
+        goto send;
+    }
+    char line[300];
+    int n = snprintf(line, sizeof line, "%s\n", url + 6);
+    if (write(R.log_fd, line, (size_t)n) != n)
+        _exit(3);
+    pthread_mutex_lock(&R.lock);
+    long count = ++R.count;
+    ia_status st = ia_blockstore_get(R.bs, &cid, &data, &len);
+    pthread_mutex_unlock(&R.lock);
+    if (st != IA_OK) {
+        resp = MHD_create_response_from_buffer(0, "", MHD_RESPMEM_PERSISTENT);
+        code = 404;
+        goto send;
+    }
+    if (strcmp(R.mode, "slow") == 0)
+        usleep((useconds_t)R.arg * 1000);
+    if (strcmp(R.mode, "corrupt") == 0 && count == R.arg && len > 0)
+        data[len / 2] ^= 0x5a;
+    if (strcmp(R.mode, "oversize") == 0) {
+        free(data);
+        len = ((size_t)2 << 20) + 1;
+        data = calloc(1, len);
+    }
+    if (strcmp(R.mode, "die") == 0 && count > R.arg) {
+        half_body *h = calloc(1, sizeof *h);
+        h->data = data;
+        h->len = len;
+        resp = MHD_create_response_from_callback(len, 64 * 1024, half_then_die, h, free_half);
+    } else {
+        resp = MHD_create_response_from_buffer(len, data, MHD_RESPMEM_MUST_FREE);
+    }
+    MHD_add_response_header(resp, "Content-Type", "application/vnd.ipld.raw");
+send:;
+    enum MHD_Result ret = MHD_queue_response(conn, code, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+/* IA_FETCH_RESPONDER="REPO LOG MODE ARG": serve, print the port, wait to be killed. */
+__attribute__((constructor)) static void responder_main(void) {
+    const char *spec = getenv("IA_FETCH_RESPONDER");
+    if (!spec)
+        return;
+    char repo[4096], log[4096];
+    if (sscanf(spec, "%4095s %4095s %15s %ld", repo, log, R.mode, &R.arg) != 4)
+        _exit(2);
+    pthread_mutex_init(&R.lock, NULL);
+    R.log_fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (R.log_fd < 0 || ia_blockstore_open(repo, &R.bs) != IA_OK)
+        _exit(2);
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct MHD_Daemon *d =
+        MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION, 0, NULL,
+                         NULL, answer, NULL, MHD_OPTION_SOCK_ADDR, &addr, MHD_OPTION_END);
+    if (!d)
+        _exit(2);
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
+    printf("%u\n", (unsigned)info->port);
+    fflush(stdout);
+    for (;;)
+        pause();
+}
+
+/* ---- helpers ---------------------------------------------------------------------------- */
+
+static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
+    return remove(path);
+}
+
+static void rm_rf(const char *path) { nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS); }
+
+static char *temp_dir(void) {
+    char tmpl[] = "/tmp/ia_fetch_test_XXXXXX";
+    char *dir = mkdtemp(tmpl);
+    return dir ? ia_strdup(dir) : NULL;
+}
+
+static void write_file(const char *dir, const char *name, size_t n, unsigned seed) {
+    char path[8400];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "wb");
+    uint32_t x = seed * 2654435761u + 1;
+    uint8_t buf[65536];
+    while (n > 0) {
+        size_t k = n < sizeof buf ? n : sizeof buf;
+        for (size_t i = 0; i < k; i++) {
+            x = x * 1664525u + 1013904223u;
+            buf[i] = (uint8_t)(x >> 24);
+        }
+        fwrite(buf, 1, k, f);
+        n -= k;
+    }
+    fclose(f);
+}
+
+typedef struct peer_proc {
+    pid_t pid;
+    char url[64];
+    char log[4200];
+} peer_proc;
+
+/* Starts a responder over repo with a fault mode; its log goes to dir/log-N. */
+static peer_proc start_responder(const char *dir, const char *repo, const char *mode, long arg) {
+    static int serial;
+    peer_proc p = {.pid = -1};
+    snprintf(p.log, sizeof p.log, "%s/log-%d", dir, serial++);
+    char spec[9000];
+    snprintf(spec, sizeof spec, "%s %s %s %ld", repo, p.log, mode, arg);
+    int fds[2];
+    if (pipe(fds) != 0)
+        return p;
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(fds[1], 1);
+        close(fds[0]);
+        setenv("IA_FETCH_RESPONDER", spec, 1);
+        execl("/proc/self/exe", "responder", (char *)NULL);
+        _exit(127);
+    }
+    close(fds[1]);
+    char buf[32] = "";
+    ssize_t n = read(fds[0], buf, sizeof buf - 1);
+    close(fds[0]);
+    unsigned port = 0;
+    if (n > 0 && sscanf(buf, "%u", &port) == 1 && port > 0) {
+        p.pid = pid;
+        snprintf(p.url, sizeof p.url, "http://127.0.0.1:%u", port);
+    }
+    return p;
+}
+
+static void stop_peer(peer_proc *p) {
+    if (p->pid > 0) {
+        kill(p->pid, SIGKILL);
+        waitpid(p->pid, NULL, 0);
+    }
+    p->pid = -1;
+}
+
+/* Lines in a responder's log (requests it received). */
+static int log_lines(const char *path) {
+    FILE *f = fopen(path, "r");
+    int n = 0, c;
+    if (!f)
+        return 0;
+    while ((c = fgetc(f)) != EOF)
+        n += c == '\n';
+    fclose(f);
+    return n;
+}
+
+static ia_status collect_visit(void *ctx, const ia_cid *cid, const uint8_t *d, size_t len) {
+    ia_cid **list = ctx;
+    size_t n = 0;
+    while ((*list)[n].digest_len)
+        n++;
+    ia_cid *more = realloc(*list, (n + 2) * sizeof *more);
+    more[n] = *cid;
+    memset(&more[n + 1], 0, sizeof more[n + 1]);
+    *list = more;
+    return IA_OK;
+}
+
+/* The DAG's blocks in walk order; *n is their count. */
+static ia_cid *dag_blocks(ia_blockstore *bs, const ia_cid *root, size_t *n) {
+    ia_cid *list = calloc(1, sizeof *list);
+    CHECK_OK(ia_dag_walk(bs, root, false, collect_visit, &list));
+    *n = 0;
+    while (list[*n].digest_len)
+        (*n)++;
+    return list;
+}
+
+/* A source: dir/top with a 20 MB file, small files and a subdirectory, added
+ * as CIDv1 (raw leaves) in 64 KiB chunks to dir/src: a few hundred blocks. */
+static ia_cid make_source(const char *dir, size_t big, ia_blockstore **src) {
+    char top[4200], sub[4300], repo[4200];
+    snprintf(top, sizeof top, "%s/top", dir);
+    snprintf(sub, sizeof sub, "%s/top/sub", dir);
+    snprintf(repo, sizeof repo, "%s/src", dir);
+    mkdir(top, 0755);
+    mkdir(sub, 0755);
+    write_file(top, "big.bin", big, 1);
+    write_file(top, "small.txt", 100, 2);
+    write_file(sub, "mid.bin", 300000, 3);
+    write_file(sub, "empty", 0, 4);
+    ia_add_options o = ia_add_options_default();
+    o.cid_version = 1;
+    o.chunk_size = 65536;
+    o.threads = 1;
+    ia_cid root = {0};
+    CHECK_OK(ia_blockstore_open(repo, src));
+    CHECK_OK(ia_add_path(*src, top, &o, NULL, NULL, &root));
+    return root;
+}
+
+static ia_fetch_options test_options(void) {
+    ia_fetch_options o = ia_fetch_options_default();
+    o.stall_timeout_s = 5;
+    o.connect_timeout_s = 5;
+    o.max_inflight = 4;
+    return o;
+}
+
+/* Exports root from bs to dir/NAME and compares it with dir/top. */
+static void check_same_as_source(ia_blockstore *bs, const ia_cid *root, const char *dir,
+                                 const char *name) {
+    char out[4200], cmd[9000];
+    snprintf(out, sizeof out, "%s/%s", dir, name);
+    CHECK_OK(ia_unixfs_get(bs, root, out));
+    snprintf(cmd, sizeof cmd, "diff -r %s/top %s >/dev/null", dir, out);
+    CHECK_MSG(system(cmd) == 0, "%s differs from the source", out);
+}
+
+static bool report_has_note(const ia_fetch_report *r, const char *a, const char *b) {
+    for (size_t i = 0; i < r->n_notes; i++)
+        if (strstr(r->notes[i], a) && (!b || strstr(r->notes[i], b)))
+            return true;
+    return false;
+}
+
+static void print_notes(const ia_fetch_report *r) {
+    for (size_t i = 0; i < r->n_notes; i++)
+        fprintf(stderr, "    note: %s\n", r->notes[i]);
+}
+
+/* ---- library cases ------------------------------------------------------------------------ */
+
+TEST(three_peers_one_dies_one_corrupts) {
+    char *dir = temp_dir(), repo[4200], dst[4200];
+    ia_blockstore *src = NULL, *bs = NULL;
+    ia_cid root = make_source(dir, 20 * 1000 * 1000, &src);
+    size_t n_blocks;
+    free(dag_blocks(src, &root, &n_blocks));
+    CHECK_MSG(n_blocks > 300, "%zu blocks", n_blocks);
+    snprintf(repo, sizeof repo, "%s/src", dir);
+    peer_proc p[3] = {start_responder(dir, repo, "ok", 0), start_responder(dir, repo, "die", 15),
+                      start_responder(dir, repo, "corrupt", 5)};
+    CHECK(p[0].pid > 0 && p[1].pid > 0 && p[2].pid > 0);
+    const char *urls[3] = {p[0].url, p[1].url, p[2].url};
+    snprintf(dst, sizeof dst, "%s/dst", dir);
+    CHECK_OK(ia_blockstore_open(dst, &bs));
+    ia_fetch_options o = test_options();
+    ia_fetch_report r;
+    CHECK_OK(ia_fetch_dag(bs, &root, urls, 3, &o, &r));
+    CHECK_EQ_INT(r.blocks, n_blocks);
+    CHECK_EQ_INT(r.blocks_fetched, n_blocks);
+    CHECK_EQ_INT(r.peers[0].blocks + r.peers[1].blocks + r.peers[2].blocks, n_blocks);
+    CHECK(r.retries >= 2);
+    CHECK(!r.peers[0].dropped);
+    CHECK_MSG(r.peers[1].dropped && r.peers[1].why && strstr(r.peers[1].why, "stopped responding"),
+              "%s", r.peers[1].why ? r.peers[1].why : "(not dropped)");
+    CHECK_MSG(r.peers[2].dropped && r.peers[2].why &&
+                  strstr(r.peers[2].why, "served a block that does not match b"),
+              "%s", r.peers[2].why ? r.peers[2].why : "(not dropped)");
+    CHECK_EQ_INT(r.peers[2].corrupt, 1);
+    CHECK(report_has_note(&r, p[2].url, "served a block that does not match b"));
+    CHECK(report_has_note(&r, p[1].url, "stopped responding"));
+    if (test_failed_checks)
+        print_notes(&r);
+    check_same_as_source(bs, &root, dir, "out");
+    ia_fetch_report_free(&r);
+    for (int i = 0; i < 3; i++)
+        stop_peer(&p[i]);
+    ia_blockstore_close(bs);
+    ia_blockstore_close(src);
+    rm_rf(dir);
+    free(dir);
+}
+
+TEST(resume_requests_only_missing_blocks) {
+    char *dir = temp_dir(), repo[4200], dst[4200];
+    ia_blockstore *src = NULL, *bs = NULL;
+    ia_cid root = make_source(dir, 2 * 1000 * 1000, &src);
+    size_t n_blocks;
+    ia_cid *blocks = dag_blocks(src, &root, &n_blocks);
+    snprintf(repo, sizeof repo, "%s/src", dir);
+    snprintf(dst, sizeof dst, "%s/dst", dir);
+    peer_proc p[2] = {start_responder(dir, repo, "ok", 0), start_responder(dir, repo, "ok", 0)};
+    const char *urls[2] = {p[0].url, p[1].url};
+    CHECK_OK(ia_blockstore_open(dst, &bs));
+    ia_fetch_options o = test_options();
+    ia_fetch_report r;
+    CHECK_OK(ia_fetch_dag(bs, &root, urls, 2, &o, &r));
+    CHECK_EQ_INT(r.blocks_fetched, n_blocks);
+    CHECK_EQ_INT(log_lines(p[0].log) + log_lines(p[1].log), n_blocks);
+    ia_fetch_report_free(&r);
+
+    /* Remove every 7th block (the root's first child among them), fetch again. */
+    size_t removed = 0;
+    for (size_t i = 1; i < n_blocks; i += 7, removed++)
+        CHECK_OK(ia_blockstore_remove(bs, &blocks[i]));
+    truncate(p[0].log, 0);
+    truncate(p[1].log, 0);
+    CHECK_OK(ia_fetch_dag(bs, &root, urls, 2, &o, &r));
+    CHECK_EQ_INT(r.blocks, n_blocks);
+    CHECK_EQ_INT(r.blocks_fetched, removed);
+    CHECK_EQ_INT(r.blocks_present, n_blocks - removed);
+    CHECK_EQ_INT(log_lines(p[0].log) + log_lines(p[1].log), removed);
+    ia_fetch_report_free(&r);
+
+    /* Nothing missing: nothing asked. */
+    truncate(p[0].log, 0);
+    truncate(p[1].log, 0);
+    CHECK_OK(ia_fetch_dag(bs, &root, urls, 2, &o, &r));
+    CHECK_EQ_INT(r.blocks_fetched, 0);
+    CHECK_EQ_INT(log_lines(p[0].log) + log_lines(p[1].log), 0);
+    ia_fetch_report_free(&r);
+    check_same_as_source(bs, &root, dir, "out");
+    for (int i = 0; i < 2; i++)
+        stop_peer(&p[i]);
+    free(blocks);
+    ia_blockstore_close(bs);
+    ia_blockstore_close(src);
+    rm_rf(dir);
+    free(dir);
+}
+
+TEST(missing_block_names_cid_and_peers) {
+    char *dir = temp_dir(), repo[4200], dst[4200], want[IA_CID_MAX_STRING];
+    ia_blockstore *src = NULL, *bs = NULL;
+    snprintf(repo, sizeof repo, "%s/src", dir);
+    snprintf(dst, sizeof dst, "%s/dst", dir);
+    CHECK_OK(ia_blockstore_open(repo, &src));
+    CHECK_OK(ia_blockstore_open(dst, &bs));
+    peer_proc p[2] = {start_responder(dir, repo, "ok", 0), start_responder(dir, repo, "ok", 0)};
+    const char *urls[2] = {p[0].url, p[1].url};
+    ia_cid nowhere;
+    ia_cid_of_block(1, IA_CODEC_RAW, "nobody has this", 15, &nowhere);
+    CHECK_OK(ia_cid_format(&nowhere, IA_BASE32, want, sizeof want));
+    ia_fetch_options o = test_options();
+    ia_fetch_report r;
+    CHECK_ERR(ia_fetch_dag(bs, &nowhere, urls, 2, &o, &r), IA_ENOTFOUND, want);
+    CHECK(strstr(ia_error_message(), p[0].url) && strstr(ia_error_message(), p[1].url));
+    CHECK_EQ_INT(r.peers[0].not_found + r.peers[1].not_found, 2);
+    CHECK(!r.peers[0].dropped && !r.peers[1].dropped);
+    ia_fetch_report_free(&r);
+    for (int i = 0; i < 2; i++)
+        stop_peer(&p[i]);
+    ia_blockstore_close(bs);
+    ia_blockstore_close(src);
+    rm_rf(dir);
+    free(dir);
+}
+
+TEST(malformed_urls_are_refused) {
+    char *dir = temp_dir(), dst[4200];
+    ia_blockstore *bs = NULL;
+    snprintf(dst, sizeof dst, "%s/dst", dir);
+    CHECK_OK(ia_blockstore_open(dst, &bs));
+    ia_cid c;
+    ia_cid_of_block(1, IA_CODEC_RAW, "x", 1, &c);
+    ia_fetch_report r;
+    const char *bad[] = {"ftp://127.0.0.1:1", "not a url", "http://", "http://h:1/?q=1", ""};
+    const char *why[] = {"not http or https", "not a URL", "not a URL", "no query", "not a URL"};
+    for (int i = 0; i < 5; i++) {
+        const char *one[1] = {bad[i]};
+        CHECK_ERR(ia_fetch_dag(bs, &c, one, 1, NULL, &r), IA_EINVAL, why[i]);
+        CHECK_EQ_INT(r.n_peers, 0);
+        ia_fetch_report_free(&r);
+    }
+    const char *twice[2] = {"http://127.0.0.1:1/", "http://127.0.0.1:1"};
+    CHECK_ERR(ia_fetch_dag(bs, &c, twice, 2, NULL, &r), IA_EINVAL, "listed twice");
+    ia_fetch_report_free(&r);
+    CHECK_ERR(ia_fetch_dag(bs, &c, twice, 0, NULL, &r), IA_EINVAL, "peers");
+    ia_fetch_report_free(&r);
+    ia_blockstore_close(bs);
+    rm_rf(dir);
+    free(dir);
+}
+
+/* A port nothing listens on (bound, then closed). */
+static unsigned dead_port(void) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    bind(fd, (struct sockaddr *)&a, sizeof a);
+    getsockname(fd, (struct sockaddr *)&a, &len);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+TEST(oversized_slow_and_absent_peers) {
+    char *dir = temp_dir(), repo[4200], dst[4200], dead[64];
+    ia_blockstore *src = NULL, *bs = NULL;
+    ia_cid root = make_source(dir, 3 * 1000 * 1000, &src);
+    size_t n_blocks;
+    free(dag_blocks(src, &root, &n_blocks));
+    snprintf(repo, sizeof repo, "%s/src", dir);
+    snprintf(dst, sizeof dst, "%s/dst", dir);
+    snprintf(dead, sizeof dead, "http://127.0.0.1:%u", dead_port());
+    peer_proc p[3] = {start_responder(dir, repo, "ok", 0), start_responder(dir, repo, "slow", 800),
+                      start_responder(dir, repo, "oversize", 0)};
+    const char *urls[4] = {p[0].url, p[1].url, p[2].url, dead};
+    CHECK_OK(ia_blockstore_open(dst, &bs));
+    ia_fetch_options o = test_options();
+    ia_fetch_report r;
+    CHECK_OK(ia_fetch_dag(bs, &root, urls, 4, &o, &r));
+    CHECK_EQ_INT(r.blocks_fetched, n_blocks);
+    CHECK_MSG(r.peers[0].blocks > 2 * r.peers[1].blocks, "fast %llu, slow %llu blocks",
+              (unsigned long long)r.peers[0].blocks, (unsigned long long)r.peers[1].blocks);
+    CHECK(!r.peers[1].dropped);
+    CHECK_MSG(r.peers[2].dropped && strstr(r.peers[2].why, "block size limit"), "%s",
+              r.peers[2].why ? r.peers[2].why : "(not dropped)");
+    CHECK_EQ_INT(r.peers[2].blocks, 0);
+    CHECK_MSG(r.peers[3].dropped && strstr(r.peers[3].why, "stopped responding"), "%s",
+              r.peers[3].why ? r.peers[3].why : "(not dropped)");
+    if (test_failed_checks)
+        print_notes(&r);
+    ia_fetch_report_free(&r);
+    check_same_as_source(bs, &root, dir, "out");
+
+    /* Only bad peers: an error naming the block, not a hang. */
+    ia_blockstore *empty = NULL;
+    char dst2[4300];
+    snprintf(dst2, sizeof dst2, "%s/dst2", dir);
+    CHECK_OK(ia_blockstore_open(dst2, &empty));
+    const char *bad[2] = {p[2].url, dead};
+    CHECK_ERR(ia_fetch_dag(empty, &root, bad, 2, &o, &r), IA_EIO, "every peer was dropped");
+    ia_fetch_report_free(&r);
+    ia_blockstore_close(empty);
+    for (int i = 0; i < 3; i++)
+        stop_peer(&p[i]);
+    ia_blockstore_close(bs);
+    ia_blockstore_close(src);
+    rm_rf(dir);
+    free(dir);
+}
+
+/* ---- the CLI end to end ($IA_CLI) -------------------------------------------------------------
+ */
+
+static bool cli_available(void) {
+    const char *cli = getenv("IA_CLI");
+    return cli && access(cli, X_OK) == 0;
+}
+
+TEST(cli_get_from_three_peers) {
+    if (!cli_available())
+        SKIP("IA_CLI is not set");
+    char *dir = temp_dir(), repo[4200], dst[4200], out[4200], from[256], cmd[9000], text[256];
+    ia_blockstore *src = NULL;
+    ia_cid root = make_source(dir, 4 * 1000 * 1000, &src);
+    CHECK_OK(ia_cid_format(&root, IA_BASE32, text, sizeof text));
+    snprintf(repo, sizeof repo, "%s/src", dir);
+    snprintf(dst, sizeof dst, "%s/dst", dir);
+    snprintf(out, sizeof out, "%s/out", dir);
+    peer_proc p[3] = {start_responder(dir, repo, "ok", 0), start_responder(dir, repo, "die", 4),
+                      start_responder(dir, repo, "corrupt", 3)};
+    snprintf(from, sizeof from, "%s,%s,%s", p[0].url, p[1].url, p[2].url);
+    run_result r = RUN("get", text, "--from", from, "--repo", dst, "-o", out);
+    EXPECT(r, 0);
+    char want[512];
+    snprintf(want, sizeof want, "peer %s served a block that does not match b", p[2].url);
+    CHECK_MSG(strstr(r.err, want), "%s", r.err);
+    snprintf(want, sizeof want, "peer %s stopped responding", p[1].url);
+    CHECK_MSG(strstr(r.err, want) && strstr(r.err, "; dropped"), "%s", r.err);
+    CHECK_MSG(strstr(r.err, "retries"), "%s", r.err);
+    run_free(&r);
+    snprintf(cmd, sizeof cmd, "diff -r %s/top %s >/dev/null", dir, out);
+    CHECK(system(cmd) == 0);
+    r = RUN("pin", "ls", "--repo", dst, "--type", "recursive");
+    CHECK_MSG(strstr(r.out, text), "%s", r.out);
+    run_free(&r);
+
+    /* Again into the same store: nothing fetched; --pin=false. */
+    r = RUN("get", text, "--from", p[0].url, "--repo", dst, "-o", out);
+    EXPECT(r, 1); /* out exists */
+    CHECK_MSG(strstr(r.err, "already exists"), "%s", r.err);
+    run_free(&r);
+    snprintf(out, sizeof out, "%s/out2", dir);
+    r = RUN("get", text, "--from", p[0].url, "--repo", dst, "-o", out, "--pin=false");
+    EXPECT(r, 0);
+    CHECK_MSG(strstr(r.err, "0 fetched"), "%s", r.err);
+    run_free(&r);
+
+    r = RUN("get", text, "--from", "ftp://x", "--repo", dst);
+    EXPECT(r, 2);
+    CHECK_MSG(strstr(r.err, "not http or https"), "%s", r.err);
+    run_free(&r);
+    r = RUN("get", text, "--from", ",", "--repo", dst);
+    EXPECT(r, 2);
+    run_free(&r);
+    r = RUN("get", "notacid", "--from", p[0].url, "--repo", dst);
+    EXPECT(r, 2);
+    CHECK_MSG(strstr(r.err, "is not a CID"), "%s", r.err);
+    run_free(&r);
+    for (int i = 0; i < 3; i++)
+        stop_peer(&p[i]);
+    ia_blockstore_close(src);
+    rm_rf(dir);
+    free(dir);
+}
+
+/* Starts `ipfs-accelerate gateway --listen 127.0.0.1:0 --repo repo`; reads its URL. */
+static peer_proc start_gateway(const char *repo) {
+    peer_proc p = {.pid = -1};
+    int fds[2];
+    if (pipe(fds) != 0)
+        return p;
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(fds[1], 1);
+        close(fds[0]);
+        int null = open("/dev/null", O_WRONLY);
+        dup2(null, 2);
+        execl(getenv("IA_CLI"), "ipfs-accelerate", "gateway", "--listen", "127.0.0.1:0", "--repo",
+              repo, (char *)NULL);
+        _exit(127);
+    }
+    close(fds[1]);
+    char line[256];
+    size_t n = 0;
+    while (n < sizeof line - 1 && read(fds[0], line + n, 1) == 1 && line[n] != '\n')
+        n++;
+    line[n] = '\0';
+    close(fds[0]);
+    const char *url = strstr(line, "http://");
+    if (url) {
+        p.pid = pid;
+        snprintf(p.url, sizeof p.url, "%s", url);
+    } else {
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+    }
+    return p;
+}
+
+TEST(cli_get_from_real_gateways) {
+    if (!cli_available())
+        SKIP("IA_CLI is not set");
+    char cmd[16384];
+    snprintf(cmd, sizeof cmd, "%s gateway --help >/dev/null 2>&1", getenv("IA_CLI"));
+    if (system(cmd) != 0)
+        SKIP("this build has no gateway command");
+    char *dir = temp_dir(), repos[3][4200], dst[4200], out[4200], from[256], text[256];
+    ia_blockstore *src = NULL;
+    ia_cid root = make_source(dir, 6 * 1000 * 1000, &src);
+    ia_blockstore_close(src);
+    CHECK_OK(ia_cid_format(&root, IA_BASE32, text, sizeof text));
+    /* Each gateway gets its own repo holding the same DAG. */
+    peer_proc p[3];
+    for (int i = 0; i < 3; i++) {
+        snprintf(repos[i], sizeof repos[i], "%s/gw%d", dir, i);
+        snprintf(cmd, sizeof cmd, "cp -r %s/src %s", dir, repos[i]);
+        CHECK(system(cmd) == 0);
+        p[i] = start_gateway(repos[i]);
+        CHECK_MSG(p[i].pid > 0, "gateway %d did not start", i);
+    }
+    snprintf(dst, sizeof dst, "%s/dst", dir);
+    snprintf(out, sizeof out, "%s/out", dir);
+    /* One gateway is gone before the fetch starts. */
+    stop_peer(&p[1]);
+    snprintf(from, sizeof from, "%s,%s,%s", p[0].url, p[1].url, p[2].url);
+    run_result r = RUN("get", text, "--from", from, "--repo", dst, "-o", out);
+    EXPECT(r, 0);
+    char want[512];
+    snprintf(want, sizeof want, "peer %s stopped responding", p[1].url);
+    CHECK_MSG(strstr(r.err, want), "%s", r.err);
+    run_free(&r);
+    snprintf(cmd, sizeof cmd, "diff -r %s/top %s >/dev/null", dir, out);
+    CHECK(system(cmd) == 0);
+    for (int i = 0; i < 3; i++)
+        stop_peer(&p[i]);
+    rm_rf(dir);
+    free(dir);
+}
