@@ -27,11 +27,15 @@ static int fail(const char *what) {
 int main(int argc, char **argv) {
     double t_start = ia_time_now();
     static const struct option options[] = {
-        {"model", required_argument, NULL, 'm'},      {"workload", required_argument, NULL, 'w'},
-        {"threads", required_argument, NULL, 't'},    {"input", required_argument, NULL, 'i'},
+        {"model", required_argument, NULL, 'm'},
+        {"workload", required_argument, NULL, 'w'},
+        {"threads", required_argument, NULL, 't'},
+        {"input", required_argument, NULL, 'i'},
         {"out-embeddings", required_argument, NULL, 'o'},
-        {"iterations", required_argument, NULL, 'k'}, {"dtype", required_argument, NULL, 'd'},
-        {"batch", required_argument, NULL, 'b'},      {NULL, 0, NULL, 0},
+        {"iterations", required_argument, NULL, 'k'},
+        {"dtype", required_argument, NULL, 'd'},
+        {"batch", required_argument, NULL, 'b'},
+        {NULL, 0, NULL, 0},
     };
     const char *model = NULL, *workload = NULL, *input = NULL, *out_path = NULL;
     int threads = 2, iterations = 10, batch = 32;
@@ -39,15 +43,32 @@ int main(int argc, char **argv) {
     int c;
     while ((c = getopt_long(argc, argv, "", options, NULL)) != -1) {
         switch (c) {
-        case 'm': model = optarg; break;
-        case 'w': workload = optarg; break;
-        case 't': threads = atoi(optarg); break;
-        case 'i': input = optarg; break;
-        case 'o': out_path = optarg; break;
-        case 'k': iterations = atoi(optarg); break;
-        case 'b': batch = atoi(optarg); break;
-        case 'd': dtype = strcmp(optarg, "bf16") == 0 ? IA_DTYPE_BF16 : IA_DTYPE_F32; break;
-        default: return 2;
+        case 'm':
+            model = optarg;
+            break;
+        case 'w':
+            workload = optarg;
+            break;
+        case 't':
+            threads = atoi(optarg);
+            break;
+        case 'i':
+            input = optarg;
+            break;
+        case 'o':
+            out_path = optarg;
+            break;
+        case 'k':
+            iterations = atoi(optarg);
+            break;
+        case 'b':
+            batch = atoi(optarg);
+            break;
+        case 'd':
+            dtype = strcmp(optarg, "bf16") == 0 ? IA_DTYPE_BF16 : IA_DTYPE_F32;
+            break;
+        default:
+            return 2;
         }
     }
     if (!model || !workload || !input || threads < 1 || iterations < 1 || batch < 1) {

@@ -26,83 +26,83 @@ static int test_count;
 static int test_failed_checks;
 static int test_skipped;
 
-#define TEST(tname)                                                                                \
-    static void test_##tname(void);                                                                \
-    __attribute__((constructor)) static void register_##tname(void) {                             \
-        test_cases[test_count].name = #tname;                                                      \
-        test_cases[test_count++].fn = test_##tname;                                                \
-    }                                                                                             \
+#define TEST(tname)                                                   \
+    static void test_##tname(void);                                   \
+    __attribute__((constructor)) static void register_##tname(void) { \
+        test_cases[test_count].name = #tname;                         \
+        test_cases[test_count++].fn = test_##tname;                   \
+    }                                                                 \
     static void test_##tname(void)
 
-#define CHECK(cond)                                                                               \
-    do {                                                                                          \
-        if (!(cond)) {                                                                            \
-            fprintf(stderr, "  %s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #cond);           \
-            test_failed_checks++;                                                                 \
-        }                                                                                         \
+#define CHECK(cond)                                                                    \
+    do {                                                                               \
+        if (!(cond)) {                                                                 \
+            fprintf(stderr, "  %s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #cond); \
+            test_failed_checks++;                                                      \
+        }                                                                              \
     } while (0)
 
-#define CHECK_MSG(cond, ...)                                                                      \
-    do {                                                                                          \
-        if (!(cond)) {                                                                            \
-            fprintf(stderr, "  %s:%d: CHECK(%s) failed: ", __FILE__, __LINE__, #cond);           \
-            fprintf(stderr, __VA_ARGS__);                                                         \
-            fputc('\n', stderr);                                                                  \
-            test_failed_checks++;                                                                 \
-        }                                                                                         \
+#define CHECK_MSG(cond, ...)                                                           \
+    do {                                                                               \
+        if (!(cond)) {                                                                 \
+            fprintf(stderr, "  %s:%d: CHECK(%s) failed: ", __FILE__, __LINE__, #cond); \
+            fprintf(stderr, __VA_ARGS__);                                              \
+            fputc('\n', stderr);                                                       \
+            test_failed_checks++;                                                      \
+        }                                                                              \
     } while (0)
 
-#define CHECK_EQ_INT(a, b)                                                                        \
-    do {                                                                                          \
-        long long a_ = (long long)(a), b_ = (long long)(b);                                       \
-        if (a_ != b_) {                                                                           \
-            fprintf(stderr, "  %s:%d: %s == %s failed: %lld != %lld\n", __FILE__, __LINE__, #a,  \
-                    #b, a_, b_);                                                                  \
-            test_failed_checks++;                                                                 \
-        }                                                                                         \
+#define CHECK_EQ_INT(a, b)                                                                      \
+    do {                                                                                        \
+        long long a_ = (long long)(a), b_ = (long long)(b);                                     \
+        if (a_ != b_) {                                                                         \
+            fprintf(stderr, "  %s:%d: %s == %s failed: %lld != %lld\n", __FILE__, __LINE__, #a, \
+                    #b, a_, b_);                                                                \
+            test_failed_checks++;                                                               \
+        }                                                                                       \
     } while (0)
 
-#define CHECK_NEAR(a, b, tol)                                                                     \
-    do {                                                                                          \
-        double a_ = (double)(a), b_ = (double)(b);                                                \
-        if (!(fabs(a_ - b_) <= (tol))) {                                                          \
-            fprintf(stderr, "  %s:%d: |%s - %s| <= %g failed: %.9g vs %.9g\n", __FILE__,         \
-                    __LINE__, #a, #b, (double)(tol), a_, b_);                                     \
-            test_failed_checks++;                                                                 \
-        }                                                                                         \
+#define CHECK_NEAR(a, b, tol)                                                                      \
+    do {                                                                                           \
+        double a_ = (double)(a), b_ = (double)(b);                                                 \
+        if (!(fabs(a_ - b_) <= (tol))) {                                                           \
+            fprintf(stderr, "  %s:%d: |%s - %s| <= %g failed: %.9g vs %.9g\n", __FILE__, __LINE__, \
+                    #a, #b, (double)(tol), a_, b_);                                                \
+            test_failed_checks++;                                                                  \
+        }                                                                                          \
     } while (0)
 
 /* The status must be IA_OK; prints the error message otherwise. */
-#define CHECK_OK(expr)                                                                            \
-    do {                                                                                          \
-        ia_status s_ = (expr);                                                                    \
-        if (s_ != IA_OK) {                                                                        \
-            fprintf(stderr, "  %s:%d: %s returned %s: %s\n", __FILE__, __LINE__, #expr,          \
-                    ia_status_str(s_), ia_error_message());                                       \
-            test_failed_checks++;                                                                 \
-        }                                                                                         \
+#define CHECK_OK(expr)                                                                  \
+    do {                                                                                \
+        ia_status s_ = (expr);                                                          \
+        if (s_ != IA_OK) {                                                              \
+            fprintf(stderr, "  %s:%d: %s returned %s: %s\n", __FILE__, __LINE__, #expr, \
+                    ia_status_str(s_), ia_error_message());                             \
+            test_failed_checks++;                                                       \
+        }                                                                               \
     } while (0)
 
 /* The status must be `want` and the message must contain `needle`. */
-#define CHECK_ERR(expr, want, needle)                                                             \
-    do {                                                                                          \
-        ia_error_clear();                                                                         \
-        ia_status s_ = (expr);                                                                    \
-        if (s_ != (want) || !strstr(ia_error_message(), (needle))) {                              \
-            fprintf(stderr, "  %s:%d: %s gave %s \"%s\", wanted %s containing \"%s\"\n",          \
-                    __FILE__, __LINE__, #expr, ia_status_str(s_), ia_error_message(),             \
-                    ia_status_str(want), (needle));                                               \
-            test_failed_checks++;                                                                 \
-        }                                                                                         \
+#define CHECK_ERR(expr, want, needle)                                                              \
+    do {                                                                                           \
+        ia_error_clear();                                                                          \
+        ia_status s_ = (expr);                                                                     \
+        if (s_ != (want) || !strstr(ia_error_message(), (needle))) {                               \
+            fprintf(stderr, "  %s:%d: %s gave %s \"%s\", wanted %s containing \"%s\"\n", __FILE__, \
+                    __LINE__, #expr, ia_status_str(s_), ia_error_message(), ia_status_str(want),   \
+                    (needle));                                                                     \
+            test_failed_checks++;                                                                  \
+        }                                                                                          \
     } while (0)
 
-#define SKIP(...)                                                                                 \
-    do {                                                                                          \
-        fprintf(stderr, "  skipped: ");                                                           \
-        fprintf(stderr, __VA_ARGS__);                                                             \
-        fputc('\n', stderr);                                                                      \
-        test_skipped++;                                                                           \
-        return;                                                                                   \
+#define SKIP(...)                       \
+    do {                                \
+        fprintf(stderr, "  skipped: "); \
+        fprintf(stderr, __VA_ARGS__);   \
+        fputc('\n', stderr);            \
+        test_skipped++;                 \
+        return;                         \
     } while (0)
 
 /* $IA_SOURCE_DIR/rel (static buffer; tests are single-threaded). */

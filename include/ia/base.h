@@ -148,8 +148,7 @@ void ia_file_drop_pages(const ia_mapped_file *mf);
  * fails with IA_ERANGE past max_bytes. */
 ia_status ia_file_read_all(const char *path, size_t max_bytes, char **out, size_t *out_len);
 /* The same for an open stream (stdin, a pipe); `what` names it in errors. */
-ia_status ia_read_stream(FILE *f, const char *what, size_t max_bytes, char **out,
-                         size_t *out_len);
+ia_status ia_read_stream(FILE *f, const char *what, size_t max_bytes, char **out, size_t *out_len);
 bool ia_file_exists(const char *path);
 
 /* Texts of a file holding one text per line ("-" for stdin): split on '\n'

@@ -68,8 +68,7 @@ ia_status ia_config_int(const ia_config *cfg, const char *key, bool required, in
 ia_status ia_config_float(const ia_config *cfg, const char *key, bool required, double *out);
 ia_status ia_config_bool(const ia_config *cfg, const char *key, bool required, bool *out);
 /* *out is borrowed from the config (valid until ia_config_free). */
-ia_status ia_config_string(const ia_config *cfg, const char *key, bool required,
-                           const char **out);
+ia_status ia_config_string(const ia_config *cfg, const char *key, bool required, const char **out);
 /* The i-th string of an array field (e.g. "architectures"), borrowed. */
 ia_status ia_config_string_at(const ia_config *cfg, const char *key, size_t i, const char **out);
 /* The underlying jansson object (borrowed), for structured fields. */

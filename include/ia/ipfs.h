@@ -52,8 +52,7 @@ typedef enum ia_multibase {
 ia_status ia_multibase_encode(ia_multibase base, const uint8_t *data, size_t len, char **out);
 /* Decodes a prefixed string (b, B, z, f, F, k, K) into a malloc'd buffer;
  * errors name the base and the offending character's offset. */
-ia_status ia_multibase_decode(const char *str, uint8_t **out, size_t *out_len,
-                              ia_multibase *base);
+ia_status ia_multibase_decode(const char *str, uint8_t **out, size_t *out_len, ia_multibase *base);
 /* Unprefixed base58btc (CIDv0's text form). */
 ia_status ia_base58btc_encode(const uint8_t *data, size_t len, char **out);
 ia_status ia_base58btc_decode(const char *str, uint8_t **out, size_t *out_len);
@@ -184,18 +183,18 @@ ia_status ia_blockstore_put_ref(ia_blockstore *bs, const ia_cid *cid, const char
 /* ---- importer (ipfs add) ------------------------------------------------------------ */
 
 typedef struct ia_add_options {
-    int cid_version;     /* 0 (default) or 1 */
-    int raw_leaves;      /* -1: off for v0, on for v1 */
-    size_t chunk_size;   /* 0: 262144 */
-    size_t max_links;    /* 0: 174 */
-    bool only_hash;      /* hash only; the blockstore may be NULL */
-    bool nocopy;         /* store leaf references, not bytes */
-    bool pin;            /* pin the root recursively (default true) */
-    int threads;         /* 0: physical cores (leaf hashing) */
+    int cid_version;       /* 0 (default) or 1 */
+    int raw_leaves;        /* -1: off for v0, on for v1 */
+    size_t chunk_size;     /* 0: 262144 */
+    size_t max_links;      /* 0: 174 */
+    bool only_hash;        /* hash only; the blockstore may be NULL */
+    bool nocopy;           /* store leaf references, not bytes */
+    bool pin;              /* pin the root recursively (default true) */
+    int threads;           /* 0: physical cores (leaf hashing) */
     size_t hamt_threshold; /* directory block size past which HAMT shards; 0: Kubo's */
     /* Added by the importer (additive): */
-    bool hidden;           /* include names starting with '.' (Kubo skips them) */
-    int hamt_estimation;   /* IA_HAMT_ESTIMATE_LINKS (default) or _BLOCK */
+    bool hidden;         /* include names starting with '.' (Kubo skips them) */
+    int hamt_estimation; /* IA_HAMT_ESTIMATE_LINKS (default) or _BLOCK */
 } ia_add_options;
 
 /* How a directory's size is estimated against hamt_threshold (sharded when
@@ -210,8 +209,7 @@ ia_add_options ia_add_options_default(void);
 ia_status ia_add_options_profile(ia_add_options *opts, const char *profile);
 
 /* Called once per file or directory added (path relative to the argument). */
-typedef void (*ia_add_progress_fn)(void *ctx, const char *path, const ia_cid *cid,
-                                   uint64_t size);
+typedef void (*ia_add_progress_fn)(void *ctx, const char *path, const ia_cid *cid, uint64_t size);
 
 /* Adds a file or (recursively) a directory; *root is its CID. bs may be
  * NULL with only_hash. Memory stays bounded whatever the file size. */
@@ -361,11 +359,11 @@ void ia_car_info_free(ia_car_info *info);
 typedef struct ia_gateway ia_gateway;
 
 typedef struct ia_gateway_options {
-    bool deserialized;         /* plain GETs of UnixFS files answer the file's bytes
-                                  (off: 400 without Accept, 406 for other types) */
-    unsigned max_connections;  /* 0: 256 */
-    unsigned timeout_s;        /* idle connection timeout; 0: 120 */
-    size_t stream_buffer;      /* bytes per CAR read; 0: 1 MiB */
+    bool deserialized;        /* plain GETs of UnixFS files answer the file's bytes
+                                 (off: 400 without Accept, 406 for other types) */
+    unsigned max_connections; /* 0: 256 */
+    unsigned timeout_s;       /* idle connection timeout; 0: 120 */
+    size_t stream_buffer;     /* bytes per CAR read; 0: 1 MiB */
 } ia_gateway_options;
 
 ia_gateway_options ia_gateway_options_default(void);
@@ -417,23 +415,23 @@ typedef struct ia_gw_inputs {
 
 typedef struct ia_gw_request {
     ia_cid cid;
-    const char *path;      /* after the CID: "" or "/a/b" (borrowed from url) */
+    const char *path; /* after the CID: "" or "/a/b" (borrowed from url) */
     ia_gw_format format;
     bool format_from_accept; /* negotiated by Accept, no ?format */
     ia_gw_scope scope;
-    bool has_range;          /* entity-bytes given */
-    int64_t range_from;      /* negative: from the end */
-    int64_t range_to;        /* inclusive; negative: from the end */
-    bool range_to_end;       /* to is '*' */
-    bool dups;               /* CAR dups=y */
+    bool has_range;     /* entity-bytes given */
+    int64_t range_from; /* negative: from the end */
+    int64_t range_to;   /* inclusive; negative: from the end */
+    bool range_to_end;  /* to is '*' */
+    bool dups;          /* CAR dups=y */
 } ia_gw_request;
 
 /* Parses a request URL (path only, from "/ipfs/") and its inputs. Returns the
  * HTTP status to answer: 200 when *out is filled, else 400 (malformed CID,
  * path or parameter), 404 (not under /ipfs/), 406 (no acceptable format) or
  * 501 (/ipns/), with the reason in why (cap bytes, NUL-terminated). */
-int ia_gateway_parse_request(const char *url, const ia_gw_inputs *in, ia_gw_request *out,
-                             char *why, size_t cap);
+int ia_gateway_parse_request(const char *url, const ia_gw_inputs *in, ia_gw_request *out, char *why,
+                             size_t cap);
 
 /* ---- fetching from trustless gateways (get --from) --------------------------------------- */
 

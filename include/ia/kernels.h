@@ -60,8 +60,8 @@ typedef struct ia_attention_args {
     size_t n_seqs;
     int n_heads;
     int head_dim;
-    float scale;  /* usually 1 / sqrt(head_dim) */
-    bool causal;  /* decoder masking; false for encoders */
+    float scale; /* usually 1 / sqrt(head_dim) */
+    bool causal; /* decoder masking; false for encoders */
     /* Optional additive score bias that depends only on the key-query
      * distance (MPNet's and T5's relative position buckets): for query row
      * i, key row j of one sequence and head h, the score gains
@@ -94,8 +94,8 @@ struct ia_backend {
     /* out = LayerNorm(x + residual) * gamma + beta over rows of `cols`;
      * residual may be NULL; out may alias x or residual. */
     void (*layer_norm)(const float *x, size_t ldx, const float *residual, size_t ldr,
-                       const float *gamma, const float *beta, float eps, size_t rows,
-                       size_t cols, float *out, size_t ldo, ia_threadpool *pool);
+                       const float *gamma, const float *beta, float eps, size_t rows, size_t cols,
+                       float *out, size_t ldo, ia_threadpool *pool);
 
     void (*attention)(const ia_attention_args *args, ia_threadpool *pool);
 
@@ -105,8 +105,8 @@ struct ia_backend {
                              float *out, size_t ldo);
 
     /* out[i, :] = pool(x rows seq_start[i]..seq_start[i+1]) for each sequence. */
-    void (*pool)(ia_pooling mode, const float *x, size_t ldx, size_t cols,
-                 const int32_t *seq_start, size_t n_seqs, float *out, size_t ldo);
+    void (*pool)(ia_pooling mode, const float *x, size_t ldx, size_t cols, const int32_t *seq_start,
+                 size_t n_seqs, float *out, size_t ldo);
 
     /* Each row scaled to unit L2 norm (rows of zeros stay zero). */
     void (*l2_normalize)(float *x, size_t ld, size_t rows, size_t cols);

@@ -21,14 +21,14 @@ extern "C" {
 #endif
 
 typedef struct ia_embedder_options {
-    int n_threads;          /* 0: physical cores */
-    ia_dtype dtype;         /* IA_DTYPE_F32 (default) or IA_DTYPE_BF16 */
+    int n_threads;             /* 0: physical cores */
+    ia_dtype dtype;            /* IA_DTYPE_F32 (default) or IA_DTYPE_BF16 */
     const ia_backend *backend; /* NULL: ia_backend_cpu() */
-    size_t batch_tokens;    /* token budget per batch; 0: 8192 */
-    size_t batch_size;      /* most sequences per batch; 0: no limit but the budget */
-    size_t max_length;      /* 0: the model's max_seq_length */
-    int normalize;          /* -1: as the model's modules say, 0 off, 1 on */
-    bool skip_tokenizer;    /* load no tokenizer: only ia_embedder_embed_ids works */
+    size_t batch_tokens;       /* token budget per batch; 0: 8192 */
+    size_t batch_size;         /* most sequences per batch; 0: no limit but the budget */
+    size_t max_length;         /* 0: the model's max_seq_length */
+    int normalize;             /* -1: as the model's modules say, 0 off, 1 on */
+    bool skip_tokenizer;       /* load no tokenizer: only ia_embedder_embed_ids works */
 } ia_embedder_options;
 
 ia_embedder_options ia_embedder_options_default(void);

@@ -42,11 +42,11 @@ typedef enum ia_truncation {
 } ia_truncation;
 
 typedef struct ia_encode_options {
-    bool add_special_tokens;   /* apply the post-processor (default true) */
-    size_t max_length;         /* 0: no truncation; counts special tokens */
-    ia_truncation truncation;  /* how to cut pairs */
-    size_t pad_to;             /* 0: no padding; else pad (right) to this length */
-    bool want_tokens;          /* also fill tokens[] with the token strings */
+    bool add_special_tokens;  /* apply the post-processor (default true) */
+    size_t max_length;        /* 0: no truncation; counts special tokens */
+    ia_truncation truncation; /* how to cut pairs */
+    size_t pad_to;            /* 0: no padding; else pad (right) to this length */
+    bool want_tokens;         /* also fill tokens[] with the token strings */
 } ia_encode_options;
 
 /* add_special_tokens = true, nothing else. */

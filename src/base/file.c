@@ -57,8 +57,7 @@ void ia_file_drop_pages(const ia_mapped_file *mf) {
         madvise((void *)mf->data, mf->size, MADV_DONTNEED);
 }
 
-ia_status ia_read_stream(FILE *f, const char *what, size_t max_bytes, char **out,
-                         size_t *out_len) {
+ia_status ia_read_stream(FILE *f, const char *what, size_t max_bytes, char **out, size_t *out_len) {
     *out = NULL;
     if (out_len)
         *out_len = 0;

@@ -11,8 +11,8 @@ ia_status ia_json_parse(const char *text, size_t len, const char *what, json_t *
     json_error_t err;
     *out = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &err);
     if (!*out)
-        return ia_error_set(IA_EPARSE, "%s: invalid JSON at line %d, column %d: %s", what,
-                            err.line, err.column, err.text);
+        return ia_error_set(IA_EPARSE, "%s: invalid JSON at line %d, column %d: %s", what, err.line,
+                            err.column, err.text);
     return IA_OK;
 }
 

@@ -20,8 +20,7 @@ ia_status ia_log_level_parse(const char *name, ia_log_level *out) {
             return IA_OK;
         }
     }
-    return ia_error_set(IA_EINVAL, "unknown log level '%s' (use error, warn, info or debug)",
-                        name);
+    return ia_error_set(IA_EINVAL, "unknown log level '%s' (use error, warn, info or debug)", name);
 }
 
 ia_log_level ia_log_get_level(void) {

@@ -57,9 +57,9 @@ struct ia_threadpool {
     atomic_uint generation; /* bumped once per job, wakes workers */
     atomic_bool stop;
 
-    job_slot slots[2];        /* job j uses slots[j & 1] */
-    _Atomic uint64_t claim;   /* (job << 32) | next task */
-    uint32_t job;             /* the caller's job counter (under run_lock) */
+    job_slot slots[2];      /* job j uses slots[j & 1] */
+    _Atomic uint64_t claim; /* (job << 32) | next task */
+    uint32_t job;           /* the caller's job counter (under run_lock) */
 };
 
 typedef struct worker_arg {
@@ -77,8 +77,8 @@ static void work(ia_threadpool *pool, int thread) {
         void *ctx = atomic_load_explicit(&slot->ctx, memory_order_relaxed);
         if (task >= atomic_load_explicit(&slot->n_tasks, memory_order_relaxed))
             return;
-        if (!atomic_compare_exchange_weak_explicit(&pool->claim, &c, c + 1,
-                                                   memory_order_acq_rel, memory_order_relaxed))
+        if (!atomic_compare_exchange_weak_explicit(&pool->claim, &c, c + 1, memory_order_acq_rel,
+                                                   memory_order_relaxed))
             continue;
         fn(ctx, task, thread);
         atomic_fetch_add_explicit(&slot->finished, 1, memory_order_release);
@@ -218,8 +218,7 @@ int ia_cpu_physical_cores(void) {
         long ids[2] = {-1, -1};
         const char *files[2] = {"physical_package_id", "core_id"};
         for (int k = 0; k < 2; k++) {
-            snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu%d/topology/%s", cpu,
-                     files[k]);
+            snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu%d/topology/%s", cpu, files[k]);
             FILE *f = fopen(path, "r");
             if (f) {
                 if (fscanf(f, "%ld", &ids[k]) != 1)
@@ -245,8 +244,7 @@ int ia_cpu_physical_cores(void) {
     if (f) {
         char quota[32];
         long period = 0;
-        if (fscanf(f, "%31s %ld", quota, &period) == 2 && strcmp(quota, "max") != 0 &&
-            period > 0) {
+        if (fscanf(f, "%31s %ld", quota, &period) == 2 && strcmp(quota, "max") != 0 && period > 0) {
             long q = atol(quota);
             int limit = (int)((q + period - 1) / period);
             if (limit >= 1 && limit < cores)

@@ -28,11 +28,16 @@ static const char embed_usage[] =
 
 int cmd_embed(int argc, char **argv) {
     static const struct option options[] = {
-        {"model", required_argument, NULL, 'm'},      {"input", required_argument, NULL, 'i'},
-        {"format", required_argument, NULL, 'f'},     {"dtype", required_argument, NULL, 'd'},
-        {"threads", required_argument, NULL, 't'},    {"max-length", required_argument, NULL, 'L'},
-        {"batch-tokens", required_argument, NULL, 'B'}, {"no-normalize", no_argument, NULL, 'N'},
-        {"normalize", no_argument, NULL, 'n'},        {"help", no_argument, NULL, 'h'},
+        {"model", required_argument, NULL, 'm'},
+        {"input", required_argument, NULL, 'i'},
+        {"format", required_argument, NULL, 'f'},
+        {"dtype", required_argument, NULL, 'd'},
+        {"threads", required_argument, NULL, 't'},
+        {"max-length", required_argument, NULL, 'L'},
+        {"batch-tokens", required_argument, NULL, 'B'},
+        {"no-normalize", no_argument, NULL, 'N'},
+        {"normalize", no_argument, NULL, 'n'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *model = NULL, *input = NULL;

@@ -47,10 +47,10 @@ static double cosine(const float *a, const float *b, size_t n) {
 
 int cmd_search(int argc, char **argv) {
     static const struct option options[] = {
-        {"model", required_argument, NULL, 'm'}, {"query", required_argument, NULL, 'q'},
-        {"input", required_argument, NULL, 'i'}, {"top", required_argument, NULL, 'k'},
+        {"model", required_argument, NULL, 'm'},   {"query", required_argument, NULL, 'q'},
+        {"input", required_argument, NULL, 'i'},   {"top", required_argument, NULL, 'k'},
         {"threads", required_argument, NULL, 't'}, {"json", no_argument, NULL, 'j'},
-        {"help", no_argument, NULL, 'h'},        {NULL, 0, NULL, 0},
+        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
     };
     const char *model = NULL, *input = NULL, *query = NULL;
     long top = 0, v;

@@ -7,24 +7,24 @@
 
 #include "models_internal.h"
 
-#define BERT_LAYER_NAMES                                                                          \
+#define BERT_LAYER_NAMES                                                                         \
     .q = "encoder.layer.%d.attention.self.query", .k = "encoder.layer.%d.attention.self.key",    \
-    .v = "encoder.layer.%d.attention.self.value",                                                 \
-    .attn_out = "encoder.layer.%d.attention.output.dense",                                        \
-    .attn_norm = "encoder.layer.%d.attention.output.LayerNorm",                                   \
-    .ffn_in = "encoder.layer.%d.intermediate.dense", .ffn_out = "encoder.layer.%d.output.dense",  \
+    .v = "encoder.layer.%d.attention.self.value",                                                \
+    .attn_out = "encoder.layer.%d.attention.output.dense",                                       \
+    .attn_norm = "encoder.layer.%d.attention.output.LayerNorm",                                  \
+    .ffn_in = "encoder.layer.%d.intermediate.dense", .ffn_out = "encoder.layer.%d.output.dense", \
     .ffn_norm = "encoder.layer.%d.output.LayerNorm"
 
-#define BERT_EMBEDDING_NAMES                                                                      \
-    .word_embeddings = "embeddings.word_embeddings.weight",                                       \
-    .position_embeddings = "embeddings.position_embeddings.weight",                               \
+#define BERT_EMBEDDING_NAMES                                        \
+    .word_embeddings = "embeddings.word_embeddings.weight",         \
+    .position_embeddings = "embeddings.position_embeddings.weight", \
     .embeddings_norm = "embeddings.LayerNorm"
 
-#define BERT_CONFIG_KEYS                                                                          \
-    {                                                                                             \
-        .hidden = "hidden_size", .layers = "num_hidden_layers", .heads = "num_attention_heads",   \
-        .intermediate = "intermediate_size", .activation = "hidden_act",                          \
-        .layer_norm_eps = "layer_norm_eps",                                                       \
+#define BERT_CONFIG_KEYS                                                                        \
+    {                                                                                           \
+        .hidden = "hidden_size", .layers = "num_hidden_layers", .heads = "num_attention_heads", \
+        .intermediate = "intermediate_size", .activation = "hidden_act",                        \
+        .layer_norm_eps = "layer_norm_eps",                                                     \
     }
 
 static const encoder_arch arch_rows[] = {
@@ -98,8 +98,8 @@ static const encoder_arch arch_rows[] = {
     },
 };
 
-const char *const encoder_name_prefixes[] = {"",          "bert.",  "roberta.", "distilbert.",
-                                             "mpnet.",    "model.", "0.auto_model.", NULL};
+const char *const encoder_name_prefixes[] = {"",       "bert.",  "roberta.",      "distilbert.",
+                                             "mpnet.", "model.", "0.auto_model.", NULL};
 
 const encoder_arch *encoder_arch_find(const char *model_type) {
     for (size_t i = 0; i < sizeof arch_rows / sizeof arch_rows[0]; i++)

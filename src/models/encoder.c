@@ -80,13 +80,15 @@ static ia_status get_tensor(const loader *ld, const char *pattern, int layer, co
         char got[96];
         ia_tensor_shape_str(t, got, sizeof got);
         if (cols)
-            return ia_error_set(IA_EPARSE, "%s: tensor '%s' has shape %s, config.json implies [%lld, %lld]",
+            return ia_error_set(IA_EPARSE,
+                                "%s: tensor '%s' has shape %s, config.json implies [%lld, %lld]",
                                 ld->path, t->name, got, (long long)rows, (long long)cols);
         return ia_error_set(IA_EPARSE, "%s: tensor '%s' has shape %s, config.json implies [%lld]",
                             ld->path, t->name, got, (long long)rows);
     }
     if (!ia_dtype_get_info(t->dtype)->is_float)
-        return ia_error_set(IA_EUNSUPPORTED, "%s: tensor '%s' has dtype %s; weights must be f32, f16 or bf16",
+        return ia_error_set(IA_EUNSUPPORTED,
+                            "%s: tensor '%s' has dtype %s; weights must be f32, f16 or bf16",
                             ld->path, t->name, ia_dtype_name(t->dtype));
     *out = t;
     return IA_OK;
@@ -142,7 +144,8 @@ static ia_status load_layer(const loader *ld, int i, ia_dtype compute, encoder_l
             st = vector_to_f32(b, layer->qkv_bias + p * h);
     }
     if (st == IA_OK)
-        st = load_linear(ld, nm->attn_out, i, h, h, compute, &layer->attn_out, &layer->attn_out_bias);
+        st = load_linear(ld, nm->attn_out, i, h, h, compute, &layer->attn_out,
+                         &layer->attn_out_bias);
     if (st == IA_OK)
         st = load_vector(ld, nm->attn_norm, i, ".weight", h, &layer->attn_norm_w);
     if (st == IA_OK)
@@ -150,7 +153,8 @@ static ia_status load_layer(const loader *ld, int i, ia_dtype compute, encoder_l
     if (st == IA_OK)
         st = load_linear(ld, nm->ffn_in, i, inter, h, compute, &layer->ffn_in, &layer->ffn_in_bias);
     if (st == IA_OK)
-        st = load_linear(ld, nm->ffn_out, i, h, inter, compute, &layer->ffn_out, &layer->ffn_out_bias);
+        st = load_linear(ld, nm->ffn_out, i, h, inter, compute, &layer->ffn_out,
+                         &layer->ffn_out_bias);
     if (st == IA_OK)
         st = load_vector(ld, nm->ffn_norm, i, ".weight", h, &layer->ffn_norm_w);
     if (st == IA_OK)
@@ -162,9 +166,12 @@ static ia_status parse_activation(const ia_config *cfg, const char *key, ia_acti
     static const struct {
         const char *name;
         ia_activation act;
-    } acts[] = {{"gelu", IA_ACT_GELU_ERF},          {"gelu_new", IA_ACT_GELU_TANH},
-                {"gelu_pytorch_tanh", IA_ACT_GELU_TANH}, {"gelu_fast", IA_ACT_GELU_TANH},
-                {"relu", IA_ACT_RELU},              {"silu", IA_ACT_SILU},
+    } acts[] = {{"gelu", IA_ACT_GELU_ERF},
+                {"gelu_new", IA_ACT_GELU_TANH},
+                {"gelu_pytorch_tanh", IA_ACT_GELU_TANH},
+                {"gelu_fast", IA_ACT_GELU_TANH},
+                {"relu", IA_ACT_RELU},
+                {"silu", IA_ACT_SILU},
                 {"swish", IA_ACT_SILU}};
     const char *name = "gelu";
     ia_status st = ia_config_string(cfg, key, false, &name);
@@ -176,7 +183,8 @@ static ia_status parse_activation(const ia_config *cfg, const char *key, ia_acti
             return IA_OK;
         }
     }
-    return ia_error_set(IA_EUNSUPPORTED, "%s: field '%s' is '%s'; supported: gelu, gelu_new, "
+    return ia_error_set(IA_EUNSUPPORTED,
+                        "%s: field '%s' is '%s'; supported: gelu, gelu_new, "
                         "gelu_pytorch_tanh, gelu_fast, relu, silu",
                         ia_config_path(cfg), key, name);
 }
@@ -205,13 +213,16 @@ static ia_status read_config(ia_encoder *enc, const ia_config *cfg) {
         (st = positive_field(cfg, "max_position_embeddings", false, &c->max_position_embeddings)) ||
         (st = parse_activation(cfg, a->keys.activation, &c->activation)))
         return st;
-    if (a->has_token_types && (st = ia_config_int(cfg, "type_vocab_size", false, &c->type_vocab_size)))
+    if (a->has_token_types &&
+        (st = ia_config_int(cfg, "type_vocab_size", false, &c->type_vocab_size)))
         return st;
-    if (a->keys.layer_norm_eps && (st = ia_config_float(cfg, a->keys.layer_norm_eps, false, &c->layer_norm_eps)))
+    if (a->keys.layer_norm_eps &&
+        (st = ia_config_float(cfg, a->keys.layer_norm_eps, false, &c->layer_norm_eps)))
         return st;
     if (c->hidden_size % c->num_heads)
         return ia_error_set(IA_EPARSE, "%s: hidden size %lld is not a multiple of %lld heads",
-                            ia_config_path(cfg), (long long)c->hidden_size, (long long)c->num_heads);
+                            ia_config_path(cfg), (long long)c->hidden_size,
+                            (long long)c->num_heads);
     c->position_from_padding = a->position_from_padding;
     c->padding_idx = a->fixed_padding_idx >= 0 ? a->fixed_padding_idx : 0;
     if (a->position_from_padding && a->fixed_padding_idx < 0 &&
@@ -221,12 +232,14 @@ static ia_status read_config(ia_encoder *enc, const ia_config *cfg) {
     if (a->position_from_padding)
         c->max_tokens -= c->padding_idx + 1;
     if (c->max_tokens < 1)
-        return ia_error_set(IA_ERANGE, "%s: max_position_embeddings %lld leaves no positions after padding_idx %lld",
-                            ia_config_path(cfg), (long long)c->max_position_embeddings,
-                            (long long)c->padding_idx);
+        return ia_error_set(
+            IA_ERANGE,
+            "%s: max_position_embeddings %lld leaves no positions after padding_idx %lld",
+            ia_config_path(cfg), (long long)c->max_position_embeddings, (long long)c->padding_idx);
     if (a->relative_bias) {
         c->relative_buckets = 32;
-        if ((st = positive_field(cfg, "relative_attention_num_buckets", false, &c->relative_buckets)))
+        if ((st = positive_field(cfg, "relative_attention_num_buckets", false,
+                                 &c->relative_buckets)))
             return st;
     }
     return IA_OK;
@@ -277,7 +290,8 @@ ia_status ia_encoder_load(const char *dir, const ia_backend *backend, ia_dtype c
         goto fail;
     enc->arch = encoder_arch_find(model_type);
     if (!enc->arch) {
-        st = ia_error_set(IA_EUNSUPPORTED, "%s: model_type '%s' is not an encoder this build runs "
+        st = ia_error_set(IA_EUNSUPPORTED,
+                          "%s: model_type '%s' is not an encoder this build runs "
                           "(bert, roberta, xlm-roberta, distilbert, mpnet)",
                           config_path, model_type);
         goto fail;
@@ -400,16 +414,19 @@ static ia_status check_batch(const ia_encoder *enc, const int32_t *ids, const in
         if (len <= 0)
             return ia_error_set(IA_EINVAL, "sequence %zu of the batch is empty", s);
         if (len > c->max_tokens)
-            return ia_error_set(IA_ERANGE, "sequence %zu has %d tokens; the model takes at most %lld",
-                                s, len, (long long)c->max_tokens);
+            return ia_error_set(IA_ERANGE,
+                                "sequence %zu has %d tokens; the model takes at most %lld", s, len,
+                                (long long)c->max_tokens);
         if (len > *longest)
             *longest = len;
     }
     for (int32_t t = 0; t < seq_start[n_seqs]; t++) {
         if (ids[t] < 0 || ids[t] >= c->vocab_size)
-            return ia_error_set(IA_ERANGE, "token id %d at position %d is outside the vocabulary of %lld",
+            return ia_error_set(IA_ERANGE,
+                                "token id %d at position %d is outside the vocabulary of %lld",
                                 ids[t], t, (long long)c->vocab_size);
-        if (type_ids && (type_ids[t] < 0 || type_ids[t] >= (c->type_vocab_size ? c->type_vocab_size : 1)))
+        if (type_ids &&
+            (type_ids[t] < 0 || type_ids[t] >= (c->type_vocab_size ? c->type_vocab_size : 1)))
             return ia_error_set(IA_ERANGE, "token type id %d at position %d is outside 0..%lld",
                                 type_ids[t], t, (long long)c->type_vocab_size - 1);
     }
@@ -446,8 +463,8 @@ ia_status ia_encoder_forward(const ia_encoder *enc, const int32_t *ids, const in
         }
         be->embedding_gather(enc->token_type_embeddings, type_ids, T, true, x, H);
     }
-    be->layer_norm(x, H, NULL, 0, enc->emb_norm_w, enc->emb_norm_b, (float)c->layer_norm_eps, T,
-                   H, x, H, pool);
+    be->layer_norm(x, H, NULL, 0, enc->emb_norm_w, enc->emb_norm_b, (float)c->layer_norm_eps, T, H,
+                   x, H, pool);
 
     ia_attention_args att = {
         .q = qkv,

@@ -10,7 +10,7 @@
  * name means the architecture has no such tensor. */
 typedef struct encoder_tensor_names {
     const char *word_embeddings, *position_embeddings, *token_type_embeddings;
-    const char *embeddings_norm; /* prefix of ".weight" / ".bias" */
+    const char *embeddings_norm;      /* prefix of ".weight" / ".bias" */
     const char *q, *k, *v, *attn_out; /* prefixes of ".weight" / ".bias" */
     const char *attn_norm;
     const char *ffn_in, *ffn_out;

@@ -80,8 +80,10 @@ static ia_status read_pooling_config(const char *dir, const char *module_path, i
     if (chosen == 0)
         st = ia_error_set(IA_EUNSUPPORTED, "%s: no pooling mode is switched on", path);
     else if (chosen > 1)
-        st = ia_error_set(IA_EUNSUPPORTED, "%s: several pooling modes at once (concatenated "
-                          "pooling) are not supported", path);
+        st = ia_error_set(IA_EUNSUPPORTED,
+                          "%s: several pooling modes at once (concatenated "
+                          "pooling) are not supported",
+                          path);
 done:
     ia_config_free(cfg);
     free(path);
@@ -120,7 +122,8 @@ static ia_status read_modules(const char *dir, ia_embedder *emb) {
         const char *cls = dot ? dot + 1 : type;
         if (strcmp(cls, "Pooling") == 0) {
             if (!mpath) {
-                st = ia_error_set(IA_EPARSE, "%s: Pooling module %zu has no string 'path'", path, i);
+                st =
+                    ia_error_set(IA_EPARSE, "%s: Pooling module %zu has no string 'path'", path, i);
                 goto done;
             }
             if ((st = read_pooling_config(dir, mpath, &emb->pooling)))
@@ -128,8 +131,10 @@ static ia_status read_modules(const char *dir, ia_embedder *emb) {
         } else if (strcmp(cls, "Normalize") == 0) {
             emb->normalize = true;
         } else if (strcmp(cls, "Transformer") != 0) {
-            st = ia_error_set(IA_EUNSUPPORTED, "%s: module type '%s' is not supported "
-                              "(Transformer, Pooling and Normalize are)", path, type);
+            st = ia_error_set(IA_EUNSUPPORTED,
+                              "%s: module type '%s' is not supported "
+                              "(Transformer, Pooling and Normalize are)",
+                              path, type);
             goto done;
         }
     }
@@ -177,8 +182,7 @@ static ia_status read_max_length(const char *dir, size_t model_max, size_t *out)
     return IA_OK;
 }
 
-ia_status ia_embedder_load(const char *dir, const ia_embedder_options *opts_in,
-                           ia_embedder **out) {
+ia_status ia_embedder_load(const char *dir, const ia_embedder_options *opts_in, ia_embedder **out) {
     ia_embedder_options opts = opts_in ? *opts_in : ia_embedder_options_default();
     *out = NULL;
     ia_embedder *emb = ia_calloc(1, sizeof *emb);
@@ -187,8 +191,9 @@ ia_status ia_embedder_load(const char *dir, const ia_embedder_options *opts_in,
     ia_status st;
     emb->backend = opts.backend ? opts.backend : ia_backend_cpu();
     if (opts.dtype != IA_DTYPE_F32 && opts.dtype != IA_DTYPE_BF16) {
-        st = ia_error_set(IA_EINVAL, "compute type %s is not available for embeddings (f32 or bf16)",
-                          ia_dtype_name(opts.dtype));
+        st =
+            ia_error_set(IA_EINVAL, "compute type %s is not available for embeddings (f32 or bf16)",
+                         ia_dtype_name(opts.dtype));
         goto fail;
     }
     if (!opts.skip_tokenizer && (st = ia_tokenizer_load_dir(dir, &emb->tokenizer)))
@@ -201,8 +206,8 @@ ia_status ia_embedder_load(const char *dir, const ia_embedder_options *opts_in,
     if ((st = read_max_length(dir, (size_t)cfg->max_tokens, &emb->max_length)))
         goto fail;
     if (opts.max_length)
-        emb->max_length = opts.max_length < (size_t)cfg->max_tokens ? opts.max_length
-                                                                   : (size_t)cfg->max_tokens;
+        emb->max_length =
+            opts.max_length < (size_t)cfg->max_tokens ? opts.max_length : (size_t)cfg->max_tokens;
     if (opts.normalize >= 0)
         emb->normalize = opts.normalize != 0;
     emb->dim = (size_t)cfg->hidden_size;
@@ -314,8 +319,9 @@ ia_status ia_embedder_embed_ids(ia_embedder *emb, const int32_t *ids, const int3
         seqs[i] = (seq_ref){ids + seq_start[i], type_ids ? type_ids + seq_start[i] : NULL,
                             seq_start[i + 1] - seq_start[i], i};
         if (seqs[i].len <= 0 || (size_t)seqs[i].len > emb->max_length) {
-            ia_status st = ia_error_set(IA_ERANGE, "input %zu has %d tokens; this model takes 1 to %zu",
-                                        i, seqs[i].len, emb->max_length);
+            ia_status st =
+                ia_error_set(IA_ERANGE, "input %zu has %d tokens; this model takes 1 to %zu", i,
+                             seqs[i].len, emb->max_length);
             free(seqs);
             return st;
         }

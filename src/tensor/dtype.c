@@ -9,9 +9,9 @@
 #include <string.h>
 
 static const ia_dtype_info dtype_infos[IA_DTYPE_COUNT] = {
-    [IA_DTYPE_F32] = {"f32", 1, 4, true},  [IA_DTYPE_F16] = {"f16", 1, 2, true},
+    [IA_DTYPE_F32] = {"f32", 1, 4, true},   [IA_DTYPE_F16] = {"f16", 1, 2, true},
     [IA_DTYPE_BF16] = {"bf16", 1, 2, true}, [IA_DTYPE_I8] = {"i8", 1, 1, false},
-    [IA_DTYPE_I32] = {"i32", 1, 4, false}, [IA_DTYPE_I64] = {"i64", 1, 8, false},
+    [IA_DTYPE_I32] = {"i32", 1, 4, false},  [IA_DTYPE_I64] = {"i64", 1, 8, false},
 };
 
 const ia_dtype_info *ia_dtype_get_info(ia_dtype dtype) {
@@ -35,8 +35,8 @@ ia_status ia_dtype_bytes(ia_dtype dtype, uint64_t n, size_t *out) {
     uint64_t bytes;
     if (__builtin_mul_overflow(n / info->block_elems, (uint64_t)info->block_bytes, &bytes) ||
         bytes > SIZE_MAX)
-        return ia_error_set(IA_ENOMEM, "%llu elements of %s overflow a size",
-                            (unsigned long long)n, info->name);
+        return ia_error_set(IA_ENOMEM, "%llu elements of %s overflow a size", (unsigned long long)n,
+                            info->name);
     *out = (size_t)bytes;
     return IA_OK;
 }
@@ -52,8 +52,8 @@ const char *ia_tensor_shape_str(const ia_tensor *t, char *buf, size_t cap) {
     size_t used = 0;
     used += (size_t)snprintf(buf, cap, "[");
     for (int i = 0; i < t->ndim && used < cap; i++)
-        used += (size_t)snprintf(buf + used, cap - used, i ? ", %lld" : "%lld",
-                                 (long long)t->shape[i]);
+        used +=
+            (size_t)snprintf(buf + used, cap - used, i ? ", %lld" : "%lld", (long long)t->shape[i]);
     if (used < cap)
         snprintf(buf + used, cap - used, "]");
     return buf;

@@ -82,7 +82,8 @@ TEST(file_read_and_map) {
 
 TEST(json_errors_name_position) {
     struct json_t *j;
-    CHECK_ERR(ia_json_parse("{\"a\": }", 7, "x.json", &j), IA_EPARSE, "x.json: invalid JSON at line 1");
+    CHECK_ERR(ia_json_parse("{\"a\": }", 7, "x.json", &j), IA_EPARSE,
+              "x.json: invalid JSON at line 1");
     CHECK_ERR(ia_json_parse("{\"a\": 1, \"a\": 2}", 16, "d.json", &j), IA_EPARSE, "d.json");
 }
 
@@ -91,9 +92,9 @@ TEST(utf8_validation) {
     CHECK(ia_utf8_valid("h\xc3\xa9llo \xe4\xb8\xad \xf0\x9f\x98\x80", 15, &bad));
     CHECK(!ia_utf8_valid("ab\xc0\xaf", 4, &bad)); /* overlong */
     CHECK_EQ_INT(bad, 2);
-    CHECK(!ia_utf8_valid("\xed\xa0\x80", 3, &bad)); /* surrogate */
+    CHECK(!ia_utf8_valid("\xed\xa0\x80", 3, &bad));     /* surrogate */
     CHECK(!ia_utf8_valid("\xf4\x90\x80\x80", 4, &bad)); /* > U+10FFFF */
-    CHECK(!ia_utf8_valid("x\xe4\xb8", 3, &bad)); /* truncated */
+    CHECK(!ia_utf8_valid("x\xe4\xb8", 3, &bad));        /* truncated */
     CHECK_EQ_INT(bad, 1);
     CHECK(ia_utf8_valid("", 0, &bad));
 }

@@ -49,8 +49,8 @@ TEST(tokenize_ids_and_tokens) {
 TEST(tokenize_input_file_jsonl) {
     const char text[] = "first line\r\nsecond\n\nlast without newline";
     const char *path = write_temp(text, sizeof text - 1);
-    const char *args[] = {"tokenize", "--model", MINILM_TOK, "--input", path, "--format", "jsonl",
-                          NULL};
+    const char *args[] = {"tokenize", "--model",  MINILM_TOK, "--input",
+                          path,       "--format", "jsonl",    NULL};
     run_result r = run_cli(args);
     CHECK_EQ_INT(r.status, 0);
     CHECK_EQ_INT(count_lines(r.out), 4);
@@ -94,7 +94,8 @@ TEST(embed_matches_sentence_transformers) {
 
 TEST(embed_jsonl_keeps_input_order) {
     /* lengths deliberately unsorted: batching sorts them inside */
-    const char text[] = "a much longer sentence about foxes and dogs and cats\nshort\nmedium length one\n";
+    const char text[] =
+        "a much longer sentence about foxes and dogs and cats\nshort\nmedium length one\n";
     const char *path = write_temp(text, sizeof text - 1);
     const char *args[] = {"embed", "--model", MODEL("tiny-bert"), "--input", path, "--format",
                           "jsonl", NULL};
@@ -106,8 +107,8 @@ TEST(embed_jsonl_keeps_input_order) {
                            "medium length one"};
     char *cursor = all.out;
     for (int i = 0; i < 3; i++) {
-        const char *one[] = {"embed", "--model", MODEL("tiny-bert"), "--format", "jsonl", lines[i],
-                             NULL};
+        const char *one[] = {"embed",  "--model", MODEL("tiny-bert"), "--format", "jsonl",
+                             lines[i], NULL};
         run_result r = run_cli(one);
         char *nl = strchr(cursor, '\n');
         CHECK(nl != NULL);
@@ -169,9 +170,8 @@ TEST(bad_input_gives_one_clear_error) {
     char dir[] = "/tmp/ia_cli_model_XXXXXX";
     CHECK(mkdtemp(dir) != NULL);
     char cmd[8192];
-    snprintf(cmd, sizeof cmd,
-             "cp -r '%s/.' '%s/' && truncate -s 1000 '%s/model.safetensors'", MODEL("tiny-bert"),
-             dir, dir);
+    snprintf(cmd, sizeof cmd, "cp -r '%s/.' '%s/' && truncate -s 1000 '%s/model.safetensors'",
+             MODEL("tiny-bert"), dir, dir);
     CHECK(system(cmd) == 0);
     const char *d[] = {"embed", "--model", dir, "text", NULL};
     check_fails(d, "model.safetensors");
@@ -192,8 +192,9 @@ TEST(usage_errors_exit_2) {
 }
 
 TEST(search_ranks_by_similarity) {
-    const char *args[] = {"search", "--model", MODEL("tiny-bert"), "--query", "fox", "--json",
-                          "the quick brown fox", "an unrelated text", NULL};
+    const char *args[] = {"search", "--model", MODEL("tiny-bert"),    "--query",
+                          "fox",    "--json",  "the quick brown fox", "an unrelated text",
+                          NULL};
     run_result r = run_cli(args);
     CHECK_EQ_INT(r.status, 0);
     json_error_t err;

@@ -288,7 +288,6 @@ TEST(nocopy_files_serve_from_the_source_until_it_changes) {
 
 /* ---- the CLI end to end ($IA_CLI) ------------------------------------------------- */
 
-
 static bool cli_available(void) {
     const char *cli = getenv("IA_CLI");
     return cli && access(cli, X_OK) == 0;

@@ -87,10 +87,10 @@ static void ref_attention(const ia_attention_args *a, double *want, size_t ldw) 
                         d += (double)a->q[i * a->ld_q + off + e] * a->k[j * a->ld_k + off + e];
                     sc[j - t0] = d * a->scale;
                     if (a->rel_bias)
-                        sc[j - t0] += a->rel_bias[(size_t)((ptrdiff_t)j - (ptrdiff_t)i +
-                                                           a->rel_bias_offset) *
-                                                      (size_t)a->n_heads +
-                                                  (size_t)h];
+                        sc[j - t0] +=
+                            a->rel_bias[(size_t)((ptrdiff_t)j - (ptrdiff_t)i + a->rel_bias_offset) *
+                                            (size_t)a->n_heads +
+                                        (size_t)h];
                     mx = fmax(mx, sc[j - t0]);
                 }
                 for (size_t j = t0; j < end; j++)

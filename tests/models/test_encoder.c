@@ -14,7 +14,7 @@
 #define TOL 1e-4
 
 static const char *const fixtures[] = {
-    "tiny-bert", "tiny-bert-f16", "tiny-bert-bf16", "tiny-roberta",
+    "tiny-bert",        "tiny-bert-f16",   "tiny-bert-bf16", "tiny-roberta",
     "tiny-xlm-roberta", "tiny-distilbert", "tiny-mpnet",
 };
 static const char *const variants[] = {"generic", "avx2", "avx512"};
@@ -124,8 +124,8 @@ static void check_fixture(const char *name, const char *variant) {
     ia_arena_reset(arena);
     CHECK_OK(ia_encoder_forward(enc, f.ids, f.types, f.starts, f.n, hidden, arena, pool));
     for (size_t i = 0; i < f.n; i++) {
-        double d = max_diff_rows(hidden + (size_t)f.starts[i] * dim, dim,
-                                 json_array_get(want_hidden, i));
+        double d =
+            max_diff_rows(hidden + (size_t)f.starts[i] * dim, dim, json_array_get(want_hidden, i));
         CHECK_MSG(d <= TOL, "%s/%s packed text %zu: hidden max diff %g", name, variant, i, d);
     }
     /* sentence embeddings from ids */
@@ -137,7 +137,8 @@ static void check_fixture(const char *name, const char *variant) {
     /* a pair with token types */
     json_t *pair = json_object_get(f.root, "pair");
     if (pair) {
-        json_t *pids = json_object_get(pair, "input_ids"), *ptypes = json_object_get(pair, "token_type_ids");
+        json_t *pids = json_object_get(pair, "input_ids"),
+               *ptypes = json_object_get(pair, "token_type_ids");
         size_t len = json_array_size(pids);
         int32_t *ids = malloc(len * sizeof(int32_t)), *types = malloc(len * sizeof(int32_t));
         for (size_t t = 0; t < len; t++) {

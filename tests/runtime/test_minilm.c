@@ -34,8 +34,8 @@ static const char *model_dir(void) {
 
 static bool load_corpus(corpus *c, size_t dim, size_t stride) {
     size_t len;
-    if (ia_file_read_all(test_source_path("tests/fixtures/minilm/sentences.txt"), 64 << 20,
-                         &c->buf, &len) != IA_OK)
+    if (ia_file_read_all(test_source_path("tests/fixtures/minilm/sentences.txt"), 64 << 20, &c->buf,
+                         &len) != IA_OK)
         return false;
     size_t cap = 1;
     for (size_t i = 0; i < len; i++)
@@ -54,7 +54,8 @@ static bool load_corpus(corpus *c, size_t dim, size_t stride) {
     size_t ref_len;
     char *raw;
     if (ia_file_read_all(test_source_path("tests/fixtures/minilm/reference.f32"), 64 << 20, &raw,
-                         &ref_len) != IA_OK || ref_len != total * dim * sizeof(float)) {
+                         &ref_len) != IA_OK ||
+        ref_len != total * dim * sizeof(float)) {
         fprintf(stderr, "  reference.f32 does not hold %zu x %zu floats\n", total, dim);
         free(all);
         return false;
@@ -110,8 +111,8 @@ static void check_dtype(ia_dtype dtype, double min_cos) {
             worst_i = i;
         }
     }
-    printf("  %s: %zu sentences, min cosine %.7f (sentence %zu), mean %.7f\n",
-           ia_dtype_name(dtype), c.n, worst, worst_i, sum / (double)c.n);
+    printf("  %s: %zu sentences, min cosine %.7f (sentence %zu), mean %.7f\n", ia_dtype_name(dtype),
+           c.n, worst, worst_i, sum / (double)c.n);
     CHECK_MSG(worst >= min_cos, "%s min cosine %.7f < %g at sentence %zu: %s", ia_dtype_name(dtype),
               worst, min_cos, worst_i, c.lines[worst_i]);
     free(out);
