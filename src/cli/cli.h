@@ -50,6 +50,11 @@ ia_status cli_inputs_from_file(const char *path, cli_inputs *out);
 /* Takes argv texts (validated as UTF-8 too). */
 ia_status cli_inputs_from_args(int argc, char **argv, cli_inputs *out);
 void cli_inputs_free(cli_inputs *in);
+/* A command's texts: from --input FILE (when input is set) or from the
+ * remaining arguments, exactly one of the two, and not an empty file. On a
+ * problem it prints the usage or failure line itself and returns the exit
+ * status (2 or 1); 0 on success, with *out to free. */
+int cli_collect_inputs(const char *cmd, const char *input, int argc, char **argv, cli_inputs *out);
 
 typedef enum cli_format { CLI_FORMAT_JSON, CLI_FORMAT_JSONL } cli_format;
 ia_status cli_parse_format(const char *s, cli_format *out);

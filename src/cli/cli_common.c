@@ -46,6 +46,20 @@ ia_status cli_inputs_from_args(int argc, char **argv, cli_inputs *out) {
     return IA_OK;
 }
 
+int cli_collect_inputs(const char *cmd, const char *input, int argc, char **argv, cli_inputs *out) {
+    memset(out, 0, sizeof *out);
+    if (input && argc > 0)
+        return cli_usage_error(cmd, "give texts as arguments or with --input, not both");
+    if (!input && argc <= 0)
+        return cli_usage_error(cmd, "no input: give texts as arguments or --input FILE");
+    ia_status st = input ? cli_inputs_from_file(input, out) : cli_inputs_from_args(argc, argv, out);
+    if (st == IA_OK && out->n == 0) {
+        st = ia_error_set(IA_EINVAL, "%s: no texts (the input is empty)", input);
+        cli_inputs_free(out);
+    }
+    return st == IA_OK ? 0 : cli_fail(cmd, st);
+}
+
 void cli_inputs_free(cli_inputs *in) {
     free(in->texts);
     free(in->lens);

@@ -95,20 +95,11 @@ int cmd_embed(int argc, char **argv) {
     }
     if (!model)
         return cli_usage_error("embed", "--model DIR is required");
-    if (input && optind < argc)
-        return cli_usage_error("embed", "give texts as arguments or with --input, not both");
-    if (!input && optind >= argc)
-        return cli_usage_error("embed", "no input: give texts as arguments or --input FILE");
-
     cli_inputs in;
-    ia_status st = input ? cli_inputs_from_file(input, &in)
-                         : cli_inputs_from_args(argc - optind, argv + optind, &in);
-    if (st == IA_OK && in.n == 0) {
-        st = ia_error_set(IA_EINVAL, "%s: no texts (the input is empty)", input);
-        cli_inputs_free(&in);
-    }
-    if (st != IA_OK)
-        return cli_fail("embed", st);
+    int rc_in = cli_collect_inputs("embed", input, argc - optind, argv + optind, &in);
+    if (rc_in != 0)
+        return rc_in;
+    ia_status st = IA_OK;
     ia_embedder *emb = NULL;
     float *out = NULL;
     int rc = 1;

@@ -91,17 +91,15 @@ int cmd_search(int argc, char **argv) {
     }
     if (!model || !query)
         return cli_usage_error("search", "--model DIR and --query TEXT are required");
-    if (!input && optind >= argc)
-        return cli_usage_error("search", "no texts to search: give them as arguments or --input");
     size_t bad;
     if (!ia_utf8_valid(query, strlen(query), &bad))
         return cli_usage_error("search", "--query: invalid UTF-8 at byte %zu", bad + 1);
 
     cli_inputs in;
-    ia_status st = input ? cli_inputs_from_file(input, &in)
-                         : cli_inputs_from_args(argc - optind, argv + optind, &in);
-    if (st != IA_OK)
-        return cli_fail("search", st);
+    int rc_in = cli_collect_inputs("search", input, argc - optind, argv + optind, &in);
+    if (rc_in != 0)
+        return rc_in;
+    ia_status st = IA_OK;
     ia_embedder *emb = NULL;
     float *vecs = NULL;
     scored *ranked = NULL;

@@ -112,23 +112,14 @@ int cmd_tokenize(int argc, char **argv) {
     s.opts.want_tokens = s.tokens;
     if (!model)
         return cli_usage_error("tokenize", "--model DIR is required");
-    if (input && optind < argc)
-        return cli_usage_error("tokenize", "give texts as arguments or with --input, not both");
-    if (!input && optind >= argc)
-        return cli_usage_error("tokenize", "no input: give texts as arguments or --input FILE");
     size_t bad;
     if (s.pair && !ia_utf8_valid(s.pair, strlen(s.pair), &bad))
         return cli_usage_error("tokenize", "--pair: invalid UTF-8 at byte %zu", bad + 1);
-
     cli_inputs in;
-    ia_status st = input ? cli_inputs_from_file(input, &in)
-                         : cli_inputs_from_args(argc - optind, argv + optind, &in);
-    if (st == IA_OK && in.n == 0) {
-        st = ia_error_set(IA_EINVAL, "%s: no texts (the input is empty)", input);
-        cli_inputs_free(&in);
-    }
-    if (st != IA_OK)
-        return cli_fail("tokenize", st);
+    int rc_in = cli_collect_inputs("tokenize", input, argc - optind, argv + optind, &in);
+    if (rc_in != 0)
+        return rc_in;
+    ia_status st = IA_OK;
     ia_tokenizer *tok = NULL;
     int rc = 1;
     if ((st = ia_tokenizer_load_dir(model, &tok)))

@@ -27,6 +27,15 @@
         .layer_norm_eps = "layer_norm_eps",                                                     \
     }
 
+/* RoBERTa and XLM-RoBERTa are BERT with positions counted from padding_idx + 1. */
+#define ROBERTA_ROW(type)                                                              \
+    {                                                                                  \
+        .model_type = type, .keys = BERT_CONFIG_KEYS, .has_token_types = true,         \
+        .position_from_padding = true, .fixed_padding_idx = -1,                        \
+        .names = {BERT_EMBEDDING_NAMES, BERT_LAYER_NAMES,                              \
+                  .token_type_embeddings = "embeddings.token_type_embeddings.weight"}, \
+    }
+
 static const encoder_arch arch_rows[] = {
     {
         .model_type = "bert",
@@ -36,24 +45,8 @@ static const encoder_arch arch_rows[] = {
         .names = {BERT_EMBEDDING_NAMES, BERT_LAYER_NAMES,
                   .token_type_embeddings = "embeddings.token_type_embeddings.weight"},
     },
-    {
-        .model_type = "roberta",
-        .keys = BERT_CONFIG_KEYS,
-        .has_token_types = true,
-        .position_from_padding = true,
-        .fixed_padding_idx = -1,
-        .names = {BERT_EMBEDDING_NAMES, BERT_LAYER_NAMES,
-                  .token_type_embeddings = "embeddings.token_type_embeddings.weight"},
-    },
-    {
-        .model_type = "xlm-roberta",
-        .keys = BERT_CONFIG_KEYS,
-        .has_token_types = true,
-        .position_from_padding = true,
-        .fixed_padding_idx = -1,
-        .names = {BERT_EMBEDDING_NAMES, BERT_LAYER_NAMES,
-                  .token_type_embeddings = "embeddings.token_type_embeddings.weight"},
-    },
+    ROBERTA_ROW("roberta"),
+    ROBERTA_ROW("xlm-roberta"),
     {
         .model_type = "distilbert",
         .keys = {.hidden = "dim",
