@@ -147,12 +147,14 @@ def write_unicode():
                 " * HF takes categories from the unicode_categories crate (Unicode 8), NFD from an\n"
                 " * old unicode-normalization fork and lowercase from Rust std (full mapping), so\n"
                 " * characters assigned or changed since then behave differently. Do not edit.\n */\n"
+                "/* clang-format off */\n"
                 % tokenizers.__version__)
         f.write(table("hf_removed_toggle", ranges(removed_toggle)))
         f.write(table("hf_punct_toggle", ranges(punct_toggle)))
         f.write(table("hf_mn_toggle", ranges(mn_toggle)))
         f.write(mapping("hf_strip_override", strip_over))
         f.write(mapping("hf_lower_override", lower_over))
+        f.write("/* clang-format on */\n")
     # Run-length HF answers: "first last class" for runs whose strip and lower are
     # identity, and "cp class strip lower" lines for the rest.
     with open(os.path.join(FIX, "unicode-hf.txt"), "w") as f:

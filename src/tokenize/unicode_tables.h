@@ -5,6 +5,7 @@
  * old unicode-normalization fork and lowercase from Rust std (full mapping), so
  * characters assigned or changed since then behave differently. Do not edit.
  */
+/* clang-format off */
 static const hf_range hf_removed_toggle[] = {
     {0x0890, 0x0891},
     {0x08E2, 0x08E2},
@@ -202,3 +203,4 @@ static const hf_mapping hf_lower_override[] = {
     {0x16EB7, 1, {0x16ED2}},
     {0x16EB8, 1, {0x16ED3}},
 };
+/* clang-format on */

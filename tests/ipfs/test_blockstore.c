@@ -15,18 +15,7 @@
 
 #include "ia/ipfs.h"
 #include "test.h"
-
-static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
-    return remove(path);
-}
-
-static void rm_rf(const char *path) { nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS); }
-
-static char *temp_repo(void) {
-    char tmpl[] = "/tmp/ia_bs_test_XXXXXX";
-    char *dir = mkdtemp(tmpl);
-    return dir ? ia_strdup(dir) : NULL;
-}
+#include "test_fs.h"
 
 static ia_blockstore *open_repo(const char *dir) {
     ia_blockstore *bs = NULL;
@@ -53,7 +42,7 @@ static ia_status count_cb(void *ctx, const ia_cid *cid) {
 }
 
 TEST(put_get_has_size_remove) {
-    char *dir = temp_repo();
+    char *dir = temp_dir();
     ia_blockstore *bs = open_repo(dir);
     const char data[] = "hello blockstore";
     ia_cid cid, v0;
@@ -90,7 +79,7 @@ TEST(put_get_has_size_remove) {
 }
 
 TEST(put_refuses_mismatch_and_keeps_identity_inline) {
-    char *dir = temp_repo();
+    char *dir = temp_dir();
     ia_blockstore *bs = open_repo(dir);
     ia_cid cid;
     ia_cid_of_block(1, IA_CODEC_RAW, "abc", 3, &cid);
@@ -110,7 +99,7 @@ TEST(put_refuses_mismatch_and_keeps_identity_inline) {
 }
 
 TEST(leftover_temp_file_ignored_then_cleaned) {
-    char *dir = temp_repo();
+    char *dir = temp_dir();
     ia_blockstore *bs = open_repo(dir);
     ia_cid cid;
     ia_cid_of_block(1, IA_CODEC_RAW, "kept", 4, &cid);
@@ -140,7 +129,7 @@ TEST(leftover_temp_file_ignored_then_cleaned) {
 }
 
 TEST(corrupt_block_detected_by_get_and_verify) {
-    char *dir = temp_repo();
+    char *dir = temp_dir();
     ia_blockstore *bs = open_repo(dir);
     ia_cid cid, good;
     ia_cid_of_block(1, IA_CODEC_RAW, "precious bytes", 14, &cid);
@@ -184,7 +173,7 @@ static void make_block(int who, int i, char *buf, size_t cap, size_t *len) {
 }
 
 TEST(two_processes_put_concurrently) {
-    char *dir = temp_repo();
+    char *dir = temp_dir();
     pid_t kids[2];
     for (int k = 0; k < 2; k++) {
         if ((kids[k] = fork()) == 0) {
@@ -230,7 +219,7 @@ TEST(two_processes_put_concurrently) {
 }
 
 TEST(nocopy_reference_and_changed_source) {
-    char *dir = temp_repo();
+    char *dir = temp_dir();
     ia_blockstore *bs = open_repo(dir);
     char src[4200];
     snprintf(src, sizeof src, "%s/model.bin", dir);
@@ -286,7 +275,7 @@ TEST(nocopy_reference_and_changed_source) {
 }
 
 TEST(newer_schema_refused) {
-    char *dir = temp_repo();
+    char *dir = temp_dir();
     ia_blockstore *bs = open_repo(dir);
     ia_blockstore_close(bs);
     char path[4200];

@@ -13,18 +13,7 @@
 
 #include "ia/ipfs.h"
 #include "test.h"
-
-static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
-    return remove(path);
-}
-
-static void rm_rf(const char *path) { nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS); }
-
-static char *temp_dir(void) {
-    char tmpl[] = "/tmp/ia_exp_test_XXXXXX";
-    char *dir = mkdtemp(tmpl);
-    return dir ? ia_strdup(dir) : NULL;
-}
+#include "test_fs.h"
 
 static void fill(uint8_t *p, size_t n, unsigned seed) {
     uint32_t x = seed * 2654435761u + 7;

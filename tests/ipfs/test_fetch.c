@@ -30,6 +30,7 @@
 #include "ia/ipfs.h"
 #include "test.h"
 #include "test_cli.h"
+#include "test_fs.h"
 
 /* ---- the responder (runs in a child process) ------------------------------------------ */
 
@@ -145,18 +146,6 @@ __attribute__((constructor)) static void responder_main(void) {
 }
 
 /* ---- helpers ---------------------------------------------------------------------------- */
-
-static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
-    return remove(path);
-}
-
-static void rm_rf(const char *path) { nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS); }
-
-static char *temp_dir(void) {
-    char tmpl[] = "/tmp/ia_fetch_test_XXXXXX";
-    char *dir = mkdtemp(tmpl);
-    return dir ? ia_strdup(dir) : NULL;
-}
 
 static void write_file(const char *dir, const char *name, size_t n, unsigned seed) {
     char path[8400];

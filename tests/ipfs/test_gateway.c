@@ -20,12 +20,9 @@
 
 #include "ia/ipfs.h"
 #include "test.h"
+#include "test_fs.h"
 
 /* ---- fixture: one repo with a file, a directory and a HAMT directory --------------------- */
-
-static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
-    return remove(path);
-}
 
 typedef struct fixture {
     char dir[256], repo[512], url[64];
@@ -754,6 +751,6 @@ TEST(zz_teardown) {
     ia_gateway_stop(fx.gw);
     ia_blockstore_close(fx.bs);
     free(fx.file_bytes);
-    nftw(fx.dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    rm_rf(fx.dir);
     memset(&fx, 0, sizeof fx);
 }

@@ -21,20 +21,9 @@
 #include "ia/ipfs.h"
 #include "ipfs/ipfs_internal.h"
 #include "test.h"
+#include "test_fs.h"
 
 /* ---- helpers ------------------------------------------------------------------- */
-
-static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
-    return remove(path);
-}
-
-static void rm_rf(const char *path) { nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS); }
-
-static char *temp_dir(void) {
-    char tmpl[] = "/tmp/ia_import_test_XXXXXX";
-    char *dir = mkdtemp(tmpl);
-    return dir ? ia_strdup(dir) : NULL;
-}
 
 /* Kubo's DeterministicRandomReader: ChaCha20 keystream, key SHA-256(seed). */
 typedef struct chacha {

@@ -15,18 +15,7 @@
 #include "ia/ipfs.h"
 #include "test.h"
 #include "test_cli.h"
-
-static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
-    return remove(path);
-}
-
-static void rm_rf(const char *path) { nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS); }
-
-static char *temp_dir(void) {
-    char tmpl[] = "/tmp/ia_pin_test_XXXXXX";
-    char *dir = mkdtemp(tmpl);
-    return dir ? ia_strdup(dir) : NULL;
-}
+#include "test_fs.h"
 
 /* Writes n pseudo-random bytes (seeded) to dir/name; returns the path (static). */
 static const char *write_file(const char *dir, const char *name, size_t n, unsigned seed) {
