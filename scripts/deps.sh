@@ -4,7 +4,8 @@
 set -euo pipefail
 packages=(build-essential cmake pkg-config libjansson-dev libutf8proc-dev libssl-dev libsqlite3-dev
           libmicrohttpd-dev libcurl4-openssl-dev
-          ipfs-cid python3 python3-pip)
+          ipfs-cid python3 python3-pip
+          pocl-opencl-icd ocl-icd-libopencl1 libvulkan1 mesa-vulkan-drivers)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -12,6 +12,7 @@
 #define IA_RUNTIME_H
 
 #include "ia/base.h"
+#include "ia/hw.h"
 #include "ia/kernels.h"
 #include "ia/models.h"
 #include "ia/tokenize.h"
@@ -59,6 +60,214 @@ ia_status ia_embedder_embed(ia_embedder *emb, const char *const *texts, const si
  * (already with special tokens); type_ids may be NULL. */
 ia_status ia_embedder_embed_ids(ia_embedder *emb, const int32_t *ids, const int32_t *type_ids,
                                 const int32_t *seq_start, size_t n, float *out);
+
+/* Memory the embedder holds, in bytes, as estimated at load: its weights at
+ * the compute type (the safetensors tensors' elements) plus its scratch at
+ * the largest batch it may run. The resource pool counts models by this. */
+size_t ia_embedder_bytes(const ia_embedder *emb);
+
+/* The same estimate for a model directory without loading it (reads only the
+ * safetensors header and config.json). *out is 0 on error. */
+ia_status ia_embedder_estimate_bytes(const char *dir, const ia_embedder_options *opts, size_t *out);
+
+/* ==== model plan ==============================================================
+ *
+ * What running a model here would take, before loading it: its class (via
+ * hw/'s registry), its shape, the memory it needs for a workload (weights at
+ * the compute type, KV cache for decoders, activations at the batch the
+ * runtime would really run, and the process's own overhead), and the device
+ * that would run it. Reads config.json (or GGUF metadata) and the weights
+ * files' headers only. The estimate models this engine's actual buffers, and
+ * tests hold it within 15% of measured peak RSS for the models it runs.
+ */
+
+typedef struct ia_model_shape {
+    uint64_t hidden, layers, heads, kv_heads, intermediate, vocab, positions, type_vocab;
+} ia_model_shape;
+
+typedef struct ia_plan_request {
+    const char *model;    /* a model directory, its config.json, or a .gguf file */
+    size_t batch;         /* sequences at once; 0: 1 */
+    size_t seq;           /* tokens per sequence; 0: the model's positions (capped at 512) */
+    size_t batch_tokens;  /* encoders: the embedder's token budget per batch; 0: 8192 */
+    const char *dtype;    /* compute type: "f32" (default), "bf16", "f16", "q8_0", "q4_k", ... */
+    const char *device;   /* "auto" (NULL), "cpu", "cuda:0", ... */
+    const ia_hw_info *hw; /* NULL: detect (without the perf probe) */
+    bool memory_only;     /* skip device choice (and hardware detection) */
+} ia_plan_request;
+
+typedef struct ia_model_plan {
+    ia_model_class cls;
+    ia_model_shape shape;
+    char dtype[16];
+    size_t batch, seq;
+    uint64_t params;           /* parameters (from the weights when read, else the config) */
+    bool weights_from_files;   /* sizes from safetensors/GGUF headers, not from the config */
+    uint64_t weights_bytes;    /* resident weights at the compute type */
+    uint64_t kv_cache_bytes;   /* decoders: keys and values for batch × seq */
+    uint64_t activation_bytes; /* the largest batch's scratch */
+    uint64_t overhead_bytes;   /* the process: code, libraries, tokenizer */
+    uint64_t total_bytes;
+    bool runnable; /* the engine implements this model somewhere here */
+    ia_device_candidate devices[16];
+    size_t n_devices;
+    size_t chosen;          /* index into devices when runnable */
+    char device_error[256]; /* why no device was chosen ("" when one was) */
+} ia_model_plan;
+
+/* Plans a model. Returns an error only when the model's files cannot be read
+ * or make no sense; an unsupported model or no usable device is a result
+ * (runnable false, device_error says why). */
+ia_status ia_model_plan_make(const ia_plan_request *req, ia_model_plan *out);
+struct json_t *ia_model_plan_to_json(const ia_model_plan *plan);
+
+/* Resolves a --device value for a model: "auto" (or NULL) takes the best
+ * usable device, a named device must be usable. Hardware is probed only when
+ * the choice is not already settled by what this build implements (a build
+ * whose engine runs the model on the CPU alone answers "cpu" for auto without
+ * probing). Writes the chosen id ("cpu") into out; on error the message says
+ * why each device was unusable. */
+ia_status ia_model_device_select(const char *model, const char *want, const char *dtype, char *out,
+                                 size_t size);
+
+/* Loads the config of a model directory, config.json or .gguf file as a JSON
+ * object (GGUF metadata mapped to HF names); caller json_decref's it. */
+ia_status ia_model_config_load(const char *model, struct json_t **out);
+
+/* ==== resource pool =========================================================
+ *
+ * One pool per process (ia_pool_global) holds loaded models so that callers
+ * (the CLI, the server's request threads) share them. A model is keyed by
+ * (source, device, dtype, variant) and by the loader that made it; callers
+ * get a reference-counted handle. The pool keeps the models' bytes within a
+ * budget: when a load needs room, idle models (no handles out) are evicted
+ * least recently used first; a model in use is never evicted. When only
+ * models in use stand in the way, the acquire waits for releases, up to
+ * acquire_timeout_ms, and then fails with IA_ERANGE saying what is using the
+ * budget.
+ *
+ * Sizes. A model's size is known for sure only after it is loaded, so the
+ * pool uses the loader's estimate (optional) to make room before loading and
+ * counts it against the budget while the load runs, then re-checks with the
+ * real size. A load without an estimate, and a load whose real size exceeds
+ * its estimate and does not fit, take the pool's single "unsized" slot: only
+ * one such model is outside the accounting at a time. So the pool's counted
+ * bytes never exceed the budget, the memory really held never exceeds it by
+ * more than one model (given estimates that are not low), and a model larger
+ * than the whole budget is admitted only when nothing else is resident or
+ * loading (with a warning).
+ *
+ * Concurrency. Loads run outside the pool's lock, so other keys stay usable;
+ * concurrent acquires of one key wait for that single load. A failed load is
+ * not cached: the acquires waiting on it get its error, later acquires load
+ * again. Frees (eviction) also run outside the lock; their bytes stay counted
+ * until the free returns.
+ *
+ * Locking: one mutex per pool guards every entry, the LRU list and the
+ * counters; one condition variable signals "a load finished, a handle was
+ * released, or bytes were freed". Handles are used by one thread at a time
+ * (the object itself is only as thread-safe as its type: an ia_embedder is
+ * not), but different handles may be released from any thread.
+ */
+
+typedef struct ia_pool ia_pool;
+typedef struct ia_pool_handle ia_pool_handle;
+
+/* What a model is. Strings are copied by the pool. */
+typedef struct ia_pool_key {
+    const char *source;  /* path or CID */
+    const char *device;  /* "cpu", "cuda:0", ...; NULL: "cpu" */
+    ia_dtype dtype;      /* compute type */
+    const char *variant; /* other load settings that change the object; NULL: "" */
+} ia_pool_key;
+
+/* How to load and free one kind of object (an embedder, a decoder, ...).
+ * The pool copies this struct; entries of different `load` functions never
+ * match, even with equal keys. load and estimate run during ia_pool_acquire
+ * on the calling thread, possibly concurrently for different keys; free runs
+ * later on whichever thread evicts or destroys, with the ctx of the acquire
+ * that loaded the object: that ctx must outlive the object unless free
+ * ignores it (ctx may then carry per-acquire settings, as the embedder's does). */
+typedef struct ia_pool_loader {
+    /* Loads *obj and sets *bytes to the memory it holds. On failure returns
+     * a status with its message set and leaves *obj NULL. */
+    ia_status (*load)(void *ctx, const ia_pool_key *key, void **obj, size_t *bytes);
+    void (*free)(void *ctx, void *obj);
+    /* Optional: bytes the object will hold, before loading; 0 for unknown.
+     * An upper bound keeps the budget honest while loads run. */
+    size_t (*estimate)(void *ctx, const ia_pool_key *key);
+    void *ctx;
+} ia_pool_loader;
+
+/* ia_pool_options.acquire_timeout_ms: fail at once instead of waiting for room. */
+#define IA_POOL_NO_WAIT (-1)
+
+typedef struct ia_pool_options {
+    /* Bytes of models to keep; 0: 80% of the memory this process may use
+     * (available memory and the cgroup limit, from ia_hw_detect). */
+    uint64_t budget_bytes;
+    /* Free a model as soon as its last handle is released (for small
+     * machines: nothing stays resident while unused). */
+    bool low_memory;
+    /* Longest wait for room in the budget; 0: 60000; IA_POOL_NO_WAIT. Waits
+     * for another thread's load of the same key are not bounded by it. */
+    int acquire_timeout_ms;
+} ia_pool_options;
+
+typedef struct ia_pool_stats {
+    size_t loaded;          /* models resident (loaded and not evicted) */
+    size_t in_use;          /* of those, with handles out */
+    uint64_t bytes;         /* bytes of the resident models */
+    uint64_t budget;        /* budget_bytes in effect */
+    uint64_t peak_bytes;    /* most bytes ever counted (resident + loading + freeing) */
+    uint64_t hits;          /* acquires served by a resident model or another's load */
+    uint64_t misses;        /* acquires that started a load */
+    uint64_t evictions;     /* idle models freed to make room or by low_memory */
+    uint64_t load_failures; /* loads that failed (their waiters not counted) */
+    uint64_t waits;         /* acquires that waited for room in the budget */
+    uint64_t timeouts;      /* acquires that gave up waiting for room */
+} ia_pool_stats;
+
+/* Creates a pool (opts NULL: defaults); *out owned by the caller
+ * (ia_pool_destroy). */
+ia_status ia_pool_create(const ia_pool_options *opts, ia_pool **out);
+
+/* Frees every model and the pool. With handles still out or loads running it
+ * frees nothing and returns IA_EINVAL naming how many: the pool stays valid. */
+ia_status ia_pool_destroy(ia_pool *pool);
+
+/* The process-wide pool, created with default options on first use (thread
+ * safe). Never destroyed (ia_pool_destroy refuses it). On failure *out is NULL and the error is the
+ * creation's (the same status on every call). */
+ia_status ia_pool_global(ia_pool **out);
+
+/* Returns a handle to the model for `key`, loading it with `loader` on a
+ * miss. *out owned by the caller (ia_pool_release). Errors: the loader's, or
+ * IA_ERANGE when no room appeared in the budget within the timeout. */
+ia_status ia_pool_acquire(ia_pool *pool, const ia_pool_key *key, const ia_pool_loader *loader,
+                          ia_pool_handle **out);
+
+/* The loaded object (borrowed: valid until the handle is released). */
+void *ia_pool_handle_get(const ia_pool_handle *handle);
+/* The bytes the pool counts for the handle's model. */
+size_t ia_pool_handle_bytes(const ia_pool_handle *handle);
+
+/* Gives the handle back (NULL is a no-op). The model stays resident, idle,
+ * unless the pool is in low-memory mode; its memory may go at the next
+ * eviction. */
+void ia_pool_release(ia_pool_handle *handle);
+
+/* A consistent snapshot of the counters. */
+void ia_pool_stats_get(ia_pool *pool, ia_pool_stats *out);
+
+/* An embedder through the pool: key (realpath of dir, backend's device,
+ * opts->dtype, the other options), bytes from ia_embedder_bytes. opts NULL:
+ * defaults. The object is an ia_embedder * (not thread-safe: one user at a
+ * time, or one embedder per variant). */
+ia_status ia_pool_acquire_embedder(ia_pool *pool, const char *dir, const ia_embedder_options *opts,
+                                   ia_pool_handle **out);
+
+/* ==== end of resource pool ================================================= */
 
 #ifdef __cplusplus
 }

@@ -24,6 +24,8 @@ int cmd_pin(int argc, char **argv);
 int cmd_repo(int argc, char **argv);
 int cmd_car(int argc, char **argv);
 int cmd_gateway(int argc, char **argv);
+int cmd_hw(int argc, char **argv);
+int cmd_models(int argc, char **argv);
 
 /* Repo commands (cmd_repo.c): opens --repo DIR, or the default repo when dir
  * is NULL; parses a CID argument with a message naming it. */
@@ -59,6 +61,8 @@ int cli_collect_inputs(const char *cmd, const char *input, int argc, char **argv
 typedef enum cli_format { CLI_FORMAT_JSON, CLI_FORMAT_JSONL } cli_format;
 ia_status cli_parse_format(const char *s, cli_format *out);
 ia_status cli_parse_int(const char *flag, const char *s, long min, long max, long *out);
+/* Checks a --device value: auto, cpu, cuda, cuda:N, rocm:N, opencl:N, ... */
+ia_status cli_parse_device(const char *s);
 
 /* Writes one row of floats or ints as a JSON array (no newline). */
 void cli_write_floats(FILE *f, const float *v, size_t n);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "ia/hw.h"
 
 #define INPUT_MAX_BYTES ((size_t)4 << 30)
 
@@ -147,4 +148,10 @@ int cli_usage_error(const char *cmd, const char *fmt, ...) {
     va_end(ap);
     fprintf(stderr, " (see 'ipfs-accelerate %s --help')\n", cmd);
     return 2;
+}
+
+ia_status cli_parse_device(const char *s) {
+    ia_device_kind kind;
+    int index;
+    return ia_device_parse(s, &kind, &index);
 }

@@ -20,6 +20,8 @@ static const char embed_usage[] =
     "  --format FORMAT    json (default): one JSON array holding one array per input;\n"
     "                     jsonl: one array per line, one line per input\n"
     "  --dtype TYPE       f32 (default) or bf16 weights\n"
+    "  --device D         auto (default), cpu, cuda:N, ...: where to run; a named device\n"
+    "                     that cannot run the model is an error saying why\n"
     "  --threads N        worker threads (default: physical cores)\n"
     "  --max-length N     truncate inputs to N tokens (default: the model's max_seq_length)\n"
     "  --batch-tokens N   tokens per batch (default 8192)\n"
@@ -32,6 +34,7 @@ int cmd_embed(int argc, char **argv) {
         {"input", required_argument, NULL, 'i'},
         {"format", required_argument, NULL, 'f'},
         {"dtype", required_argument, NULL, 'd'},
+        {"device", required_argument, NULL, 'D'},
         {"threads", required_argument, NULL, 't'},
         {"max-length", required_argument, NULL, 'L'},
         {"batch-tokens", required_argument, NULL, 'B'},
@@ -40,7 +43,7 @@ int cmd_embed(int argc, char **argv) {
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *model = NULL, *input = NULL;
+    const char *model = NULL, *input = NULL, *device = NULL;
     cli_format format = CLI_FORMAT_JSON;
     ia_embedder_options opts = ia_embedder_options_default();
     long v;
@@ -65,6 +68,10 @@ int cmd_embed(int argc, char **argv) {
                 opts.dtype = IA_DTYPE_BF16;
             else
                 return cli_usage_error("embed", "--dtype: '%s' is not f32 or bf16", optarg);
+            break;
+        case 'D':
+            st = cli_parse_device(optarg);
+            device = optarg;
             break;
         case 't':
             st = cli_parse_int("--threads", optarg, 1, 1024, &v);
@@ -103,6 +110,10 @@ int cmd_embed(int argc, char **argv) {
     ia_embedder *emb = NULL;
     float *out = NULL;
     int rc = 1;
+    char chosen[32];
+    if ((st = ia_model_device_select(model, device, ia_dtype_name(opts.dtype), chosen,
+                                     sizeof chosen)))
+        goto done;
     if ((st = ia_embedder_load(model, &opts, &emb)))
         goto done;
     size_t dim = ia_embedder_dim(emb);

@@ -21,6 +21,7 @@ static const char search_usage[] =
     "  --input FILE     read texts from FILE, one per line\n"
     "  --top N          print only the N best (default: all)\n"
     "  --threads N      worker threads (default: physical cores)\n"
+    "  --device D       auto (default), cpu, cuda:N, ...: where to run\n"
     "  --json           print a JSON array of {\"rank\", \"score\", \"index\", \"text\"}\n";
 
 typedef struct scored {
@@ -47,12 +48,17 @@ static double cosine(const float *a, const float *b, size_t n) {
 
 int cmd_search(int argc, char **argv) {
     static const struct option options[] = {
-        {"model", required_argument, NULL, 'm'},   {"query", required_argument, NULL, 'q'},
-        {"input", required_argument, NULL, 'i'},   {"top", required_argument, NULL, 'k'},
-        {"threads", required_argument, NULL, 't'}, {"json", no_argument, NULL, 'j'},
-        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
+        {"model", required_argument, NULL, 'm'},
+        {"query", required_argument, NULL, 'q'},
+        {"input", required_argument, NULL, 'i'},
+        {"top", required_argument, NULL, 'k'},
+        {"threads", required_argument, NULL, 't'},
+        {"json", no_argument, NULL, 'j'},
+        {"device", required_argument, NULL, 'D'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
-    const char *model = NULL, *input = NULL, *query = NULL;
+    const char *model = NULL, *input = NULL, *query = NULL, *device = NULL;
     long top = 0, v;
     bool json = false;
     ia_embedder_options opts = ia_embedder_options_default();
@@ -80,6 +86,10 @@ int cmd_search(int argc, char **argv) {
         case 'j':
             json = true;
             break;
+        case 'D':
+            st = cli_parse_device(optarg);
+            device = optarg;
+            break;
         case 'h':
             fputs(search_usage, stdout);
             return 0;
@@ -105,6 +115,10 @@ int cmd_search(int argc, char **argv) {
     scored *ranked = NULL;
     const char **all = NULL;
     int rc = 1;
+    char chosen[32];
+    if ((st = ia_model_device_select(model, device, ia_dtype_name(opts.dtype), chosen,
+                                     sizeof chosen)))
+        goto done;
     if ((st = ia_embedder_load(model, &opts, &emb)))
         goto done;
     size_t dim = ia_embedder_dim(emb), n = in.n;

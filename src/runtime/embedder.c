@@ -30,6 +30,7 @@ struct ia_embedder {
     size_t batch_tokens;
     size_t batch_size;
     size_t dim;
+    size_t bytes; /* ia_embedder_bytes: estimated at load */
 };
 
 ia_embedder_options ia_embedder_options_default(void) {
@@ -182,6 +183,35 @@ static ia_status read_max_length(const char *dir, size_t model_max, size_t *out)
     return IA_OK;
 }
 
+/* ---- size estimate (for the resource pool) ------------------------------------ */
+
+/* The model's bytes as the planner counts them (runtime/plan.c): weights at
+ * the compute type plus the scratch of the largest batch, without the
+ * process's own overhead, which the pool does not share out. */
+static ia_status planned_bytes(const char *dir, ia_dtype dtype, size_t batch_tokens, size_t *out) {
+    ia_plan_request req = {.model = dir,
+                           .batch = batch_tokens,
+                           .seq = 1,
+                           .batch_tokens = batch_tokens,
+                           .dtype = ia_dtype_name(dtype),
+                           .memory_only = true};
+    ia_model_plan plan;
+    ia_status st = ia_model_plan_make(&req, &plan);
+    *out = st == IA_OK ? (size_t)(plan.weights_bytes + plan.activation_bytes) : 0;
+    return st;
+}
+
+size_t ia_embedder_bytes(const ia_embedder *emb) { return emb->bytes; }
+
+ia_status ia_embedder_estimate_bytes(const char *dir, const ia_embedder_options *opts_in,
+                                     size_t *out) {
+    ia_embedder_options opts = opts_in ? *opts_in : ia_embedder_options_default();
+    return planned_bytes(dir, opts.dtype,
+                         opts.batch_tokens ? opts.batch_tokens : DEFAULT_BATCH_TOKENS, out);
+}
+
+/* ---- loading ------------------------------------------------------------------- */
+
 ia_status ia_embedder_load(const char *dir, const ia_embedder_options *opts_in, ia_embedder **out) {
     ia_embedder_options opts = opts_in ? *opts_in : ia_embedder_options_default();
     *out = NULL;
@@ -222,6 +252,8 @@ ia_status ia_embedder_load(const char *dir, const ia_embedder_options *opts_in, 
         st = IA_ENOMEM;
         goto fail;
     }
+    if ((st = planned_bytes(dir, opts.dtype, emb->batch_tokens, &emb->bytes)))
+        goto fail;
     *out = emb;
     return IA_OK;
 fail:

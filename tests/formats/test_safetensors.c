@@ -6,7 +6,9 @@
  * tensor or field at fault. The last tests open the real default model when
  * it is on this machine (IA_DEFAULT_MODEL, or the fetch script's cache).
  */
+#define _GNU_SOURCE
 #include "test.h"
+#include "test_fs.h"
 
 #include "ia/formats.h"
 
@@ -15,39 +17,13 @@
 
 /* ---- a small safetensors writer ------------------------------------------------ */
 
-static char tmp_dir[64];
-
-static void remove_tmp_dir(void) {
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp_dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", tmp_dir);
-}
-
-/* A path in this run's temporary directory (removed at exit). */
-static const char *tmp_path(const char *name) {
-    static char buf[4][256];
-    static int slot;
-    if (!tmp_dir[0]) {
-        snprintf(tmp_dir, sizeof tmp_dir, "/tmp/ia_test_st_XXXXXX");
-        if (!mkdtemp(tmp_dir)) {
-            perror("mkdtemp");
-            exit(1);
-        }
-        atexit(remove_tmp_dir);
-    }
-    char *out = buf[slot++ % 4];
-    snprintf(out, sizeof buf[0], "%s/%s", tmp_dir, name);
-    return out;
-}
-
 static void put_le64(uint8_t *p, uint64_t v) {
     for (int i = 0; i < 8; i++)
         p[i] = (uint8_t)(v >> (8 * i));
 }
 
 static const char *write_bytes(const char *name, const void *bytes, size_t n) {
-    const char *path = tmp_path(name);
+    const char *path = scratch_path(name);
     FILE *f = fopen(path, "wb");
     if (!f || fwrite(bytes, 1, n, f) != n) {
         perror(path);
@@ -333,7 +309,7 @@ TEST(parse_from_memory) {
 
 TEST(missing_file) {
     ia_safetensors *st;
-    CHECK_ERR(ia_safetensors_open(tmp_path("does-not-exist.safetensors"), &st), IA_ENOTFOUND,
+    CHECK_ERR(ia_safetensors_open(scratch_path("does-not-exist.safetensors"), &st), IA_ENOTFOUND,
               "does-not-exist.safetensors");
 }
 
