@@ -3,7 +3,7 @@
 # Quiet and quick when everything is already there.
 set -euo pipefail
 packages=(build-essential cmake pkg-config libjansson-dev libutf8proc-dev libssl-dev libsqlite3-dev
-          libmicrohttpd-dev libcurl4-openssl-dev
+          libmicrohttpd-dev libcurl4-openssl-dev libpcre2-dev
           ipfs-cid python3 python3-pip
           pocl-opencl-icd ocl-icd-libopencl1 libvulkan1 mesa-vulkan-drivers)
 missing=()

@@ -72,6 +72,40 @@ typedef struct ia_attention_args {
     int rel_bias_offset;
 } ia_attention_args;
 
+/* How RoPE pairs the dimensions of a head. HF checkpoints rotate halves
+ * (x[i] with x[i + d/2], "rotate_half", llama.cpp's NEOX mode); llama.cpp's
+ * converter permutes LLaMA's Q and K rows so that adjacent pairs (x[2i],
+ * x[2i+1]) rotate instead ("normal" mode). Pair i turns by pos * inv_freq[i]
+ * either way, so the two give the same attention scores. */
+typedef enum ia_rope_mode {
+    IA_ROPE_NEOX = 0,
+    IA_ROPE_ADJACENT,
+} ia_rope_mode;
+
+/* Causal attention of n_q new queries (positions pos0 .. pos0 + n_q - 1 of
+ * one sequence) against a KV cache that already holds their keys and values:
+ * query at position p attends to cached rows max(0, p - window + 1) .. p
+ * (all of 0 .. p when window is 0). Cache row j holds n_kv_heads heads of
+ * head_dim keys (k) or values (v), row j at j * ld_kv elements, stored as
+ * kv_dtype (IA_DTYPE_F32 or IA_DTYPE_F16). Query head h reads kv head
+ * h / (n_heads / n_kv_heads) (grouped-query attention). */
+typedef struct ia_kv_attention_args {
+    const float *q;
+    size_t ld_q;
+    const void *k, *v;
+    size_t ld_kv;
+    ia_dtype kv_dtype;
+    float *out;
+    size_t ld_out;
+    size_t n_q, pos0;
+    int n_heads, n_kv_heads, head_dim;
+    size_t window; /* 0: no sliding window */
+    float scale;   /* usually 1 / sqrt(head_dim) */
+} ia_kv_attention_args;
+
+/* Longest head a rope or kv_attention call takes (stack buffers). */
+#define IA_MAX_HEAD_DIM 512
+
 typedef struct ia_backend ia_backend;
 
 struct ia_backend {
@@ -116,6 +150,30 @@ struct ia_backend {
 
     /* In-place element-wise activation. */
     void (*activate)(ia_activation act, float *x, size_t n);
+
+    /* ---- decoder ops ---- */
+
+    /* out = x / sqrt(mean(x^2) + eps) * gamma over rows of `cols`. With a
+     * residual, residual += x first (the stream of a pre-norm block) and the
+     * sum is normalised. out may alias x (not residual). */
+    void (*rms_norm)(const float *x, size_t ldx, float *residual, size_t ldr, const float *gamma,
+                     float eps, size_t rows, size_t cols, float *out, size_t ldo,
+                     ia_threadpool *pool);
+
+    /* Rotates in place n_heads heads of head_dim (even, <= IA_MAX_HEAD_DIM)
+     * in each of `rows` rows; row r is at position pos0 + r and its pair i
+     * turns by the angle (float)pos * inv_freq[i], i < head_dim / 2. */
+    void (*rope)(float *x, size_t ld, size_t rows, int n_heads, int head_dim, size_t pos0,
+                 const float *inv_freq, ia_rope_mode mode);
+
+    /* out = silu(gate) * up, element-wise over rows of `cols`; out may alias
+     * gate or up. */
+    void (*swiglu)(const float *gate, size_t ldg, const float *up, size_t ldu, size_t rows,
+                   size_t cols, float *out, size_t ldo);
+
+    /* Attention of new queries against a KV cache (see ia_kv_attention_args),
+     * split across the pool by head. */
+    void (*kv_attention)(const ia_kv_attention_args *args, ia_threadpool *pool);
 };
 
 /* The best CPU variant for this machine. IA_CPU_VARIANT=generic|avx2|avx512

@@ -67,6 +67,65 @@ ia_status ia_encoder_forward(const ia_encoder *enc, const int32_t *ids, const in
 /* The architecture rows this build knows ("bert", "roberta", ...), NULL-terminated. */
 const char *const *ia_encoder_model_types(void);
 
+/* ==== decoders ================================================================
+ *
+ * One generic causal decoder serves GPT-2 and the LLaMA family (llama,
+ * mistral, qwen2): rows in a table say how each reads its hyper-parameters
+ * (from config.json, or from GGUF metadata), what its tensors are called
+ * under HF and under GGUF (llama.cpp) names, and which block variations it
+ * uses: LayerNorm or RMSNorm, learned positions or RoPE (theta, llama3-style
+ * scaling), GELU-tanh MLP or SwiGLU, grouped-query attention, QKV bias,
+ * sliding-window attention, tied or separate output head, GPT-2's Conv1D
+ * ([in, out]) weight layout.
+ *
+ * A forward call appends n tokens to one sequence's KV cache (prefill is one
+ * call with the prompt, decode one call per token) and returns the logits of
+ * the last token, or of every token when asked (tests compare them all).
+ */
+
+typedef struct ia_decoder_config {
+    const char *model_type;  /* "gpt2", "llama", "mistral", "qwen2" */
+    int64_t vocab_size;
+    int64_t hidden_size;
+    int64_t num_layers;
+    int64_t num_heads;
+    int64_t num_kv_heads;    /* == num_heads without GQA */
+    int64_t head_dim;
+    int64_t intermediate_size;
+    int64_t max_positions;   /* context length */
+    double norm_eps;
+    double rope_theta;       /* 0 for learned positions */
+    int64_t sliding_window;  /* 0: none */
+    int64_t bos_token_id;    /* -1 when none */
+    int64_t eos_token_id;    /* -1 when none */
+} ia_decoder_config;
+
+typedef struct ia_decoder ia_decoder;
+
+/* Loads an HF model directory (config.json + *.safetensors) or a .gguf
+ * file. Weights are packed for `compute` (IA_DTYPE_F32 or IA_DTYPE_BF16).
+ * Errors name the file and the tensor or key at fault. */
+ia_status ia_decoder_load(const char *path, const ia_backend *backend, ia_dtype compute,
+                          ia_decoder **out);
+void ia_decoder_free(ia_decoder *dec);
+const ia_decoder_config *ia_decoder_get_config(const ia_decoder *dec);
+
+/* A KV cache for one sequence of up to max_tokens (0: the model's context),
+ * keys and values stored as kv_dtype (IA_DTYPE_F32 or IA_DTYPE_F16). */
+typedef struct ia_kv_cache ia_kv_cache;
+ia_status ia_kv_cache_create(const ia_decoder *dec, size_t max_tokens, ia_dtype kv_dtype,
+                             ia_kv_cache **out);
+void ia_kv_cache_free(ia_kv_cache *kv);
+size_t ia_kv_cache_length(const ia_kv_cache *kv); /* tokens held */
+void ia_kv_cache_reset(ia_kv_cache *kv);           /* forget all tokens */
+
+/* Runs tokens[0..n) at positions length..length+n of the cache, appending
+ * their keys and values. logits gets vocab_size floats for the last token,
+ * or n * vocab_size (row i for token i) when all_logits. IA_ERANGE when the
+ * cache would overflow (the message gives the context length). */
+ia_status ia_decoder_forward(const ia_decoder *dec, ia_kv_cache *kv, const int32_t *tokens,
+                             size_t n, bool all_logits, float *logits, ia_threadpool *pool);
+
 #ifdef __cplusplus
 }
 #endif

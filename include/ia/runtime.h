@@ -269,6 +269,205 @@ ia_status ia_pool_acquire_embedder(ia_pool *pool, const char *dir, const ia_embe
 
 /* ==== end of resource pool ================================================= */
 
+/* ==== text generation =====================================================
+ *
+ * An ia_generator is a decoder model ready to write text: the decoder
+ * (ia_decoder_load: an HF directory or a .gguf), its tokenizer (tokenizer.json
+ * in the directory, or built from a GGUF's tokenizer.ggml.* metadata), a KV
+ * cache for one sequence, and the model's chat template when it has one.
+ * ia_generator_generate tokenises a prompt, prefills it in chunks, then
+ * samples one token at a time until EOS, a stop string, max_tokens or the
+ * context is full, streaming decoded text through a callback. One request at
+ * a time per generator (it owns the cache and scratch).
+ *
+ * Sampling follows transformers' generate(): the repetition penalty first
+ * (over every token of the prompt and the completion so far: positive logits
+ * are divided by it, negative ones multiplied), then temperature, top-k,
+ * top-p and min-p, then a draw from the softmax of what is left. Temperature
+ * 0 is greedy (argmax, the lowest id on ties) and uses no randomness. The
+ * random numbers come from xoshiro256** seeded through splitmix64 from the
+ * 64-bit seed, so a seed gives the same tokens on every machine.
+ */
+
+typedef struct ia_sampling {
+    float temperature;     /* 0: greedy */
+    int top_k;             /* keep the k most likely; 0: off */
+    float top_p;           /* keep the smallest set with this much mass; 1: off */
+    float min_p;           /* drop tokens below min_p × the top probability; 0: off */
+    float repeat_penalty;  /* 1: off; > 1 discourages repeats */
+    uint64_t seed;
+} ia_sampling;
+
+/* temperature 1, top_k 0, top_p 1, min_p 0, repeat_penalty 1, seed 0:
+ * plain sampling from the model's distribution. */
+ia_sampling ia_sampling_default(void);
+
+/* A sampler: the parameters, the RNG state and scratch for one vocabulary. */
+typedef struct ia_sampler ia_sampler;
+
+/* IA_EINVAL naming the parameter when one is out of range (temperature < 0,
+ * top_k < 0, top_p outside (0, 1], min_p outside [0, 1], repeat_penalty <= 0,
+ * vocab 0). *out owned by the caller (ia_sampler_free). */
+ia_status ia_sampler_create(const ia_sampling *params, size_t vocab, ia_sampler **out);
+void ia_sampler_free(ia_sampler *s);
+
+/* One candidate that survived the filters. */
+typedef struct ia_token_prob {
+    int32_t id;
+    float prob;
+} ia_token_prob;
+
+/* The distribution the sampler would draw from for these logits (vocab
+ * floats, not modified) after the previous tokens history[0..n_history):
+ * the survivors, most likely first, probabilities summing to 1. out must
+ * hold vocab entries; returns how many were written. Greedy: the argmax
+ * alone with probability 1. */
+size_t ia_sampler_distribution(ia_sampler *s, const float *logits, const int32_t *history,
+                               size_t n_history, ia_token_prob *out);
+
+/* Picks the next token: ia_sampler_distribution, then one draw. */
+int32_t ia_sampler_sample(ia_sampler *s, const float *logits, const int32_t *history,
+                          size_t n_history);
+
+/* ---- chat templates ---- */
+
+/* The families a chat template is recognised as, by markers in its Jinja
+ * text; each is rendered by a C formatter written for it. */
+typedef enum ia_chat_family {
+    IA_CHAT_CHATML = 0, /* <|im_start|>role\n...<|im_end|> (Qwen, many others) */
+    IA_CHAT_LLAMA2,     /* <s>[INST] <<SYS>>...<</SYS>> ... [/INST] */
+    IA_CHAT_LLAMA3,     /* <|start_header_id|>role<|end_header_id|>\n\n...<|eot_id|> */
+    IA_CHAT_MISTRAL,    /* <s>[INST] ... [/INST]...</s> */
+    IA_CHAT_ZEPHYR,     /* <|user|>\n...</s>\n */
+    IA_CHAT_GEMMA,      /* <start_of_turn>user\n...<end_of_turn>\n */
+    IA_CHAT_FAMILY_COUNT
+} ia_chat_family;
+
+typedef struct ia_chat_message {
+    const char *role; /* "system", "user" or "assistant" */
+    const char *content;
+} ia_chat_message;
+
+typedef struct ia_chat_template ia_chat_template;
+
+/* Recognises a template's family. bos and eos are the model's BOS and EOS
+ * token strings (NULL: ""), which the rendered text contains as the template
+ * says. IA_EUNSUPPORTED when the text matches no family (the message lists
+ * the markers looked for). *out owned by the caller (ia_chat_template_free). */
+ia_status ia_chat_template_detect(const char *jinja, const char *bos, const char *eos,
+                                  ia_chat_template **out);
+void ia_chat_template_free(ia_chat_template *t);
+ia_chat_family ia_chat_template_family(const ia_chat_template *t);
+const char *ia_chat_family_name(ia_chat_family family); /* "chatml", "llama3", ... */
+/* The token text that ends an assistant turn ("<|im_end|>", "<|eot_id|>",
+ * "<end_of_turn>", else the EOS string); borrowed. */
+const char *ia_chat_template_end_of_turn(const ia_chat_template *t);
+
+/* Renders a conversation as the family's template does (transformers'
+ * apply_chat_template with tokenize=False). *out is malloc'd (caller frees).
+ * IA_EINVAL when the family refuses the conversation (roles not alternating
+ * user/assistant, an unknown role), naming the message index. */
+ia_status ia_chat_template_render(const ia_chat_template *t, const ia_chat_message *msgs,
+                                  size_t n, bool add_generation_prompt, char **out);
+
+/* ---- the generator ---- */
+
+typedef struct ia_generator_options {
+    int n_threads;             /* 0: physical cores */
+    ia_dtype dtype;            /* weights: IA_DTYPE_F32 (default) or IA_DTYPE_BF16 */
+    ia_dtype kv_dtype;         /* KV cache: IA_DTYPE_F32 (default) or IA_DTYPE_F16 */
+    const ia_backend *backend; /* NULL: ia_backend_cpu() */
+    size_t context;            /* tokens the cache holds; 0: the model's context */
+    size_t prefill_chunk;      /* prompt tokens per forward call; 0: 256 */
+} ia_generator_options;
+
+ia_generator_options ia_generator_options_default(void);
+
+typedef struct ia_generator ia_generator;
+
+/* Loads a model directory (config.json, *.safetensors, tokenizer.json,
+ * tokenizer_config.json) or a .gguf file (tokenizer from its metadata).
+ * *out owned by the caller (ia_generator_free). Errors name the file. */
+ia_status ia_generator_load(const char *path, const ia_generator_options *opts,
+                            ia_generator **out);
+void ia_generator_free(ia_generator *g);
+
+const ia_tokenizer *ia_generator_tokenizer(const ia_generator *g);
+const ia_decoder_config *ia_generator_config(const ia_generator *g);
+size_t ia_generator_context(const ia_generator *g);
+
+/* The model's chat template, recognised; NULL with the error set when the
+ * model has none or it matches no known family (borrowed). */
+const ia_chat_template *ia_generator_chat_template(const ia_generator *g);
+
+/* Streaming: called with each piece of new text as it is decided (stop
+ * strings already removed; pieces are whole UTF-8 characters). Return false
+ * to stop generating (finish IA_FINISH_CANCELLED). */
+typedef bool (*ia_generate_callback)(void *ctx, const char *piece, size_t len);
+
+typedef enum ia_finish_reason {
+    IA_FINISH_LENGTH = 0, /* max_tokens reached, or the context is full */
+    IA_FINISH_EOS,        /* the model emitted EOS (or an end-of-turn token) */
+    IA_FINISH_STOP,       /* a stop string appeared */
+    IA_FINISH_CANCELLED,  /* the callback asked to stop */
+} ia_finish_reason;
+const char *ia_finish_reason_name(ia_finish_reason r); /* "length", "eos", "stop", "cancelled" */
+
+typedef struct ia_generate_request {
+    const char *prompt;       /* UTF-8 text (IA_EINVAL naming the byte offset otherwise) */
+    size_t prompt_len;        /* bytes; SIZE_MAX: strlen */
+    bool raw_prompt;          /* true: no BOS/special tokens added (a rendered chat prompt) */
+    size_t max_tokens;        /* 0: until EOS, a stop string or the context is full */
+    ia_sampling sampling;
+    const char *const *stop;  /* stop strings */
+    size_t n_stop;
+    bool ignore_eos;          /* keep going past EOS (it is then ordinary text) */
+    int32_t extra_eos;        /* another token that ends the reply (-1: none) */
+    bool reuse_cache;         /* keep the cached tokens that prefix this prompt */
+    ia_generate_callback on_text;
+    void *ctx;
+} ia_generate_request;
+
+/* Fields zeroed, prompt_len SIZE_MAX, sampling ia_sampling_default(), extra_eos -1. */
+ia_generate_request ia_generate_request_default(void);
+
+typedef struct ia_generate_result {
+    char *text;       /* the completion, stop string excluded (malloc'd) */
+    size_t text_len;
+    int32_t *tokens;  /* completion token ids (EOS included when it ended it) */
+    size_t n_tokens;
+    size_t prompt_tokens;
+    size_t cached_tokens; /* prompt tokens served by the cache (reuse_cache) */
+    ia_finish_reason finish;
+    double prefill_ms, decode_ms;
+} ia_generate_result;
+
+/* Generates a completion. IA_ERANGE when the prompt alone does not fit the
+ * context (the message gives both lengths). The result's arrays are owned by
+ * the caller (ia_generate_result_free), also when the status is an error
+ * raised mid-generation (they then hold what was made). */
+ia_status ia_generator_generate(ia_generator *g, const ia_generate_request *req,
+                                ia_generate_result *out);
+void ia_generate_result_free(ia_generate_result *r);
+
+/* Tokenises like generate does (BOS per the tokenizer unless raw). */
+ia_status ia_generator_tokenize(const ia_generator *g, const char *text, size_t len, bool raw,
+                                int32_t **ids, size_t *n);
+
+/* ---- conversion ---- */
+
+typedef struct ia_convert_options {
+    ia_dtype type; /* tensor type of the matrices: F32, F16 or BF16 (1-D tensors stay F32) */
+} ia_convert_options;
+
+/* Writes an HF decoder directory (gpt2, llama, mistral, qwen2) as a GGUF file
+ * with llama.cpp's names and conventions: general.architecture, <arch>.*
+ * hyper-parameters, tokenizer.ggml.* from tokenizer.json, Q/K rows permuted
+ * for llama and mistral as llama.cpp's converter does. */
+ia_status ia_convert_to_gguf(const char *dir, const char *out_path, const ia_convert_options *opts);
+
+/* ==== end of text generation ============================================== */
+
 #ifdef __cplusplus
 }
 #endif

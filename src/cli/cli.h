@@ -26,6 +26,33 @@ int cmd_car(int argc, char **argv);
 int cmd_gateway(int argc, char **argv);
 int cmd_hw(int argc, char **argv);
 int cmd_models(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
+int cmd_chat(int argc, char **argv);
+int cmd_convert(int argc, char **argv);
+
+/* Options shared by generate and chat (cmd_generate.c). */
+#include "ia/runtime.h"
+#define CLI_MAX_STOP 16
+typedef struct cli_gen_args {
+    const char *model, *prompt, *system;
+    size_t max_tokens;
+    ia_sampling sampling;
+    const char *stop[CLI_MAX_STOP];
+    size_t n_stop;
+    bool ignore_eos, json;
+    ia_generator_options opts;
+} cli_gen_args;
+/* Parses the options into *a: 0 on success, -1 after printing --help, else
+ * the exit status of a usage error (already printed). */
+int cli_gen_parse(const char *cmd, const char *usage, int argc, char **argv, cli_gen_args *a);
+/* Streaming to stdout: cli_gen_write is an ia_generate_callback whose ctx is
+ * a cli_out_state; a reader that went away (EPIPE, SIGPIPE ignored) sets
+ * closed, another write error sets failed (errno in err). */
+typedef struct cli_out_state {
+    bool closed, failed;
+    int err;
+} cli_out_state;
+bool cli_gen_write(void *ctx, const char *piece, size_t len);
 
 /* Repo commands (cmd_repo.c): opens --repo DIR, or the default repo when dir
  * is NULL; parses a CID argument with a message naming it. */

@@ -33,6 +33,9 @@ static const struct {
     {"gateway", cmd_gateway, "serve the store as an IPFS Trustless Gateway (HTTP)"},
     {"hw", cmd_hw, "what this machine has: CPU, memory, accelerators, and why a probe found none"},
     {"models", cmd_models, "classify a model, list the registry, plan memory and device"},
+    {"generate", cmd_generate, "continue a prompt with a decoder model (HF directory or .gguf)"},
+    {"chat", cmd_chat, "chat with a model through its chat template (interactive or piped)"},
+    {"convert", cmd_convert, "write an HF decoder directory as a GGUF file (llama.cpp names)"},
 };
 
 static void usage(FILE *f) {

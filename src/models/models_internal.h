@@ -42,4 +42,50 @@ const encoder_arch *encoder_arch_find(const char *model_type);
  * order ("" first): "bert.", "roberta.", ... */
 extern const char *const encoder_name_prefixes[];
 
+/* ==== decoders (decoder.c, decoder_arch.c) ==================================== */
+
+typedef enum decoder_norm { DEC_NORM_LAYER, DEC_NORM_RMS } decoder_norm;
+typedef enum decoder_mlp { DEC_MLP_GELU, DEC_MLP_SWIGLU } decoder_mlp;
+
+/* Tensor names: printf patterns with "%d" for the layer; all but embed and
+ * lm_head are prefixes of ".weight" / ".bias". NULL: the source has none. */
+typedef struct decoder_tensor_names {
+    const char *embed, *positions, *final_norm, *lm_head;
+    const char *attn_norm, *qkv, *q, *k, *v, *attn_out;
+    const char *ffn_norm, *gate, *up, *down;
+} decoder_tensor_names;
+
+/* config.json keys of the hyper-parameters that architectures name differently. */
+typedef struct decoder_config_keys {
+    const char *hidden, *layers, *heads, *kv_heads, *intermediate, *max_positions, *eps;
+} decoder_config_keys;
+
+typedef struct decoder_arch {
+    const char *model_type;
+    const char *gguf_arch; /* general.architecture of its GGUF files; NULL: none */
+    decoder_config_keys keys;
+    decoder_norm norm;
+    decoder_mlp mlp;
+    ia_activation act;      /* of the GELU MLP */
+    bool learned_positions; /* else RoPE */
+    bool fused_qkv;         /* one QKV tensor (GPT-2's c_attn) */
+    bool qkv_bias, out_bias, mlp_bias;
+    bool conv1d;            /* HF weights stored [in, out] (GPT-2's Conv1D) */
+    bool tied_default;      /* tie_word_embeddings when config.json is silent */
+    bool window_needs_flag; /* sliding_window counts only with use_sliding_window */
+    /* HF checkpoints rotate halves; llama.cpp permutes LLaMA's Q/K for
+     * adjacent pairs but leaves Qwen2's alone. */
+    ia_rope_mode gguf_rope;
+    decoder_tensor_names hf;
+} decoder_arch;
+
+/* llama.cpp's tensor names, shared by every architecture. */
+extern const decoder_tensor_names decoder_gguf_names;
+
+/* The row for a HF model_type or a GGUF general.architecture; NULL if none. */
+const decoder_arch *decoder_arch_find(const char *model_type);
+const decoder_arch *decoder_arch_find_gguf(const char *gguf_arch);
+/* "gpt2, llama, mistral, qwen2" for messages. */
+const char *decoder_arch_list(void);
+
 #endif /* IA_MODELS_INTERNAL_H */

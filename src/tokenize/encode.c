@@ -17,10 +17,12 @@
  * not cost quadratic time. Buffers grow geometrically; nothing is allocated
  * per character.
  */
+#include "bpe.h"
 #include "tokenize_internal.h"
 
 #include <stdlib.h>
 #include <string.h>
+#include <utf8proc.h>
 
 /* ---- growable buffers --------------------------------------------------------- */
 
@@ -104,14 +106,14 @@ static void seq_free(seq_buf *s) {
 
 static void put_cp(text_buf *b, int32_t cp) { b->n += (size_t)tok_utf8_encode(cp, b->p + b->n); }
 
-static void put_stripped_lowered(const ia_tokenizer *tok, text_buf *b, int32_t cp) {
+static void put_stripped_lowered(const tok_bert_norm *f, text_buf *b, int32_t cp) {
     int32_t parts[4];
     int n = 1;
     parts[0] = cp;
-    if (tok->strip_accents)
+    if (f->strip_accents)
         n = tok_char_strip(cp, parts);
     for (int i = 0; i < n; i++) {
-        if (!tok->lowercase) {
+        if (!f->lowercase) {
             put_cp(b, parts[i]);
             continue;
         }
@@ -122,11 +124,10 @@ static void put_stripped_lowered(const ia_tokenizer *tok, text_buf *b, int32_t c
     }
 }
 
-/* Appends the normalised form of text to b. A character grows to at most
+/* Appends the BertNormalizer form of text to b. A character grows to at most
  * 2 pad spaces + 4 decomposed code points x 3 lowercase code points x 4
  * bytes, hence the 64 bytes reserved per character. */
-static ia_status normalize_into(const ia_tokenizer *tok, const char *text, size_t len,
-                                text_buf *b) {
+static ia_status normalize_bert(const tok_bert_norm *f, const char *text, size_t len, text_buf *b) {
     const unsigned char *s = (const unsigned char *)text;
     for (size_t i = 0; i < len;) {
         ia_status st = text_reserve(b, 64);
@@ -135,7 +136,7 @@ static ia_status normalize_into(const ia_tokenizer *tok, const char *text, size_
         unsigned c = s[i];
         if (c < 0x80) {
             i++;
-            if (tok->clean_text) {
+            if (f->clean_text) {
                 if (c == '\t' || c == '\n' || c == '\r') {
                     b->p[b->n++] = ' ';
                     continue;
@@ -143,7 +144,7 @@ static ia_status normalize_into(const ia_tokenizer *tok, const char *text, size_
                 if (c < 0x20 || c == 0x7F)
                     continue; /* NUL and the C0 controls (including \v \f) */
             }
-            if (tok->lowercase && c >= 'A' && c <= 'Z')
+            if (f->lowercase && c >= 'A' && c <= 'Z')
                 c += 'a' - 'A';
             b->p[b->n++] = (char)c;
             continue;
@@ -151,7 +152,7 @@ static ia_status normalize_into(const ia_tokenizer *tok, const char *text, size_
         int32_t cp;
         i += (size_t)tok_utf8_decode(s + i, &cp);
         unsigned cls = tok_char_class(cp);
-        if (tok->clean_text) {
+        if (f->clean_text) {
             if (cls & TOK_CH_REMOVE)
                 continue;
             if (cls & TOK_CH_SPACE) {
@@ -159,11 +160,11 @@ static ia_status normalize_into(const ia_tokenizer *tok, const char *text, size_
                 continue;
             }
         }
-        bool pad = tok->handle_chinese && (cls & TOK_CH_CJK);
+        bool pad = f->handle_chinese && (cls & TOK_CH_CJK);
         if (pad)
             b->p[b->n++] = ' ';
-        if (tok->strip_accents || tok->lowercase)
-            put_stripped_lowered(tok, b, cp);
+        if (f->strip_accents || f->lowercase)
+            put_stripped_lowered(f, b, cp);
         else
             put_cp(b, cp);
         if (pad)
@@ -172,20 +173,190 @@ static ia_status normalize_into(const ia_tokenizer *tok, const char *text, size_
     return IA_OK;
 }
 
+static ia_status put_bytes(text_buf *b, const char *s, size_t len) {
+    ia_status st = text_reserve(b, len + 1);
+    if (st)
+        return st;
+    memcpy(b->p + b->n, s, len);
+    b->n += len;
+    return IA_OK;
+}
+
+static ia_status normalize_unicode(tok_norm_kind kind, const char *text, size_t len, text_buf *b) {
+    static const int OPTS[] = {
+        [TOK_NORM_NFC] = UTF8PROC_STABLE | UTF8PROC_COMPOSE,
+        [TOK_NORM_NFD] = UTF8PROC_STABLE | UTF8PROC_DECOMPOSE,
+        [TOK_NORM_NFKC] = UTF8PROC_STABLE | UTF8PROC_COMPOSE | UTF8PROC_COMPAT,
+        [TOK_NORM_NFKD] = UTF8PROC_STABLE | UTF8PROC_DECOMPOSE | UTF8PROC_COMPAT,
+    };
+    if (len == 0)
+        return IA_OK;
+    utf8proc_uint8_t *res = NULL;
+    utf8proc_ssize_t n = utf8proc_map((const utf8proc_uint8_t *)text, (utf8proc_ssize_t)len, &res,
+                                      (utf8proc_option_t)OPTS[kind]);
+    if (n < 0)
+        return ia_error_set(IA_EINVAL, "tokenizer: Unicode normalisation failed (%s)",
+                            utf8proc_errmsg(n));
+    ia_status st = put_bytes(b, (const char *)res, (size_t)n);
+    free(res);
+    return st;
+}
+
+static ia_status replace_all(const tok_pattern *p, pcre2_match_data *md, const char *s, size_t len,
+                             const char *to, size_t to_len, text_buf *b) {
+    size_t from = 0, ms, me;
+    ia_status st;
+    int rc;
+    while (from <= len && (rc = tok_pattern_find(p, md, s, len, from, &ms, &me)) == 1) {
+        if ((st = put_bytes(b, s + from, ms - from)) || (st = put_bytes(b, to, to_len)))
+            return st;
+        if (me == ms) { /* an empty match: keep one character and go on */
+            if (ms >= len)
+                return IA_OK;
+            size_t l = 1;
+            while (ms + l < len && ((unsigned char)s[ms + l] & 0xC0) == 0x80)
+                l++;
+            if ((st = put_bytes(b, s + ms, l)))
+                return st;
+            me = ms + l;
+        }
+        from = me;
+    }
+    if (rc < 0)
+        return (ia_status)-rc;
+    return from < len ? put_bytes(b, s + from, len - from) : IA_OK;
+}
+
+static bool is_rust_space(int32_t cp);
+
+static ia_status normalize_strip(const tok_norm_step *n, const char *s, size_t len, text_buf *b) {
+    size_t a = 0, e = len;
+    while (n->left && a < e) {
+        int32_t cp;
+        int l = tok_utf8_decode((const unsigned char *)s + a, &cp);
+        if (!is_rust_space(cp))
+            break;
+        a += (size_t)l;
+    }
+    while (n->right && e > a) {
+        size_t k = e - 1;
+        while (k > a && ((unsigned char)s[k] & 0xC0) == 0x80)
+            k--;
+        int32_t cp;
+        tok_utf8_decode((const unsigned char *)s + k, &cp);
+        if (!is_rust_space(cp))
+            break;
+        e = k;
+    }
+    return put_bytes(b, s + a, e - a);
+}
+
+/* One normaliser step: s[0..len) -> b (b is empty on entry). */
+static ia_status normalize_step(const tok_norm_step *n, pcre2_match_data *md, const char *s,
+                                size_t len, text_buf *b) {
+    switch (n->kind) {
+    case TOK_NORM_BERT:
+        return normalize_bert(&n->bert, s, len, b);
+    case TOK_NORM_NFC:
+    case TOK_NORM_NFD:
+    case TOK_NORM_NFKC:
+    case TOK_NORM_NFKD:
+        return normalize_unicode(n->kind, s, len, b);
+    case TOK_NORM_PREPEND: {
+        ia_status st = len ? put_bytes(b, n->content, n->content_len) : IA_OK;
+        return st ? st : put_bytes(b, s, len);
+    }
+    case TOK_NORM_REPLACE:
+        return replace_all(&n->pattern, md, s, len, n->content, n->content_len, b);
+    case TOK_NORM_STRIP:
+        return normalize_strip(n, s, len, b);
+    }
+    return ia_error_set(IA_EINTERNAL, "tokenizer: unknown normaliser step %d", (int)n->kind);
+}
+
+/* Runs every step; the result is in *out (one of the two buffers). */
+static ia_status normalize_into(const ia_tokenizer *tok, pcre2_match_data *md, const char *text,
+                                size_t len, text_buf bufs[2], text_buf **out) {
+    ia_status st;
+    const char *s = text;
+    size_t n = len;
+    int cur = 0;
+    if (tok->n_norm == 0) {
+        bufs[0].n = 0;
+        if ((st = put_bytes(&bufs[0], text, len)))
+            return st;
+        *out = &bufs[0];
+        return IA_OK;
+    }
+    for (size_t i = 0; i < tok->n_norm; i++) {
+        text_buf *b = &bufs[cur];
+        b->n = 0;
+        if ((st = text_reserve(b, 1)) || (st = normalize_step(&tok->norm[i], md, s, n, b)))
+            return st;
+        s = b->p;
+        n = b->n;
+        *out = b;
+        cur ^= 1;
+    }
+    return IA_OK;
+}
+
+static pcre2_match_data *new_match_data(void) { return pcre2_match_data_create(1, NULL); }
+
 ia_status tok_normalize(const ia_tokenizer *tok, const char *text, size_t len, char **out,
                         size_t *out_len) {
-    text_buf b = {0};
-    ia_status st = normalize_into(tok, text, len, &b);
+    text_buf bufs[2] = {{0}, {0}}, *res = NULL;
+    pcre2_match_data *md = new_match_data();
+    ia_status st = md ? normalize_into(tok, md, text, len, bufs, &res) : IA_ENOMEM;
     if (st == IA_OK)
-        st = text_reserve(&b, 1);
+        st = text_reserve(res, 1);
+    pcre2_match_data_free(md);
     if (st) {
-        free(b.p);
+        free(bufs[0].p);
+        free(bufs[1].p);
         return st;
     }
-    b.p[b.n] = '\0';
-    *out = b.p;
-    *out_len = b.n;
+    res->p[res->n] = '\0';
+    *out = res->p;
+    *out_len = res->n;
+    free(res == &bufs[0] ? bufs[1].p : bufs[0].p);
     return IA_OK;
+}
+
+/* ---- the per-call context ------------------------------------------------------------ */
+
+typedef struct range {
+    size_t start, end;
+    bool match; /* for Split: a pattern match (true) or the text between */
+} range;
+
+typedef struct range_list {
+    range *r;
+    size_t n, cap;
+} range_list;
+
+typedef struct enc_ctx {
+    const ia_tokenizer *tok;
+    seq_buf *out;
+    text_buf norm[2];               /* a raw piece, normalised */
+    text_buf pre_a[TOK_MAX_PRE];    /* per pre-tokenizer step: its prepared text */
+    text_buf pre_b[TOK_MAX_PRE];    /* and one piece of it, transformed */
+    range_list ranges[TOK_MAX_PRE]; /* and its split */
+    pcre2_match_data *md;
+    tok_bpe_scratch bpe;
+} enc_ctx;
+
+static void ctx_free(enc_ctx *c) {
+    free(c->norm[0].p);
+    free(c->norm[1].p);
+    for (size_t i = 0; i < TOK_MAX_PRE; i++) {
+        free(c->pre_a[i].p);
+        free(c->pre_b[i].p);
+        free(c->ranges[i].r);
+    }
+    if (c->md)
+        pcre2_match_data_free(c->md);
+    tok_bpe_scratch_free(&c->bpe);
 }
 
 /* ---- WordPiece ------------------------------------------------------------------- */
@@ -239,7 +410,24 @@ static ia_status wordpiece(const ia_tokenizer *tok, const char *w, size_t len, s
     return IA_OK;
 }
 
-/* ---- pre-tokenisation -------------------------------------------------------------- */
+/* One pre-tokenized word through the model. */
+static ia_status model_word(enc_ctx *c, const char *w, size_t len) {
+    const ia_tokenizer *tok = c->tok;
+    if (tok->model == TOK_MODEL_WORDPIECE) {
+        size_t chars = 0;
+        for (size_t i = 0; i < len; i++)
+            chars += !is_cont((unsigned char)w[i]);
+        return wordpiece(tok, w, len, chars, c->out);
+    }
+    ia_status st = tok_bpe_word(tok, &c->bpe, w, len);
+    for (size_t i = 0; st == IA_OK && i < c->bpe.n_out; i++) {
+        int32_t id = c->bpe.out[i];
+        st = seq_push(c->out, id, tok->vocab.tokens[id]);
+    }
+    return st;
+}
+
+/* ---- pre-tokenisation: BertPreTokenizer -------------------------------------------- */
 
 /* TOK_CH_* of ASCII: whitespace \t..\r and ' ', punctuation !../:..@[..`{..~ */
 static unsigned ascii_class(unsigned c) {
@@ -251,14 +439,8 @@ static unsigned ascii_class(unsigned c) {
     return 0;
 }
 
-static ia_status pretokenize(const ia_tokenizer *tok, const char *text, size_t len, seq_buf *out) {
+static ia_status pretokenize_bert(enc_ctx *c, const char *text, size_t len) {
     const unsigned char *s = (const unsigned char *)text;
-    if (!tok->bert_pretok) {
-        size_t chars = 0;
-        for (size_t i = 0; i < len; i++)
-            chars += !is_cont(s[i]);
-        return wordpiece(tok, text, len, chars, out);
-    }
     size_t word = 0, chars = 0;
     ia_status st = IA_OK;
     for (size_t i = 0; i < len;) {
@@ -266,9 +448,9 @@ static ia_status pretokenize(const ia_tokenizer *tok, const char *text, size_t l
         int l = tok_utf8_decode(s + i, &cp);
         unsigned cls = cp < 0x80 ? ascii_class((unsigned)cp) : tok_char_class(cp);
         if (cls & (TOK_CH_SPACE | TOK_CH_PUNCT)) {
-            if (chars && (st = wordpiece(tok, text + word, i - word, chars, out)))
+            if (chars && (st = model_word(c, text + word, i - word)))
                 return st;
-            if ((cls & TOK_CH_SPACE) == 0 && (st = wordpiece(tok, text + i, (size_t)l, 1, out)))
+            if ((cls & TOK_CH_SPACE) == 0 && (st = model_word(c, text + i, (size_t)l)))
                 return st;
             chars = 0;
             i += (size_t)l;
@@ -280,8 +462,221 @@ static ia_status pretokenize(const ia_tokenizer *tok, const char *text, size_t l
         i += (size_t)l;
     }
     if (chars)
-        st = wordpiece(tok, text + word, len - word, chars, out);
+        st = model_word(c, text + word, len - word);
     return st;
+}
+
+/* ---- pre-tokenisation: the step pipeline (ByteLevel, Split, Metaspace) ---------------- */
+
+static ia_status range_push(range_list *l, size_t start, size_t end, bool match) {
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 32;
+        range *r = ia_realloc_array(l->r, cap, sizeof *r);
+        if (!r)
+            return IA_ENOMEM;
+        l->r = r;
+        l->cap = cap;
+    }
+    l->r[l->n++] = (range){start, end, match};
+    return IA_OK;
+}
+
+/* HF's Pattern::find_matches: matches and the gaps between them, in order. */
+static ia_status find_matches(enc_ctx *c, const tok_pattern *p, const char *s, size_t len,
+                              range_list *l) {
+    size_t prev = 0, from = 0, ms, me;
+    ia_status st;
+    int rc;
+    l->n = 0;
+    while (from <= len && (rc = tok_pattern_find(p, c->md, s, len, from, &ms, &me)) == 1) {
+        if (prev != ms && (st = range_push(l, prev, ms, false)))
+            return st;
+        if ((st = range_push(l, ms, me, true)))
+            return st;
+        prev = me;
+        from = me;
+        if (me == ms) { /* an empty match: search again from the next character */
+            if (ms >= len)
+                break;
+            from = ms + 1;
+            while (from < len && is_cont((unsigned char)s[from]))
+                from++;
+        }
+    }
+    if (rc < 0)
+        return (ia_status)-rc;
+    if (prev != len)
+        return range_push(l, prev, len, false);
+    return IA_OK;
+}
+
+/* HF's SplitDelimiterBehavior applied to a find_matches list, in place;
+ * afterwards `match` means "remove". */
+static void apply_behavior(range_list *l, tok_split_behavior how, bool invert) {
+    size_t n = 0;
+    bool prev_match = false;
+    if (invert)
+        for (size_t i = 0; i < l->n; i++)
+            l->r[i].match = !l->r[i].match;
+    switch (how) {
+    case TOK_SPLIT_REMOVED:
+        return;
+    case TOK_SPLIT_ISOLATED:
+        for (size_t i = 0; i < l->n; i++)
+            l->r[i].match = false;
+        return;
+    case TOK_SPLIT_CONTIGUOUS:
+    case TOK_SPLIT_MERGED_WITH_PREVIOUS:
+        for (size_t i = 0; i < l->n; i++) {
+            range r = l->r[i];
+            bool join =
+                how == TOK_SPLIT_CONTIGUOUS ? r.match == prev_match : (r.match && !prev_match);
+            if (join && n)
+                l->r[n - 1].end = r.end;
+            else
+                l->r[n++] = (range){r.start, r.end, false};
+            prev_match = r.match;
+        }
+        l->n = n;
+        return;
+    case TOK_SPLIT_MERGED_WITH_NEXT:
+        /* right to left, then the kept ranges are packed back in order */
+        n = l->n;
+        for (size_t i = l->n; i-- > 0;) {
+            range r = l->r[i];
+            if (r.match && !prev_match && n < l->n)
+                l->r[n].start = r.start;
+            else
+                l->r[--n] = (range){r.start, r.end, false};
+            prev_match = r.match;
+        }
+        memmove(l->r, l->r + n, (l->n - n) * sizeof *l->r);
+        l->n -= n;
+        return;
+    }
+}
+
+static ia_status pre_run(enc_ctx *c, size_t level, const char *s, size_t len, bool at_start);
+
+/* Runs the next level on every kept, non-empty range of s. */
+static ia_status run_ranges(enc_ctx *c, size_t level, const char *s, const range_list *l,
+                            bool at_start) {
+    for (size_t i = 0; i < l->n; i++) {
+        const range *r = &l->r[i];
+        if (r->match || r->end == r->start)
+            continue;
+        ia_status st =
+            pre_run(c, level + 1, s + r->start, r->end - r->start, at_start && r->start == 0);
+        if (st)
+            return st;
+    }
+    return IA_OK;
+}
+
+/* Maps bytes to GPT-2's printable characters. */
+static ia_status byte_map(const char *s, size_t len, text_buf *b) {
+    b->n = 0;
+    size_t need;
+    if (!ia_size_mul(len, 2, &need))
+        return ia_error_set(IA_ENOMEM, "tokenizer: text too large");
+    ia_status st = text_reserve(b, need + 1);
+    if (st)
+        return st;
+    for (size_t i = 0; i < len; i++)
+        put_cp(b, tok_byte_to_cp((unsigned char)s[i]));
+    return IA_OK;
+}
+
+static ia_status pre_byte_level(enc_ctx *c, size_t level, const char *s, size_t len,
+                                bool at_start) {
+    const tok_pre_step *p = &c->tok->pre[level];
+    text_buf *a = &c->pre_a[level], *b = &c->pre_b[level];
+    ia_status st;
+    if (p->add_prefix_space && s[0] != ' ') {
+        a->n = 0;
+        if ((st = put_bytes(a, " ", 1)) || (st = put_bytes(a, s, len)))
+            return st;
+        s = a->p;
+        len = a->n;
+    }
+    if (!p->use_regex) {
+        if ((st = byte_map(s, len, b)))
+            return st;
+        return pre_run(c, level + 1, b->p, b->n, at_start);
+    }
+    range_list *l = &c->ranges[level];
+    if ((st = find_matches(c, &p->pattern, s, len, l)))
+        return st;
+    for (size_t i = 0; i < l->n; i++) {
+        const range *r = &l->r[i];
+        if (r->end == r->start)
+            continue;
+        if ((st = byte_map(s + r->start, r->end - r->start, b)) ||
+            (st = pre_run(c, level + 1, b->p, b->n, at_start && r->start == 0)))
+            return st;
+    }
+    return IA_OK;
+}
+
+static ia_status pre_metaspace(enc_ctx *c, size_t level, const char *s, size_t len, bool at_start) {
+    const tok_pre_step *p = &c->tok->pre[level];
+    text_buf *a = &c->pre_a[level];
+    ia_status st;
+    a->n = 0;
+    bool starts = len >= p->replacement_len && memcmp(s, p->replacement, p->replacement_len) == 0;
+    /* a leading space becomes the replacement, so it counts as "starts with" */
+    starts = starts || s[0] == ' ';
+    bool prepend = !starts && (p->prepend_scheme == TOK_PREPEND_ALWAYS ||
+                               (p->prepend_scheme == TOK_PREPEND_FIRST && at_start));
+    if (prepend && (st = put_bytes(a, p->replacement, p->replacement_len)))
+        return st;
+    for (size_t i = 0; i < len; i++) {
+        st =
+            s[i] == ' ' ? put_bytes(a, p->replacement, p->replacement_len) : put_bytes(a, s + i, 1);
+        if (st)
+            return st;
+    }
+    if (!p->split)
+        return pre_run(c, level + 1, a->p, a->n, at_start);
+    range_list *l = &c->ranges[level];
+    tok_pattern lit = {.lit = (char *)p->replacement, .lit_len = p->replacement_len};
+    if ((st = find_matches(c, &lit, a->p, a->n, l)))
+        return st;
+    apply_behavior(l, TOK_SPLIT_MERGED_WITH_NEXT, false);
+    return run_ranges(c, level, a->p, l, at_start);
+}
+
+static ia_status pre_split(enc_ctx *c, size_t level, const char *s, size_t len, bool at_start) {
+    const tok_pre_step *p = &c->tok->pre[level];
+    range_list *l = &c->ranges[level];
+    ia_status st = find_matches(c, &p->pattern, s, len, l);
+    if (st)
+        return st;
+    apply_behavior(l, p->behavior, p->invert);
+    return run_ranges(c, level, s, l, at_start);
+}
+
+/* Pre-tokenizer step `level` on one piece; past the last step, the model. */
+static ia_status pre_run(enc_ctx *c, size_t level, const char *s, size_t len, bool at_start) {
+    if (len == 0)
+        return IA_OK;
+    if (level == c->tok->n_pre)
+        return model_word(c, s, len);
+    switch (c->tok->pre[level].kind) {
+    case TOK_PRE_BYTELEVEL:
+        return pre_byte_level(c, level, s, len, at_start);
+    case TOK_PRE_METASPACE:
+        return pre_metaspace(c, level, s, len, at_start);
+    case TOK_PRE_SPLIT:
+        return pre_split(c, level, s, len, at_start);
+    }
+    return ia_error_set(IA_EINTERNAL, "tokenizer: unknown pre-tokenizer step");
+}
+
+static ia_status pretokenize(enc_ctx *c, const char *text, size_t len, bool at_start) {
+    if (c->tok->bert_pretok)
+        return pretokenize_bert(c, text, len);
+    return pre_run(c, 0, text, len, at_start);
 }
 
 /* ---- added tokens ------------------------------------------------------------------- */
@@ -289,6 +684,13 @@ static ia_status pretokenize(const ia_tokenizer *tok, const char *text, size_t l
 static bool is_space_cp(int32_t cp) {
     return cp < 0x80 ? ascii_class((unsigned)cp) == TOK_CH_SPACE
                      : (tok_char_class(cp) & TOK_CH_SPACE) != 0;
+}
+
+/* Rust char::is_whitespace (the White_Space property). */
+static bool is_rust_space(int32_t cp) {
+    return (cp >= 9 && cp <= 13) || cp == ' ' || cp == 0x85 || cp == 0xA0 || cp == 0x1680 ||
+           (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 || cp == 0x202F ||
+           cp == 0x205F || cp == 0x3000;
 }
 
 /* The code point that ends just before byte `at` (at > 0). */
@@ -327,14 +729,15 @@ static long find_added(const ia_tokenizer *tok, bool normalized, const char *s, 
     return -1;
 }
 
-typedef ia_status (*piece_fn)(const ia_tokenizer *tok, const char *s, size_t len, seq_buf *out,
-                              text_buf *scratch);
+typedef ia_status (*piece_fn)(enc_ctx *c, const char *s, size_t len, bool at_start);
 
 /* Splits s around added tokens of one kind, emitting their ids and passing
- * the text between them to `rest`. lstrip/rstrip swallow neighbouring
- * whitespace; single_word tokens only match between non-word characters. */
-static ia_status split_added(const ia_tokenizer *tok, bool normalized, const char *s, size_t len,
-                             seq_buf *out, text_buf *scratch, piece_fn rest) {
+ * the text between them to `rest` (with whether it starts the input).
+ * lstrip/rstrip swallow neighbouring whitespace; single_word tokens only
+ * match between non-word characters. */
+static ia_status split_added(enc_ctx *c, bool normalized, const char *s, size_t len, bool at_start,
+                             piece_fn rest) {
+    const ia_tokenizer *tok = c->tok;
     size_t done = 0, from = 0, at;
     ia_status st;
     long k;
@@ -362,38 +765,35 @@ static ia_status split_added(const ia_tokenizer *tok, bool normalized, const cha
                 stop += (size_t)l;
             from = stop;
         }
-        if (start > done && (st = rest(tok, s + done, start - done, out, scratch)))
+        if (start > done && (st = rest(c, s + done, start - done, at_start && done == 0)))
             return st;
-        if ((st = seq_push_match(out, a->id, s + start, stop - start)))
+        if ((st = seq_push_match(c->out, a->id, s + start, stop - start)))
             return st;
         done = stop;
     }
     if (done < len)
-        return rest(tok, s + done, len - done, out, scratch);
+        return rest(c, s + done, len - done, at_start && done == 0);
     return IA_OK;
 }
 
-static ia_status normalized_piece(const ia_tokenizer *tok, const char *s, size_t len, seq_buf *out,
-                                  text_buf *scratch) {
-    (void)scratch;
-    return pretokenize(tok, s, len, out);
-}
-
-static ia_status raw_piece(const ia_tokenizer *tok, const char *s, size_t len, seq_buf *out,
-                           text_buf *scratch) {
-    scratch->n = 0;
-    ia_status st = normalize_into(tok, s, len, scratch);
+static ia_status raw_piece(enc_ctx *c, const char *s, size_t len, bool at_start) {
+    text_buf *res = NULL;
+    ia_status st = normalize_into(c->tok, c->md, s, len, c->norm, &res);
     if (st)
         return st;
-    /* The scratch buffer is reused by the next raw piece only. */
-    return split_added(tok, true, scratch->p, scratch->n, out, NULL, normalized_piece);
+    /* The normalised buffers are reused by the next raw piece only. */
+    return split_added(c, true, res->p, res->n, at_start, pretokenize);
 }
 
 static ia_status encode_sequence(const ia_tokenizer *tok, const char *text, size_t len,
                                  seq_buf *out) {
-    text_buf scratch = {0};
-    ia_status st = split_added(tok, false, text, len, out, &scratch, raw_piece);
-    free(scratch.p);
+    enc_ctx c;
+    memset(&c, 0, sizeof c);
+    c.tok = tok;
+    c.out = out;
+    ia_status st =
+        (c.md = new_match_data()) ? split_added(&c, false, text, len, true, raw_piece) : IA_ENOMEM;
+    ctx_free(&c);
     return st;
 }
 

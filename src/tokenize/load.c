@@ -2,11 +2,15 @@
  * Loading tokenizers: HF tokenizer.json, and BERT's vocab.txt as a fallback.
  *
  * tokenizer.json names a normaliser, a pre-tokeniser, a model and a
- * post-processor by "type". We accept the BERT family's pieces
- * (BertNormalizer, BertPreTokenizer, WordPiece, TemplateProcessing /
- * BertProcessing / RobertaProcessing) and turn anything else away at load
- * time with IA_EUNSUPPORTED naming the piece, so that a model never runs with
- * a silently different tokenisation. Malformed files give IA_EPARSE naming
+ * post-processor and a decoder by "type". We accept the pieces of the BERT
+ * family (BertNormalizer, BertPreTokenizer, WordPiece), of byte-level BPE
+ * (ByteLevel, Split with a regex, NFC, BPE with merges and ignore_merges),
+ * of SentencePiece-style BPE (Prepend/Replace normalizers or Metaspace,
+ * byte_fallback, ByteFallback/Fuse/Strip decoders) and the post-processors
+ * TemplateProcessing / BertProcessing / RobertaProcessing / ByteLevel (and a
+ * Sequence of them), and turn anything else away at load time with
+ * IA_EUNSUPPORTED naming the piece, so that a model never runs with a
+ * silently different tokenisation. Malformed files give IA_EPARSE naming
  * the field. A vocab.txt becomes the tokenizer.json that HF's BertTokenizer
  * conversion would have produced: BertNormalizer as tokenizer_config.json
  * says, the five BERT special tokens, and [CLS] A [SEP] (B [SEP]).
@@ -79,7 +83,63 @@ static const char *piece_type(const json_t *obj, const char *what, const char *w
 
 /* ---- pieces ------------------------------------------------------------------ */
 
-static ia_status parse_normalizer(ia_tokenizer *tok, const json_t *n, const char *what) {
+ia_status tok_norm_push(ia_tokenizer *tok, tok_norm_step **out) {
+    tok_norm_step *n = ia_realloc_array(tok->norm, tok->n_norm + 1, sizeof *n);
+    if (!n)
+        return IA_ENOMEM;
+    tok->norm = n;
+    n = &n[tok->n_norm++];
+    memset(n, 0, sizeof *n);
+    *out = n;
+    return IA_OK;
+}
+
+/* {"String": s} or {"Regex": r}, as Split, Replace and Metaspace write a pattern. */
+static ia_status parse_pattern(const json_t *obj, tok_pattern *p, const char *what,
+                               const char *where) {
+    const json_t *str = json_object_get(obj, "String");
+    const json_t *re = json_object_get(obj, "Regex");
+    if (json_is_string(str))
+        return tok_pattern_literal(p, json_string_value(str), json_string_length(str));
+    if (json_is_string(re)) {
+        char w[256];
+        snprintf(w, sizeof w, "%s: %s", what, where);
+        return tok_pattern_regex(p, json_string_value(re), json_string_length(re), w);
+    }
+    return ia_error_set(IA_EPARSE, "%s: %s.pattern must be {\"String\": ...} or {\"Regex\": ...}",
+                        what, where);
+}
+
+static ia_status parse_bert_normalizer(tok_bert_norm *f, const json_t *n, const char *what) {
+    ia_status st;
+    const json_t *sa = json_object_get(n, "strip_accents");
+    if ((st = get_bool(n, "clean_text", true, &f->clean_text, what, "normalizer")) ||
+        (st = get_bool(n, "handle_chinese_chars", true, &f->handle_chinese, what, "normalizer")) ||
+        (st = get_bool(n, "lowercase", true, &f->lowercase, what, "normalizer")) ||
+        (st = get_bool(n, "strip_accents", false, &f->strip_accents, what, "normalizer")))
+        return st;
+    /* strip_accents null means "whatever lowercase says", as in BertTokenizer. */
+    if (!sa || json_is_null(sa))
+        f->strip_accents = f->lowercase;
+    return IA_OK;
+}
+
+static const struct {
+    const char *type;
+    tok_norm_kind kind;
+} NORM_TYPES[] = {
+    {"BertNormalizer", TOK_NORM_BERT},
+    {"Lowercase", TOK_NORM_BERT},
+    {"NFC", TOK_NORM_NFC},
+    {"NFD", TOK_NORM_NFD},
+    {"NFKC", TOK_NORM_NFKC},
+    {"NFKD", TOK_NORM_NFKD},
+    {"Prepend", TOK_NORM_PREPEND},
+    {"Replace", TOK_NORM_REPLACE},
+    {"Strip", TOK_NORM_STRIP},
+};
+
+static ia_status parse_normalizer(ia_tokenizer *tok, const json_t *n, const char *what, int depth) {
     ia_status st = IA_OK;
     if (!n || json_is_null(n))
         return IA_OK;
@@ -92,37 +152,146 @@ static ia_status parse_normalizer(ia_tokenizer *tok, const json_t *n, const char
         const json_t *list = json_object_get(n, "normalizers");
         if (!json_is_array(list))
             return ia_error_set(IA_EPARSE, "%s: normalizer.normalizers must be a list", what);
-        if (json_array_size(list) > 1)
-            return ia_error_set(IA_EUNSUPPORTED,
-                                "%s: a normalizer Sequence of %zu pieces is not supported yet "
-                                "(one BertNormalizer or Lowercase only)",
-                                what, json_array_size(list));
-        return json_array_size(list) ? parse_normalizer(tok, json_array_get(list, 0), what) : IA_OK;
-    }
-    if (strcmp(type, "Lowercase") == 0) {
-        tok->lowercase = true;
+        if (depth > 4 || tok->n_norm + json_array_size(list) > 32)
+            return ia_error_set(IA_EUNSUPPORTED, "%s: the normalizer Sequence is too deep", what);
+        for (size_t i = 0; i < json_array_size(list); i++)
+            if ((st = parse_normalizer(tok, json_array_get(list, i), what, depth + 1)))
+                return st;
         return IA_OK;
     }
-    if (strcmp(type, "BertNormalizer") != 0)
+    size_t k = 0, nt = sizeof NORM_TYPES / sizeof NORM_TYPES[0];
+    while (k < nt && strcmp(NORM_TYPES[k].type, type) != 0)
+        k++;
+    if (k == nt)
         return ia_error_set(IA_EUNSUPPORTED,
-                            "%s: normalizer type '%s' is not supported yet (BertNormalizer only)",
+                            "%s: normalizer type '%s' is not supported yet (BertNormalizer, "
+                            "Lowercase, NFC, NFD, NFKC, NFKD, Prepend, Replace, Strip, Sequence)",
                             what, type);
-    bool strip_null = true;
-    const json_t *sa = json_object_get(n, "strip_accents");
-    if ((st = get_bool(n, "clean_text", true, &tok->clean_text, what, "normalizer")) ||
-        (st =
-             get_bool(n, "handle_chinese_chars", true, &tok->handle_chinese, what, "normalizer")) ||
-        (st = get_bool(n, "lowercase", true, &tok->lowercase, what, "normalizer")) ||
-        (st = get_bool(n, "strip_accents", false, &tok->strip_accents, what, "normalizer")))
+    tok_norm_step *step;
+    if ((st = tok_norm_push(tok, &step)))
         return st;
-    strip_null = !sa || json_is_null(sa);
-    /* strip_accents null means "whatever lowercase says", as in BertTokenizer. */
-    if (strip_null)
-        tok->strip_accents = tok->lowercase;
+    step->kind = NORM_TYPES[k].kind;
+    const char *content = NULL;
+    size_t clen = 0;
+    switch (step->kind) {
+    case TOK_NORM_BERT:
+        if (strcmp(type, "Lowercase") == 0) {
+            step->bert.lowercase = true;
+            return IA_OK;
+        }
+        return parse_bert_normalizer(&step->bert, n, what);
+    case TOK_NORM_PREPEND:
+    case TOK_NORM_REPLACE:
+        if ((st = get_string(n, step->kind == TOK_NORM_PREPEND ? "prepend" : "content", NULL,
+                             &content, &clen, what, "normalizer")))
+            return st;
+        if (!(step->content = ia_strndup(content, clen)))
+            return IA_ENOMEM;
+        step->content_len = clen;
+        if (step->kind == TOK_NORM_REPLACE)
+            return parse_pattern(json_object_get(n, "pattern"), &step->pattern, what,
+                                 "normalizer(Replace)");
+        return IA_OK;
+    case TOK_NORM_STRIP:
+        if ((st = get_bool(n, "strip_left", true, &step->left, what, "normalizer")) ||
+            (st = get_bool(n, "strip_right", true, &step->right, what, "normalizer")))
+            return st;
+        return IA_OK;
+    default:
+        return IA_OK;
+    }
+}
+
+/* ---- pre-tokenizers -------------------------------------------------------------------- */
+
+static const struct {
+    const char *name;
+    tok_split_behavior how;
+} BEHAVIORS[] = {
+    {"Removed", TOK_SPLIT_REMOVED},
+    {"Isolated", TOK_SPLIT_ISOLATED},
+    {"MergedWithPrevious", TOK_SPLIT_MERGED_WITH_PREVIOUS},
+    {"MergedWithNext", TOK_SPLIT_MERGED_WITH_NEXT},
+    {"Contiguous", TOK_SPLIT_CONTIGUOUS},
+};
+
+static const struct {
+    const char *name;
+    int scheme;
+} PREPEND_SCHEMES[] = {
+    {"always", TOK_PREPEND_ALWAYS},
+    {"first", TOK_PREPEND_FIRST},
+    {"never", TOK_PREPEND_NEVER},
+};
+
+static ia_status parse_split(tok_pre_step *step, const json_t *p, const char *what) {
+    const char *how = NULL;
+    ia_status st;
+    if ((st = get_string(p, "behavior", NULL, &how, NULL, what, "pre_tokenizer(Split)")) ||
+        (st = get_bool(p, "invert", false, &step->invert, what, "pre_tokenizer(Split)")))
+        return st;
+    size_t k = 0, nb = sizeof BEHAVIORS / sizeof BEHAVIORS[0];
+    while (k < nb && strcmp(BEHAVIORS[k].name, how) != 0)
+        k++;
+    if (k == nb)
+        return ia_error_set(IA_EPARSE, "%s: pre_tokenizer(Split).behavior '%s' is unknown", what,
+                            how);
+    step->behavior = BEHAVIORS[k].how;
+    return parse_pattern(json_object_get(p, "pattern"), &step->pattern, what,
+                         "pre_tokenizer(Split)");
+}
+
+static ia_status parse_metaspace(tok_pre_step *step, const json_t *p, const char *what) {
+    const char *rep = NULL, *scheme = "always";
+    size_t rlen = 0;
+    bool add_prefix = true;
+    ia_status st;
+    if ((st = get_string(p, "replacement", "\xe2\x96\x81", &rep, &rlen, what,
+                         "pre_tokenizer(Metaspace)")) ||
+        (st = get_bool(p, "split", true, &step->split, what, "pre_tokenizer(Metaspace)")) ||
+        (st = get_bool(p, "add_prefix_space", true, &add_prefix, what, "pre_tokenizer(Metaspace)")))
+        return st;
+    int32_t cp;
+    if (rlen == 0 || rlen >= sizeof step->replacement || !ia_utf8_valid(rep, rlen, NULL) ||
+        tok_utf8_decode((const unsigned char *)rep, &cp) != (int)rlen)
+        return ia_error_set(IA_EPARSE,
+                            "%s: pre_tokenizer(Metaspace).replacement must be one "
+                            "character",
+                            what);
+    memcpy(step->replacement, rep, rlen);
+    step->replacement_len = rlen;
+    /* older files say add_prefix_space instead of prepend_scheme */
+    if (!add_prefix)
+        scheme = "never";
+    if ((st = get_string(p, "prepend_scheme", scheme, &scheme, NULL, what,
+                         "pre_tokenizer(Metaspace)")))
+        return st;
+    size_t k = 0, ns = sizeof PREPEND_SCHEMES / sizeof PREPEND_SCHEMES[0];
+    while (k < ns && strcmp(PREPEND_SCHEMES[k].name, scheme) != 0)
+        k++;
+    if (k == ns)
+        return ia_error_set(IA_EPARSE,
+                            "%s: pre_tokenizer(Metaspace).prepend_scheme '%s' is "
+                            "unknown",
+                            what, scheme);
+    step->prepend_scheme = PREPEND_SCHEMES[k].scheme;
     return IA_OK;
 }
 
-static ia_status parse_pre_tokenizer(ia_tokenizer *tok, const json_t *p, const char *what) {
+static ia_status parse_byte_level_pre(tok_pre_step *step, const json_t *p, const char *what) {
+    ia_status st;
+    if ((st = get_bool(p, "add_prefix_space", true, &step->add_prefix_space, what,
+                       "pre_tokenizer(ByteLevel)")) ||
+        (st = get_bool(p, "use_regex", true, &step->use_regex, what, "pre_tokenizer(ByteLevel)")))
+        return st;
+    if (!step->use_regex)
+        return IA_OK;
+    const char *re = tok_known_regex("gpt2");
+    return tok_pattern_regex(&step->pattern, re, strlen(re), what);
+}
+
+static ia_status parse_pre_tokenizer(ia_tokenizer *tok, const json_t *p, const char *what,
+                                     bool in_sequence) {
     if (!p || json_is_null(p))
         return IA_OK;
     if (!json_is_object(p))
@@ -134,20 +303,51 @@ static ia_status parse_pre_tokenizer(ia_tokenizer *tok, const json_t *p, const c
         const json_t *list = json_object_get(p, "pretokenizers");
         if (!json_is_array(list))
             return ia_error_set(IA_EPARSE, "%s: pre_tokenizer.pretokenizers must be a list", what);
-        if (json_array_size(list) > 1)
+        if (in_sequence)
             return ia_error_set(IA_EUNSUPPORTED,
-                                "%s: a pre_tokenizer Sequence of %zu pieces is not supported "
-                                "yet (one BertPreTokenizer only)",
-                                what, json_array_size(list));
-        return json_array_size(list) ? parse_pre_tokenizer(tok, json_array_get(list, 0), what)
-                                     : IA_OK;
+                                "%s: nested pre_tokenizer Sequences are not "
+                                "supported",
+                                what);
+        if (json_array_size(list) == 1)
+            return parse_pre_tokenizer(tok, json_array_get(list, 0), what, false);
+        for (size_t i = 0; i < json_array_size(list); i++) {
+            ia_status st = parse_pre_tokenizer(tok, json_array_get(list, i), what, true);
+            if (st)
+                return st;
+        }
+        return IA_OK;
     }
-    if (strcmp(type, "BertPreTokenizer") != 0)
+    if (strcmp(type, "BertPreTokenizer") == 0 && !in_sequence) {
+        tok->bert_pretok = true;
+        return IA_OK;
+    }
+    static const struct {
+        const char *type;
+        tok_pre_kind kind;
+    } PRE_TYPES[] = {{"ByteLevel", TOK_PRE_BYTELEVEL},
+                     {"Split", TOK_PRE_SPLIT},
+                     {"Metaspace", TOK_PRE_METASPACE}};
+    size_t k = 0, nt = sizeof PRE_TYPES / sizeof PRE_TYPES[0];
+    while (k < nt && strcmp(PRE_TYPES[k].type, type) != 0)
+        k++;
+    if (k == nt)
         return ia_error_set(IA_EUNSUPPORTED,
-                            "%s: pre_tokenizer type '%s' is not supported yet "
-                            "(BertPreTokenizer only)",
+                            "%s: pre_tokenizer type '%s' is not supported yet (BertPreTokenizer, "
+                            "ByteLevel, Split, Metaspace or a Sequence of the last three)",
                             what, type);
-    tok->bert_pretok = true;
+    if (tok->n_pre == TOK_MAX_PRE)
+        return ia_error_set(IA_EUNSUPPORTED, "%s: more than %d pre-tokenizers", what, TOK_MAX_PRE);
+    tok_pre_step *step = &tok->pre[tok->n_pre++];
+    memset(step, 0, sizeof *step);
+    step->kind = PRE_TYPES[k].kind;
+    switch (step->kind) {
+    case TOK_PRE_BYTELEVEL:
+        return parse_byte_level_pre(step, p, what);
+    case TOK_PRE_SPLIT:
+        return parse_split(step, p, what);
+    case TOK_PRE_METASPACE:
+        return parse_metaspace(step, p, what);
+    }
     return IA_OK;
 }
 
@@ -177,6 +377,98 @@ static ia_status max_id(const json_t *vocab, const json_t *added, const char *wh
     return IA_OK;
 }
 
+/* One merge: "left right" or ["left", "right"]. */
+static ia_status merge_parts(const json_t *m, size_t i, const char *what, const char **l,
+                             size_t *ll, const char **r, size_t *rl) {
+    if (json_is_array(m) && json_array_size(m) == 2 && json_is_string(json_array_get(m, 0)) &&
+        json_is_string(json_array_get(m, 1))) {
+        *l = json_string_value(json_array_get(m, 0));
+        *ll = json_string_length(json_array_get(m, 0));
+        *r = json_string_value(json_array_get(m, 1));
+        *rl = json_string_length(json_array_get(m, 1));
+        return IA_OK;
+    }
+    if (json_is_string(m)) {
+        const char *s = json_string_value(m), *sp = strchr(s, ' ');
+        if (sp) {
+            *l = s;
+            *ll = (size_t)(sp - s);
+            *r = sp + 1;
+            *rl = json_string_length(m) - *ll - 1;
+            return IA_OK;
+        }
+    }
+    return ia_error_set(IA_EPARSE, "%s: model.merges[%zu] must be \"left right\" or [left, right]",
+                        what, i);
+}
+
+ia_status tok_merge_add(ia_tokenizer *tok, const char *l, size_t ll, const char *r, size_t rl,
+                        uint32_t rank, const char *what) {
+    int32_t a = tok_vocab_find2(&tok->vocab, "", 0, l, ll);
+    int32_t b = tok_vocab_find2(&tok->vocab, "", 0, r, rl);
+    /* HF drops the continuing-subword prefix of the right side when joining. */
+    if (tok->prefix_len && rl >= tok->prefix_len && memcmp(r, tok->prefix, tok->prefix_len) == 0) {
+        r += tok->prefix_len;
+        rl -= tok->prefix_len;
+    }
+    int32_t id = tok_vocab_find2(&tok->vocab, l, ll, r, rl);
+    if (a < 0 || b < 0 || id < 0)
+        return ia_error_set(IA_EPARSE,
+                            "%s: merge %u ('%.*s' + '%.*s') uses a token that is not in the "
+                            "vocabulary",
+                            what, rank + 1, (int)(ll > 64 ? 64 : ll), l, (int)(rl > 64 ? 64 : rl),
+                            r);
+    tok_merges_put(&tok->merges, a, b, rank, id);
+    return IA_OK;
+}
+
+static ia_status parse_bpe(ia_tokenizer *tok, const json_t *model, const char *what) {
+    ia_status st;
+    const char *prefix = NULL, *suffix = NULL, *unk = NULL;
+    size_t plen = 0, slen = 0;
+    const json_t *dropout = json_object_get(model, "dropout");
+    if (dropout && !json_is_null(dropout) &&
+        !(json_is_number(dropout) && json_number_value(dropout) == 0.0))
+        return ia_error_set(IA_EUNSUPPORTED,
+                            "%s: BPE dropout is random at encode time; only null or 0 is "
+                            "supported",
+                            what);
+    if ((st = get_string(model, "continuing_subword_prefix", "", &prefix, &plen, what, "model")) ||
+        (st = get_string(model, "end_of_word_suffix", "", &suffix, &slen, what, "model")) ||
+        (st = get_string(model, "unk_token", "", &unk, NULL, what, "model")) ||
+        (st = get_bool(model, "fuse_unk", false, &tok->fuse_unk, what, "model")) ||
+        (st = get_bool(model, "byte_fallback", false, &tok->byte_fallback, what, "model")) ||
+        (st = get_bool(model, "ignore_merges", false, &tok->ignore_merges, what, "model")))
+        return st;
+    if (plen && (!(tok->prefix = ia_strndup(prefix, plen))))
+        return IA_ENOMEM;
+    tok->prefix_len = plen;
+    if (slen && (!(tok->suffix = ia_strndup(suffix, slen))))
+        return IA_ENOMEM;
+    tok->suffix_len = slen;
+    if (unk[0]) {
+        if (!(tok->unk = ia_strdup(unk)))
+            return IA_ENOMEM;
+        tok->unk_id = tok_vocab_find2(&tok->vocab, "", 0, unk, strlen(unk));
+    }
+    const json_t *merges = json_object_get(model, "merges");
+    if (merges && !json_is_array(merges) && !json_is_null(merges))
+        return ia_error_set(IA_EPARSE, "%s: model.merges must be a list", what);
+    size_t n = json_array_size(merges);
+    if (n > (size_t)MAX_IDS)
+        return ia_error_set(IA_EPARSE, "%s: model.merges has %zu entries", what, n);
+    if ((st = tok_merges_init(&tok->merges, n)))
+        return st;
+    for (size_t i = 0; i < n; i++) {
+        const char *l = "", *r = "";
+        size_t ll = 0, rl = 0;
+        if ((st = merge_parts(json_array_get(merges, i), i, what, &l, &ll, &r, &rl)) ||
+            (st = tok_merge_add(tok, l, ll, r, rl, (uint32_t)i, what)))
+            return st;
+    }
+    return IA_OK;
+}
+
 static ia_status parse_model(ia_tokenizer *tok, const json_t *model, const json_t *added,
                              const char *what) {
     ia_status st;
@@ -185,10 +477,12 @@ static ia_status parse_model(ia_tokenizer *tok, const json_t *model, const json_
     const char *type = piece_type(model, what, "model");
     if (!type)
         return IA_EPARSE;
-    if (strcmp(type, "WordPiece") != 0)
+    bool bpe = strcmp(type, "BPE") == 0;
+    if (!bpe && strcmp(type, "WordPiece") != 0)
         return ia_error_set(IA_EUNSUPPORTED,
-                            "%s: model type '%s' is not supported yet (WordPiece only)", what,
+                            "%s: model type '%s' is not supported yet (WordPiece or BPE)", what,
                             type);
+    tok->model = bpe ? TOK_MODEL_BPE : TOK_MODEL_WORDPIECE;
     const json_t *vocab = json_object_get(model, "vocab");
     if (!json_is_object(vocab))
         return ia_error_set(IA_EPARSE, "%s: model.vocab is missing or not an object", what);
@@ -212,6 +506,8 @@ static ia_status parse_model(ia_tokenizer *tok, const json_t *model, const json_
     }
     if ((st = tok_vocab_build_index(&tok->vocab)))
         return st;
+    if (bpe)
+        return parse_bpe(tok, model, what);
     const char *unk = NULL, *prefix = NULL;
     size_t prefix_len = 0;
     if ((st = get_string(model, "unk_token", "[UNK]", &unk, NULL, what, "model")) ||
@@ -271,8 +567,8 @@ static ia_status parse_pair_token(const json_t *pp, const char *key, const char 
     return get_id(json_array_get(v, 1), id, what, where);
 }
 
-static ia_status template_add(tok_template *t, int kind, uint32_t type_id, const int32_t *ids,
-                              char *const *tokens, size_t n_ids) {
+ia_status tok_template_add(tok_template *t, int kind, uint32_t type_id, const int32_t *ids,
+                           char *const *tokens, size_t n_ids) {
     tok_template_piece *p = ia_realloc_array(t->pieces, t->n + 1, sizeof *p);
     if (!p)
         return IA_ENOMEM;
@@ -299,7 +595,7 @@ static ia_status template_add(tok_template *t, int kind, uint32_t type_id, const
 
 static ia_status special1(tok_template *t, const char *s, int32_t id) {
     char *tokens[1] = {(char *)s};
-    return template_add(t, 2, 0, &id, tokens, 1);
+    return tok_template_add(t, 2, 0, &id, tokens, 1);
 }
 
 static ia_status parse_bert_processing(ia_tokenizer *tok, const json_t *pp, bool roberta,
@@ -313,14 +609,14 @@ static ia_status parse_bert_processing(ia_tokenizer *tok, const json_t *pp, bool
     /* BERT: [CLS] A [SEP] (B [SEP], type 1). RoBERTa: <s> A </s> (</s> B </s>), all type 0. */
     uint32_t b_type = roberta ? 0 : 1;
     if ((st = special1(&tok->single, cls, cls_id)) ||
-        (st = template_add(&tok->single, 0, 0, NULL, NULL, 0)) ||
+        (st = tok_template_add(&tok->single, 0, 0, NULL, NULL, 0)) ||
         (st = special1(&tok->single, sep, sep_id)) || (st = special1(&tok->pair, cls, cls_id)) ||
-        (st = template_add(&tok->pair, 0, 0, NULL, NULL, 0)) ||
+        (st = tok_template_add(&tok->pair, 0, 0, NULL, NULL, 0)) ||
         (st = special1(&tok->pair, sep, sep_id)))
         return st;
     if (roberta && (st = special1(&tok->pair, sep, sep_id)))
         return st;
-    if ((st = template_add(&tok->pair, 1, b_type, NULL, NULL, 0)))
+    if ((st = tok_template_add(&tok->pair, 1, b_type, NULL, NULL, 0)))
         return st;
     tok_template *p = &tok->pair;
     if ((st = special1(p, sep, sep_id)))
@@ -356,7 +652,7 @@ static ia_status parse_template(tok_template *t, const json_t *list, const json_
                                     "%s: post_processor.%s[%zu]: sequence '%s' is "
                                     "neither A nor B",
                                     what, field, i, n);
-            if ((st = template_add(t, n[0] == 'A' ? 0 : 1, type_id, NULL, NULL, 0)))
+            if ((st = tok_template_add(t, n[0] == 'A' ? 0 : 1, type_id, NULL, NULL, 0)))
                 return st;
             continue;
         }
@@ -382,7 +678,7 @@ static ia_status parse_template(tok_template *t, const json_t *list, const json_
                                     what, n);
             tok_buf[k] = (char *)json_string_value(json_array_get(toks, k));
         }
-        if ((st = template_add(t, 2, type_id, id_buf, tok_buf, json_array_size(ids))))
+        if ((st = tok_template_add(t, 2, type_id, id_buf, tok_buf, json_array_size(ids))))
             return st;
     }
     return IA_OK;
@@ -395,6 +691,28 @@ static ia_status parse_post(ia_tokenizer *tok, const json_t *pp, const char *wha
     const char *type = piece_type(pp, what, "post_processor");
     if (!type)
         return IA_EPARSE;
+    /* ByteLevel only trims offsets: for ids it is no post-processor at all. */
+    if (strcmp(type, "ByteLevel") == 0)
+        return IA_OK;
+    if (strcmp(type, "Sequence") == 0) {
+        const json_t *list = json_object_get(pp, "processors");
+        if (!json_is_array(list))
+            return ia_error_set(IA_EPARSE, "%s: post_processor.processors must be a list", what);
+        for (size_t i = 0; i < json_array_size(list); i++) {
+            const json_t *one = json_array_get(list, i);
+            const char *t = json_is_object(one) ? piece_type(one, what, "post_processor[]") : NULL;
+            if (!t)
+                return IA_EPARSE;
+            if (strcmp(t, "Sequence") == 0 || (tok->has_post && strcmp(t, "ByteLevel") != 0))
+                return ia_error_set(IA_EUNSUPPORTED,
+                                    "%s: a post_processor Sequence may hold ByteLevel and one "
+                                    "template processor only",
+                                    what);
+            if ((st = parse_post(tok, one, what)))
+                return st;
+        }
+        return IA_OK;
+    }
     tok->has_post = true;
     if (strcmp(type, "BertProcessing") == 0 || strcmp(type, "RobertaProcessing") == 0)
         return parse_bert_processing(tok, pp, type[0] == 'R', what);
@@ -409,6 +727,121 @@ static ia_status parse_post(ia_tokenizer *tok, const json_t *pp, const char *wha
         (st = parse_template(&tok->pair, json_object_get(pp, "pair"), specials, what, "pair")))
         return st;
     return IA_OK;
+}
+
+/* ---- decoders ------------------------------------------------------------------------- */
+
+static ia_status dec_push(ia_tokenizer *tok, tok_dec_kind kind, tok_dec_step **out,
+                          const char *what) {
+    if (tok->n_dec == TOK_MAX_DEC)
+        return ia_error_set(IA_EUNSUPPORTED, "%s: more than %d decoders", what, TOK_MAX_DEC);
+    tok_dec_step *d = &tok->dec[tok->n_dec++];
+    memset(d, 0, sizeof *d);
+    d->kind = kind;
+    *out = d;
+    return IA_OK;
+}
+
+/* One character of a decoder field, as a code point. */
+static ia_status get_char(const json_t *obj, const char *key, const char *def, int32_t *cp,
+                          const char *what) {
+    const char *s;
+    size_t len;
+    ia_status st = get_string(obj, key, def, &s, &len, what, "decoder");
+    if (st)
+        return st;
+    if (len == 0 || !ia_utf8_valid(s, len, NULL) ||
+        tok_utf8_decode((const unsigned char *)s, cp) != (int)len)
+        return ia_error_set(IA_EPARSE, "%s: decoder.%s must be one character", what, key);
+    return IA_OK;
+}
+
+static ia_status parse_decoder(ia_tokenizer *tok, const json_t *d, const char *what,
+                               bool in_sequence) {
+    ia_status st;
+    if (!d || json_is_null(d))
+        return IA_OK;
+    const char *type = json_is_object(d) ? piece_type(d, what, "decoder") : NULL;
+    if (!type)
+        return json_is_object(d) ? IA_EPARSE
+                                 : ia_error_set(IA_EPARSE, "%s: decoder must be an object", what);
+    tok->has_dec = true;
+    tok_dec_step *step = NULL;
+    if (strcmp(type, "Sequence") == 0) {
+        const json_t *list = json_object_get(d, "decoders");
+        if (!json_is_array(list) || in_sequence)
+            return ia_error_set(IA_EPARSE, "%s: decoder.decoders must be a list (not nested)",
+                                what);
+        for (size_t i = 0; i < json_array_size(list); i++)
+            if ((st = parse_decoder(tok, json_array_get(list, i), what, true)))
+                return st;
+        return IA_OK;
+    }
+    if (strcmp(type, "ByteLevel") == 0)
+        return dec_push(tok, TOK_DEC_BYTELEVEL, &step, what);
+    if (strcmp(type, "ByteFallback") == 0)
+        return dec_push(tok, TOK_DEC_BYTE_FALLBACK, &step, what);
+    if (strcmp(type, "Fuse") == 0)
+        return dec_push(tok, TOK_DEC_FUSE, &step, what);
+    if (strcmp(type, "Strip") == 0) {
+        const json_t *a = json_object_get(d, "start"), *b = json_object_get(d, "stop");
+        if ((st = dec_push(tok, TOK_DEC_STRIP, &step, what)) ||
+            (st = get_char(d, "content", " ", &step->cp, what)))
+            return st;
+        if ((a && !json_is_integer(a)) || (b && !json_is_integer(b)) || json_integer_value(a) < 0 ||
+            json_integer_value(b) < 0)
+            return ia_error_set(IA_EPARSE, "%s: decoder(Strip).start/stop must be counts", what);
+        step->start = (size_t)json_integer_value(a);
+        step->stop = (size_t)json_integer_value(b);
+        return IA_OK;
+    }
+    if (strcmp(type, "Replace") == 0) {
+        const json_t *pat = json_object_get(d, "pattern");
+        const json_t *from = json_object_get(pat, "String");
+        const char *to;
+        size_t to_len;
+        if (!json_is_string(from))
+            return ia_error_set(IA_EUNSUPPORTED,
+                                "%s: decoder(Replace) supports a String pattern only", what);
+        if ((st = dec_push(tok, TOK_DEC_REPLACE, &step, what)) ||
+            (st = get_string(d, "content", NULL, &to, &to_len, what, "decoder(Replace)")))
+            return st;
+        step->from = ia_strndup(json_string_value(from), json_string_length(from));
+        step->to = ia_strndup(to, to_len);
+        if (!step->from || !step->to)
+            return IA_ENOMEM;
+        step->from_len = json_string_length(from);
+        step->to_len = to_len;
+        return IA_OK;
+    }
+    if (strcmp(type, "Metaspace") == 0) {
+        const char *scheme = "always";
+        bool add_prefix = true;
+        if ((st = dec_push(tok, TOK_DEC_METASPACE, &step, what)) ||
+            (st = get_char(d, "replacement", "\xe2\x96\x81", &step->cp, what)) ||
+            (st = get_bool(d, "add_prefix_space", true, &add_prefix, what, "decoder")) ||
+            (st = get_string(d, "prepend_scheme", add_prefix ? "always" : "never", &scheme, NULL,
+                             what, "decoder")))
+            return st;
+        step->prepend = strcmp(scheme, "never") != 0;
+        return IA_OK;
+    }
+    if (strcmp(type, "WordPiece") == 0) {
+        const char *prefix;
+        size_t plen;
+        if ((st = dec_push(tok, TOK_DEC_WORDPIECE, &step, what)) ||
+            (st = get_string(d, "prefix", "##", &prefix, &plen, what, "decoder")) ||
+            (st = get_bool(d, "cleanup", true, &step->cleanup, what, "decoder")))
+            return st;
+        if (!(step->from = ia_strndup(prefix, plen)))
+            return IA_ENOMEM;
+        step->from_len = plen;
+        return IA_OK;
+    }
+    return ia_error_set(IA_EUNSUPPORTED,
+                        "%s: decoder type '%s' is not supported yet (ByteLevel, ByteFallback, "
+                        "Fuse, Strip, Replace, Metaspace, WordPiece or a Sequence of them)",
+                        what, type);
 }
 
 static ia_status parse_padding(ia_tokenizer *tok, const json_t *pad, const char *what) {
@@ -431,11 +864,15 @@ static ia_status parse_padding(ia_tokenizer *tok, const json_t *pad, const char 
     return IA_OK;
 }
 
-static ia_tokenizer *tok_new(void) {
+ia_tokenizer *tok_new(void) {
     ia_tokenizer *tok = ia_calloc(1, sizeof *tok);
     if (tok) {
         tok->unk_id = -1;
         tok->pad_id = -1;
+        tok->bos_id = -1;
+        tok->eos_id = -1;
+        for (int b = 0; b < 256; b++)
+            tok->byte_ids[b] = -1;
     }
     return tok;
 }
@@ -464,8 +901,9 @@ ia_status ia_tokenizer_parse_json(const char *text, size_t len, const char *what
     if (!json_is_array(added))
         added = NULL;
     if ((st = parse_model(tok, json_object_get(root, "model"), added, what)) ||
-        (st = parse_normalizer(tok, json_object_get(root, "normalizer"), what)) ||
-        (st = parse_pre_tokenizer(tok, json_object_get(root, "pre_tokenizer"), what)) ||
+        (st = parse_normalizer(tok, json_object_get(root, "normalizer"), what, 0)) ||
+        (st = parse_pre_tokenizer(tok, json_object_get(root, "pre_tokenizer"), what, false)) ||
+        (st = parse_decoder(tok, json_object_get(root, "decoder"), what, false)) ||
         (st = parse_post(tok, json_object_get(root, "post_processor"), what)) ||
         (st = parse_padding(tok, json_object_get(root, "padding"), what)))
         goto fail;
@@ -539,10 +977,14 @@ static ia_status load_vocab_txt(const char *path, bool lowercase, bool strip_acc
     }
     if ((st = tok_vocab_build_index(&tok->vocab)))
         goto fail;
-    tok->clean_text = true;
-    tok->handle_chinese = chinese;
-    tok->lowercase = lowercase;
-    tok->strip_accents = strip_accents;
+    tok_norm_step *norm;
+    if ((st = tok_norm_push(tok, &norm)))
+        goto fail;
+    norm->kind = TOK_NORM_BERT;
+    norm->bert.clean_text = true;
+    norm->bert.handle_chinese = chinese;
+    norm->bert.lowercase = lowercase;
+    norm->bert.strip_accents = strip_accents;
     tok->bert_pretok = true;
     tok->max_chars = 100;
     tok->prefix = ia_strdup("##");
@@ -568,11 +1010,11 @@ static ia_status load_vocab_txt(const char *path, bool lowercase, bool strip_acc
     }
     tok->has_post = true;
     if ((st = special1(&tok->single, "[CLS]", cls)) ||
-        (st = template_add(&tok->single, 0, 0, NULL, NULL, 0)) ||
+        (st = tok_template_add(&tok->single, 0, 0, NULL, NULL, 0)) ||
         (st = special1(&tok->single, "[SEP]", sep)) || (st = special1(&tok->pair, "[CLS]", cls)) ||
-        (st = template_add(&tok->pair, 0, 0, NULL, NULL, 0)) ||
+        (st = tok_template_add(&tok->pair, 0, 0, NULL, NULL, 0)) ||
         (st = special1(&tok->pair, "[SEP]", sep)) ||
-        (st = template_add(&tok->pair, 1, 1, NULL, NULL, 0)) ||
+        (st = tok_template_add(&tok->pair, 1, 1, NULL, NULL, 0)) ||
         (st = special1(&tok->pair, "[SEP]", sep)))
         goto fail;
     tok->pair.pieces[tok->pair.n - 1].type_id = 1;
@@ -623,6 +1065,38 @@ done:
     return st;
 }
 
+/* A token field of tokenizer_config.json: "text", {"content": "text"} or null. */
+static const char *config_token(const json_t *cfg, const char *key) {
+    const json_t *v = json_object_get(cfg, key);
+    if (json_is_object(v))
+        v = json_object_get(v, "content");
+    return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+/* bos_token / eos_token from tokenizer_config.json, when it names tokens the
+ * vocabulary has; the tokenizer's own guesses stay otherwise. */
+static ia_status read_bos_eos(const char *dir, ia_tokenizer *tok) {
+    char *path = ia_path_join(dir, "tokenizer_config.json");
+    json_t *cfg = NULL;
+    ia_status st = IA_OK;
+    if (!path)
+        return IA_ENOMEM;
+    if (ia_file_exists(path) && (st = ia_json_load_file(path, 16u << 20, &cfg)) == IA_OK) {
+        const char *bos = config_token(cfg, "bos_token"), *eos = config_token(cfg, "eos_token");
+        int32_t id;
+        /* an explicit null (Qwen2's bos_token) means the model has none */
+        if (json_is_null(json_object_get(cfg, "bos_token")))
+            tok->bos_id = -1;
+        if (bos && (id = ia_tokenizer_token_to_id(tok, bos)) >= 0)
+            tok->bos_id = id;
+        if (eos && (id = ia_tokenizer_token_to_id(tok, eos)) >= 0)
+            tok->eos_id = id;
+    }
+    json_decref(cfg);
+    free(path);
+    return st;
+}
+
 ia_status ia_tokenizer_load_dir(const char *dir, ia_tokenizer **out) {
     ia_status st;
     char *json_path = ia_path_join(dir, "tokenizer.json");
@@ -641,6 +1115,10 @@ ia_status ia_tokenizer_load_dir(const char *dir, ia_tokenizer **out) {
     } else {
         st =
             ia_error_set(IA_ENOTFOUND, "%s: no tokenizer.json or vocab.txt in this directory", dir);
+    }
+    if (st == IA_OK && (st = read_bos_eos(dir, *out))) {
+        ia_tokenizer_free(*out);
+        *out = NULL;
     }
 done:
     free(json_path);
@@ -673,6 +1151,39 @@ ia_status tok_add_token(ia_tokenizer *tok, const char *content, size_t len, int3
     return IA_OK;
 }
 
+void tok_find_byte_tokens(ia_tokenizer *tok) {
+    for (int b = 0; b < 256; b++) {
+        char name[8];
+        snprintf(name, sizeof name, "<0x%02X>", b);
+        tok->byte_ids[b] = tok_vocab_find2(&tok->vocab, "", 0, name, 6);
+    }
+}
+
+/* Well-known names, in order of preference, for models whose files say
+ * nothing more specific. */
+static const char *const BOS_NAMES[] = {"<s>", "<|begin_of_text|>", "<|startoftext|>",
+                                        "<|endoftext|>", "[CLS]"};
+static const char *const EOS_NAMES[] = {"</s>",       "<|end_of_text|>", "<|endoftext|>",
+                                        "<|im_end|>", "<|eot_id|>",      "[SEP]"};
+
+static int32_t first_special(const ia_tokenizer *tok, const char *const *names, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        for (size_t k = 0; k < tok->n_added; k++)
+            if (tok->added[k].special && strcmp(tok->added[k].content, names[i]) == 0)
+                return tok->added[k].id;
+    return -1;
+}
+
+void tok_guess_bos_eos(ia_tokenizer *tok) {
+    const tok_template *t = &tok->single;
+    if (tok->bos_id < 0 && tok->has_post && t->n && t->pieces[0].kind == 2 && t->pieces[0].n_ids)
+        tok->bos_id = t->pieces[0].ids[0];
+    if (tok->bos_id < 0)
+        tok->bos_id = first_special(tok, BOS_NAMES, sizeof BOS_NAMES / sizeof BOS_NAMES[0]);
+    if (tok->eos_id < 0)
+        tok->eos_id = first_special(tok, EOS_NAMES, sizeof EOS_NAMES / sizeof EOS_NAMES[0]);
+}
+
 /* Normalises the `normalized` added tokens (they are matched in normalised
  * text) and settles the padding defaults. */
 ia_status tok_finish(ia_tokenizer *tok, const char *what) {
@@ -693,6 +1204,8 @@ ia_status tok_finish(ia_tokenizer *tok, const char *what) {
         if (a->match_len)
             (a->normalized ? tok->first_norm : tok->first_raw)[(unsigned char)a->match[0]] = true;
     }
+    tok_find_byte_tokens(tok);
+    tok_guess_bos_eos(tok);
     if (tok->pad_id < 0) {
         int32_t id = ia_tokenizer_token_to_id(tok, "[PAD]");
         if (id < 0)
@@ -726,6 +1239,19 @@ void ia_tokenizer_free(ia_tokenizer *tok) {
         free(tok->added[i].match);
     }
     free(tok->added);
+    for (size_t i = 0; i < tok->n_norm; i++) {
+        tok_pattern_free(&tok->norm[i].pattern);
+        free(tok->norm[i].content);
+    }
+    free(tok->norm);
+    for (size_t i = 0; i < tok->n_pre; i++)
+        tok_pattern_free(&tok->pre[i].pattern);
+    for (size_t i = 0; i < tok->n_dec; i++) {
+        free(tok->dec[i].from);
+        free(tok->dec[i].to);
+    }
+    tok_merges_free(&tok->merges);
+    free(tok->suffix);
     template_free(&tok->single);
     template_free(&tok->pair);
     free(tok->prefix);
@@ -754,3 +1280,9 @@ int32_t ia_tokenizer_token_to_id(const ia_tokenizer *tok, const char *token) {
 }
 
 int32_t ia_tokenizer_pad_id(const ia_tokenizer *tok) { return tok->pad_id; }
+int32_t ia_tokenizer_bos_id(const ia_tokenizer *tok) { return tok->bos_id; }
+int32_t ia_tokenizer_eos_id(const ia_tokenizer *tok) { return tok->eos_id; }
+
+bool ia_tokenizer_adds_bos(const ia_tokenizer *tok) {
+    return tok->has_post && tok->single.n && tok->single.pieces[0].kind == 2;
+}

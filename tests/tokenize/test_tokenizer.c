@@ -18,44 +18,7 @@
 
 #define FIX "tests/fixtures/tokenizer/"
 
-typedef struct lines {
-    char *text;
-    char **line;
-    size_t *len;
-    size_t n;
-} lines;
-
-/* Splits a file on '\n' only (lines may hold \r, NUL, U+2028...). */
-static bool read_lines(const char *path, lines *out) {
-    size_t len;
-    memset(out, 0, sizeof *out);
-    if (ia_file_read_all(path, 64u << 20, &out->text, &len) != IA_OK) {
-        fprintf(stderr, "  cannot read %s: %s\n", path, ia_error_message());
-        return false;
-    }
-    size_t n = 0;
-    for (size_t i = 0; i < len; i++)
-        n += out->text[i] == '\n';
-    out->line = calloc(n + 1, sizeof *out->line);
-    out->len = calloc(n + 1, sizeof *out->len);
-    char *p = out->text, *end = out->text + len;
-    while (p < end) {
-        char *nl = memchr(p, '\n', (size_t)(end - p));
-        if (!nl)
-            nl = end;
-        out->line[out->n] = p;
-        out->len[out->n++] = (size_t)(nl - p);
-        *nl = '\0';
-        p = nl + 1;
-    }
-    return true;
-}
-
-static void free_lines(lines *l) {
-    free(l->text);
-    free(l->line);
-    free(l->len);
-}
+#include "test_lines.h"
 
 static bool same_ids(const ia_encoding *e, const char *want) {
     char *p = (char *)want;
@@ -249,25 +212,33 @@ TEST(bad_tokenizer_json) {
     ia_tokenizer *tok = NULL;
     CHECK_ERR(parse("{\"model\": {\"type\": \"WordPiece\", " VOCAB, &tok), IA_EPARSE,
               "test.json: invalid JSON");
+    CHECK_ERR(parse("{\"model\": {\"type\": \"WordLevel\", \"vocab\": {}}}", &tok), IA_EUNSUPPORTED,
+              "test.json: model type 'WordLevel' is not supported yet");
     CHECK_ERR(parse("{\"model\": {\"type\": \"BPE\", \"vocab\": {}, \"merges\": []}}", &tok),
-              IA_EUNSUPPORTED, "test.json: model type 'BPE' is not supported yet");
+              IA_EPARSE, "test.json: model.vocab is empty");
     CHECK_ERR(parse("{\"model\": {\"type\": \"Unigram\", \"vocab\": []}}", &tok), IA_EUNSUPPORTED,
               "model type 'Unigram'");
     CHECK_ERR(parse("{\"model\": {\"type\": \"WordPiece\"}}", &tok), IA_EPARSE, "model.vocab");
     CHECK_ERR(parse("{\"normalizer\": null}", &tok), IA_EPARSE, "test.json: model is missing");
     CHECK_ERR(parse("{\"model\": {\"vocab\": {}}}", &tok), IA_EPARSE, "model.type");
-    CHECK_ERR(parse("{\"pre_tokenizer\": {\"type\": \"Metaspace\"}, \"model\": {\"type\": "
+    CHECK_ERR(parse("{\"pre_tokenizer\": {\"type\": \"Whitespace\"}, \"model\": {\"type\": "
                     "\"WordPiece\", " VOCAB "}}",
                     &tok),
-              IA_EUNSUPPORTED, "pre_tokenizer type 'Metaspace'");
+              IA_EUNSUPPORTED, "pre_tokenizer type 'Whitespace'");
     CHECK_ERR(parse("{\"normalizer\": {\"type\": \"Sequence\", \"normalizers\": [{\"type\": "
-                    "\"NFKC\"}]}, \"model\": {\"type\": \"WordPiece\", " VOCAB "}}",
+                    "\"Precompiled\"}]}, \"model\": {\"type\": \"WordPiece\", " VOCAB "}}",
                     &tok),
-              IA_EUNSUPPORTED, "normalizer type 'NFKC'");
-    CHECK_ERR(parse("{\"post_processor\": {\"type\": \"ByteLevel\"}, \"model\": {\"type\": "
+              IA_EUNSUPPORTED, "normalizer type 'Precompiled'");
+    CHECK_ERR(parse("{\"post_processor\": {\"type\": \"Sequence\", \"processors\": ["
+                    "{\"type\": \"BertProcessing\", \"sep\": [\"[SEP]\", 2], \"cls\": "
+                    "[\"[CLS]\", 1]}, {\"type\": \"BertProcessing\"}]}, \"model\": {\"type\": "
                     "\"WordPiece\", " VOCAB "}}",
                     &tok),
-              IA_EUNSUPPORTED, "post_processor type 'ByteLevel'");
+              IA_EUNSUPPORTED, "one template processor only");
+    CHECK_ERR(parse("{\"post_processor\": {\"type\": \"Bogus\"}, \"model\": {\"type\": "
+                    "\"WordPiece\", " VOCAB "}}",
+                    &tok),
+              IA_EUNSUPPORTED, "post_processor type 'Bogus'");
     CHECK_ERR(
         parse("{\"model\": {\"type\": \"WordPiece\", \"vocab\": {\"a\": 0, \"b\": 0}}}", &tok),
         IA_EPARSE, "gives id 0 to both");

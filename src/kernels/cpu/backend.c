@@ -102,6 +102,10 @@ static const ia_backend variant_generic = {
     .l2_normalize = cpu_l2_normalize_generic,
     .softmax = cpu_softmax_generic,
     .activate = cpu_activate_generic,
+    .rms_norm = cpu_rms_norm_generic,
+    .rope = cpu_rope_generic,
+    .swiglu = cpu_swiglu_generic,
+    .kv_attention = cpu_kv_attention_generic,
 };
 
 static const ia_backend variant_avx2 = {
@@ -117,6 +121,10 @@ static const ia_backend variant_avx2 = {
     .l2_normalize = cpu_l2_normalize_avx2,
     .softmax = cpu_softmax_avx2,
     .activate = cpu_activate_avx2,
+    .rms_norm = cpu_rms_norm_avx2,
+    .rope = cpu_rope_avx2,
+    .swiglu = cpu_swiglu_avx2,
+    .kv_attention = cpu_kv_attention_avx2,
 };
 
 /* AVX-512 CPUs have AVX2, and outside the GEMM the AVX2 ops are bound by
@@ -134,6 +142,10 @@ static const ia_backend variant_avx512 = {
     .l2_normalize = cpu_l2_normalize_avx2,
     .softmax = cpu_softmax_avx2,
     .activate = cpu_activate_avx2,
+    .rms_norm = cpu_rms_norm_avx2,
+    .rope = cpu_rope_avx2,
+    .swiglu = cpu_swiglu_avx2,
+    .kv_attention = cpu_kv_attention_avx2,
 };
 
 /* ---- public API ------------------------------------------------------------------------ */

@@ -105,6 +105,31 @@ void cpu_l2_normalize_generic(float *x, size_t ld, size_t rows, size_t cols);
 void cpu_softmax_generic(float *x, size_t ld, size_t rows, size_t cols);
 void cpu_activate_generic(ia_activation act, float *x, size_t n);
 
+/* generic decoder ops (ops_decoder.c) */
+#define CPU_KV_QBLOCK 16 /* queries per kv_attention task */
+void cpu_rms_norm_generic(const float *x, size_t ldx, float *residual, size_t ldr,
+                          const float *gamma, float eps, size_t rows, size_t cols, float *out,
+                          size_t ldo, ia_threadpool *pool);
+void cpu_rope_angles(size_t pos, const float *inv_freq, int half, float *cs, float *sn);
+void cpu_rope_generic(float *x, size_t ld, size_t rows, int n_heads, int head_dim, size_t pos0,
+                      const float *inv_freq, ia_rope_mode mode);
+void cpu_swiglu_generic(const float *gate, size_t ldg, const float *up, size_t ldu, size_t rows,
+                        size_t cols, float *out, size_t ldo);
+size_t cpu_kv_first_key(const ia_kv_attention_args *a, size_t p);
+/* Queries [i0, i1) of one head, the reference path. */
+void cpu_kv_attention_generic_rows(const ia_kv_attention_args *a, int head, size_t i0, size_t i1);
+void cpu_kv_attention_generic(const ia_kv_attention_args *a, ia_threadpool *pool);
+
+/* avx2 decoder ops (ops_decoder_avx2.c) */
+void cpu_rms_norm_avx2(const float *x, size_t ldx, float *residual, size_t ldr, const float *gamma,
+                       float eps, size_t rows, size_t cols, float *out, size_t ldo,
+                       ia_threadpool *pool);
+void cpu_rope_avx2(float *x, size_t ld, size_t rows, int n_heads, int head_dim, size_t pos0,
+                   const float *inv_freq, ia_rope_mode mode);
+void cpu_swiglu_avx2(const float *gate, size_t ldg, const float *up, size_t ldu, size_t rows,
+                     size_t cols, float *out, size_t ldo);
+void cpu_kv_attention_avx2(const ia_kv_attention_args *a, ia_threadpool *pool);
+
 /* avx2 (ops_avx2.c) */
 void cpu_layer_norm_avx2(const float *x, size_t ldx, const float *residual, size_t ldr,
                          const float *gamma, const float *beta, float eps, size_t rows, size_t cols,

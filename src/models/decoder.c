@@ -1,0 +1,982 @@
+/*
+ * The generic causal decoder: GPT-2 and the LLaMA family (llama, mistral,
+ * qwen2), from a HF directory (config.json + model.safetensors) or a GGUF
+ * file written the llama.cpp way.
+ *
+ * Loading reads the hyper-parameters through the architecture row
+ * (decoder_arch.c) from config.json keys or from "<arch>.*" GGUF metadata,
+ * finds every tensor under the source's names, checks each shape and packs
+ * the matrices for the backend: Q, K and V become one weight (a layer starts
+ * with one matrix multiply), LLaMA's gate and up projections another, and
+ * GPT-2's Conv1D matrices ([in, out] in HF files) are transposed on the way.
+ * Norm weights and biases become f32 arrays owned here; the embedding tables
+ * stay in the mapped file and are gathered row by row.
+ *
+ * RoPE: HF checkpoints rotate halves of each head (NEOX pairing); llama.cpp's
+ * converter permutes LLaMA's Q and K rows so that adjacent pairs rotate. The
+ * row says which pairing its GGUF files use, so both load without undoing
+ * the permutation. Inverse frequencies are computed once at load with the
+ * checkpoint's scaling (llama3, linear; in GGUF llama3 arrives as the
+ * rope_freqs.weight tensor of per-frequency divisors).
+ *
+ * A block is pre-norm:
+ *   qkv = norm(x) Wqkv (+ b); rope(q, k); append k, v to the cache
+ *   x += attention(q, cache) Wo (+ b)
+ *   x += mlp(norm(x))     SwiGLU: (silu(h Wg) * h Wu) Wd;  GPT-2: gelu(h W1 + b) W2 + b
+ * RMSNorm folds the residual add into the norm that follows it. A forward
+ * call works on the new tokens only; its scratch lives in the KV cache
+ * object and grows only when a call brings more tokens than any before, so
+ * decoding one token at a time allocates nothing.
+ */
+#include <jansson.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "ia/formats.h"
+#include "models_internal.h"
+
+typedef struct decoder_layer {
+    ia_packed_weight *qkv, *attn_out, *up, *down; /* up: [gate; up] for SwiGLU */
+    float *qkv_bias, *attn_out_bias, *up_bias, *down_bias;
+    float *attn_norm_w, *attn_norm_b, *ffn_norm_w, *ffn_norm_b;
+    size_t window; /* sliding window of this layer, 0 for none */
+} decoder_layer;
+
+struct ia_decoder {
+    ia_decoder_config config;
+    char *model_type;
+    const decoder_arch *arch;
+    const ia_backend *backend;
+    ia_safetensors *st;
+    ia_gguf *gguf;
+    ia_tensor embed, positions; /* views into the mapping */
+    float *final_norm_w, *final_norm_b;
+    ia_packed_weight *lm_head;
+    float *inv_freq; /* head_dim / 2 RoPE inverse frequencies, NULL for learned positions */
+    ia_rope_mode rope_mode;
+    ia_activation act; /* of the GELU-family MLP */
+    decoder_layer *layers;
+    size_t q_dim, kv_dim, ffn_dim; /* heads * head_dim, kv_heads * head_dim, MLP width */
+};
+
+/* ---- hyper-parameters ------------------------------------------------------------ */
+
+typedef struct loader {
+    ia_decoder *dec;
+    const char *path; /* the weights file, for messages */
+    const decoder_tensor_names *names;
+    ia_config *cfg;        /* HF source */
+    const char *gguf_arch; /* GGUF source: the "<arch>." key prefix */
+} loader;
+
+/* An integer GGUF key; per-layer arrays (head_count_kv in some files) give
+ * their first element, which is every layer's value in a uniform model. */
+static ia_status gguf_int(const ia_gguf *g, const char *key, bool required, int64_t *out) {
+    const ia_gguf_value *v = ia_gguf_find(g, key);
+    if (v && ia_gguf_value_type(v) == IA_GGUF_ARRAY && ia_gguf_array_count(v) > 0)
+        return ia_gguf_array_int(v, 0, out);
+    return ia_gguf_get_i64(g, key, required, out);
+}
+
+/* "<arch>.suffix" into buf. */
+static const char *gguf_key(const loader *ld, const char *suffix, char *buf, size_t cap) {
+    snprintf(buf, cap, "%s.%s", ld->gguf_arch, suffix);
+    return buf;
+}
+
+/* The integer hyper-parameters, each with its config.json key (in the row's
+ * keys) and GGUF suffix. Not required: left at the default set before. */
+static const struct int_field {
+    size_t cfg, key;
+    const char *gguf;
+    bool required;
+} int_fields[] = {
+    {offsetof(ia_decoder_config, hidden_size), offsetof(decoder_config_keys, hidden),
+     "embedding_length", true},
+    {offsetof(ia_decoder_config, num_layers), offsetof(decoder_config_keys, layers), "block_count",
+     true},
+    {offsetof(ia_decoder_config, num_heads), offsetof(decoder_config_keys, heads),
+     "attention.head_count", true},
+    {offsetof(ia_decoder_config, num_kv_heads), offsetof(decoder_config_keys, kv_heads),
+     "attention.head_count_kv", false},
+    {offsetof(ia_decoder_config, intermediate_size), offsetof(decoder_config_keys, intermediate),
+     "feed_forward_length", false},
+    {offsetof(ia_decoder_config, max_positions), offsetof(decoder_config_keys, max_positions),
+     "context_length", true},
+};
+
+static ia_status read_ints(const loader *ld) {
+    ia_decoder_config *c = &ld->dec->config;
+    char key[160];
+    for (size_t i = 0; i < sizeof int_fields / sizeof int_fields[0]; i++) {
+        const struct int_field *f = &int_fields[i];
+        int64_t *dst = (int64_t *)((char *)c + f->cfg);
+        ia_status st;
+        if (ld->cfg) {
+            const char *k = *(const char *const *)((const char *)&ld->dec->arch->keys + f->key);
+            st = k ? ia_config_int(ld->cfg, k, f->required, dst) : IA_OK;
+        } else {
+            st = gguf_int(ld->dec->gguf, gguf_key(ld, f->gguf, key, sizeof key), f->required, dst);
+        }
+        if (st != IA_OK)
+            return st;
+    }
+    return IA_OK;
+}
+
+/* A HF config field that may be an integer or a list of them (eos_token_id). */
+static int64_t json_first_int(json_t *v, int64_t dflt) {
+    if (json_is_array(v))
+        v = json_array_get(v, 0);
+    return json_is_integer(v) ? (int64_t)json_integer_value(v) : dflt;
+}
+
+/* RoPE scaling: "default"/"none", "linear" (factor) or "llama3". */
+typedef struct rope_scaling {
+    char type[32];
+    double factor, low_freq_factor, high_freq_factor, original_max;
+} rope_scaling;
+
+static double json_num(json_t *obj, const char *key, double dflt) {
+    json_t *v = json_object_get(obj, key);
+    return json_is_number(v) ? json_number_value(v) : dflt;
+}
+
+/* HF names: rope_theta and rope_scaling (transformers 4), or both inside
+ * rope_parameters (transformers 5). */
+static void hf_rope(const ia_config *cfg, double *theta, rope_scaling *rs) {
+    json_t *root = ia_config_json(cfg);
+    json_t *params = json_object_get(root, "rope_parameters");
+    json_t *scaling = json_object_get(root, "rope_scaling");
+    *theta = json_num(root, "rope_theta", json_num(params, "rope_theta", 10000.0));
+    json_t *obj = json_is_object(scaling) ? scaling : params;
+    const char *type = json_string_value(json_object_get(obj, "rope_type"));
+    if (!type)
+        type = json_string_value(json_object_get(obj, "type"));
+    snprintf(rs->type, sizeof rs->type, "%s", type ? type : "default");
+    rs->factor = json_num(obj, "factor", 1.0);
+    rs->low_freq_factor = json_num(obj, "low_freq_factor", 1.0);
+    rs->high_freq_factor = json_num(obj, "high_freq_factor", 4.0);
+    rs->original_max = json_num(obj, "original_max_position_embeddings", 8192.0);
+}
+
+static ia_status gguf_rope(const loader *ld, double *theta, rope_scaling *rs) {
+    const ia_gguf *g = ld->dec->gguf;
+    char key[160];
+    const char *type = "none";
+    ia_status st;
+    *theta = 10000.0;
+    rs->factor = 1.0;
+    if ((st = ia_gguf_get_f64(g, gguf_key(ld, "rope.freq_base", key, sizeof key), false, theta)) ||
+        (st = ia_gguf_get_string(g, gguf_key(ld, "rope.scaling.type", key, sizeof key), false,
+                                 &type, NULL)) ||
+        (st = ia_gguf_get_f64(g, gguf_key(ld, "rope.scaling.factor", key, sizeof key), false,
+                              &rs->factor)))
+        return st;
+    snprintf(rs->type, sizeof rs->type, "%s", type);
+    return IA_OK;
+}
+
+/* The sliding window of each layer. HF: sliding_window (null: none), for
+ * rows that say so only with use_sliding_window, and only on layers that
+ * layer_types marks "sliding_attention" when the config lists them. GGUF:
+ * <arch>.attention.sliding_window on every layer. */
+static ia_status read_windows(const loader *ld) {
+    ia_decoder *dec = ld->dec;
+    int64_t window = 0;
+    ia_status st;
+    json_t *types = NULL;
+    if (ld->cfg) {
+        bool use = !dec->arch->window_needs_flag;
+        if ((st = ia_config_int(ld->cfg, "sliding_window", false, &window)) ||
+            (st = ia_config_bool(ld->cfg, "use_sliding_window", false, &use)))
+            return st;
+        if (!use)
+            window = 0;
+        types = json_object_get(ia_config_json(ld->cfg), "layer_types");
+        if (types && json_array_size(types) != (size_t)dec->config.num_layers)
+            types = NULL;
+    } else {
+        char key[160];
+        if ((st = gguf_int(dec->gguf, gguf_key(ld, "attention.sliding_window", key, sizeof key),
+                           false, &window)))
+            return st;
+    }
+    if (window < 0)
+        return ia_error_set(IA_ERANGE, "%s: sliding window %lld is negative", ld->path,
+                            (long long)window);
+    dec->config.sliding_window = window;
+    for (int64_t i = 0; i < dec->config.num_layers; i++) {
+        const char *t = types ? json_string_value(json_array_get(types, (size_t)i)) : NULL;
+        dec->layers[i].window = !t || strcmp(t, "sliding_attention") == 0 ? (size_t)window : 0;
+    }
+    return IA_OK;
+}
+
+/* The MLP's activation: what config.json names (HF names; SwiGLU blocks
+ * take only silu), else the row's. */
+static ia_status read_activation(const loader *ld) {
+    static const struct {
+        const char *name;
+        ia_activation act;
+    } acts[] = {{"gelu_new", IA_ACT_GELU_TANH},  {"gelu_pytorch_tanh", IA_ACT_GELU_TANH},
+                {"gelu_fast", IA_ACT_GELU_TANH}, {"gelu", IA_ACT_GELU_ERF},
+                {"relu", IA_ACT_RELU},           {"silu", IA_ACT_SILU}};
+    ia_decoder *dec = ld->dec;
+    const decoder_arch *a = dec->arch;
+    dec->act = a->mlp == DEC_MLP_SWIGLU ? IA_ACT_SILU : a->act;
+    if (!ld->cfg)
+        return IA_OK;
+    const char *key = a->mlp == DEC_MLP_SWIGLU ? "hidden_act" : "activation_function";
+    const char *name = NULL;
+    ia_status st = ia_config_string(ld->cfg, key, false, &name);
+    if (st != IA_OK || !name)
+        return st;
+    for (size_t i = 0; i < sizeof acts / sizeof acts[0]; i++)
+        if (strcmp(acts[i].name, name) == 0 &&
+            (a->mlp == DEC_MLP_GELU || acts[i].act == IA_ACT_SILU)) {
+            dec->act = acts[i].act;
+            return IA_OK;
+        }
+    return ia_error_set(IA_EUNSUPPORTED, "%s: field '%s' is '%s', which %s blocks do not use",
+                        ia_config_path(ld->cfg), key, name, a->model_type);
+}
+
+static ia_status check_positive(const loader *ld, const char *what, int64_t v, int64_t max) {
+    if (v >= 1 && v <= max)
+        return IA_OK;
+    return ia_error_set(IA_ERANGE, "%s: %s is %lld; it must be between 1 and %lld",
+                        ld->cfg ? ia_config_path(ld->cfg) : ld->path, what, (long long)v,
+                        (long long)max);
+}
+
+static ia_status read_config(loader *ld) {
+    ia_decoder *dec = ld->dec;
+    ia_decoder_config *c = &dec->config;
+    const char *where = ld->cfg ? ia_config_path(ld->cfg) : ld->path;
+    ia_status st;
+    c->num_kv_heads = 0;
+    c->intermediate_size = 0;
+    c->head_dim = 0;
+    c->norm_eps = 1e-5;
+    c->bos_token_id = c->eos_token_id = -1;
+    if ((st = read_ints(ld)))
+        return st;
+    char key[160];
+    if (ld->cfg) {
+        json_t *root = ia_config_json(ld->cfg);
+        if ((st = ia_config_int(ld->cfg, "vocab_size", true, &c->vocab_size)) ||
+            (st = ia_config_int(ld->cfg, "head_dim", false, &c->head_dim)) ||
+            (st = ia_config_float(ld->cfg, dec->arch->keys.eps, false, &c->norm_eps)) ||
+            (st = read_activation(ld)))
+            return st;
+        c->bos_token_id = json_first_int(json_object_get(root, "bos_token_id"), -1);
+        c->eos_token_id = json_first_int(json_object_get(root, "eos_token_id"), -1);
+    } else {
+        const char *eps_key = dec->arch->norm == DEC_NORM_RMS ? "attention.layer_norm_rms_epsilon"
+                                                              : "attention.layer_norm_epsilon";
+        const ia_gguf *g = dec->gguf;
+        c->vocab_size = dec->embed.shape[0];
+        if ((st = gguf_int(g, gguf_key(ld, "attention.key_length", key, sizeof key), false,
+                           &c->head_dim)) ||
+            (st =
+                 ia_gguf_get_f64(g, gguf_key(ld, eps_key, key, sizeof key), false, &c->norm_eps)) ||
+            (st = ia_gguf_get_i64(g, "tokenizer.ggml.bos_token_id", false, &c->bos_token_id)) ||
+            (st = ia_gguf_get_i64(g, "tokenizer.ggml.eos_token_id", false, &c->eos_token_id)))
+            return st;
+    }
+    if (!ld->cfg)
+        read_activation(ld); /* the row's: GGUF has no activation key */
+    if (!c->num_kv_heads)
+        c->num_kv_heads = c->num_heads;
+    if (!c->intermediate_size && dec->arch->mlp == DEC_MLP_GELU)
+        c->intermediate_size = 4 * c->hidden_size; /* GPT-2's n_inner: null */
+    const int64_t big = 1 << 24;
+    if ((st = check_positive(ld, "the vocabulary size", c->vocab_size, INT32_MAX)) ||
+        (st = check_positive(ld, "the hidden size", c->hidden_size, big)) ||
+        (st = check_positive(ld, "the layer count", c->num_layers, 4096)) ||
+        (st = check_positive(ld, "the head count", c->num_heads, 4096)) ||
+        (st = check_positive(ld, "the key/value head count", c->num_kv_heads, c->num_heads)) ||
+        (st = check_positive(ld, "the MLP width", c->intermediate_size, big)) ||
+        (st = check_positive(ld, "the context length", c->max_positions, big)))
+        return st;
+    if (!c->head_dim) {
+        if (c->hidden_size % c->num_heads)
+            return ia_error_set(IA_EPARSE, "%s: hidden size %lld is not a multiple of %lld heads",
+                                where, (long long)c->hidden_size, (long long)c->num_heads);
+        c->head_dim = c->hidden_size / c->num_heads;
+    }
+    if (c->num_heads % c->num_kv_heads)
+        return ia_error_set(IA_EPARSE, "%s: %lld attention heads do not split into %lld KV groups",
+                            where, (long long)c->num_heads, (long long)c->num_kv_heads);
+    if ((st = check_positive(ld, "the head size", c->head_dim, IA_MAX_HEAD_DIM)))
+        return st;
+    if (!dec->arch->learned_positions && c->head_dim % 2)
+        return ia_error_set(IA_EUNSUPPORTED, "%s: RoPE needs an even head size, not %lld", where,
+                            (long long)c->head_dim);
+    dec->q_dim = (size_t)(c->num_heads * c->head_dim);
+    dec->kv_dim = (size_t)(c->num_kv_heads * c->head_dim);
+    dec->ffn_dim = (size_t)c->intermediate_size;
+    return IA_OK;
+}
+
+/* ---- tensors ------------------------------------------------------------------------ */
+
+/* Looks a tensor up by its full name; *found false when absent. */
+static ia_status find_tensor(const loader *ld, const char *name, ia_tensor *out, bool *found) {
+    *found = false;
+    if (ld->dec->st) {
+        const ia_tensor *t = ia_safetensors_find(ld->dec->st, name);
+        if (t) {
+            *out = *t;
+            *found = true;
+        }
+        return IA_OK;
+    }
+    const ia_gguf_tensor *gt = ia_gguf_tensor_find(ld->dec->gguf, name);
+    if (!gt)
+        return IA_OK;
+    *found = true;
+    return ia_gguf_tensor_view(ld->dec->gguf, gt, out); /* quantized types: a clear error */
+}
+
+/* pattern (%d = layer) + suffix, checked against [rows, cols] (a vector of
+ * rows when cols is 0; [cols, rows] when transposed). Missing: IA_ENOTFOUND,
+ * unless optional, then *found is false. */
+static ia_status get_tensor_opt(const loader *ld, const char *pattern, int layer,
+                                const char *suffix, int64_t rows, int64_t cols, bool transposed,
+                                ia_tensor *out, bool *found) {
+    char name[512];
+    int n = snprintf(name, sizeof name, pattern, layer);
+    snprintf(name + n, sizeof name - (size_t)n, "%s", suffix);
+    ia_status st = find_tensor(ld, name, out, found);
+    if (st != IA_OK || !*found)
+        return st;
+    int64_t r = transposed ? cols : rows, c = transposed ? rows : cols;
+    bool ok = out->ndim == (cols ? 2 : 1) && out->shape[0] == r && (!cols || out->shape[1] == c);
+    if (!ok) {
+        char got[96];
+        ia_tensor_shape_str(out, got, sizeof got);
+        if (cols)
+            return ia_error_set(IA_EPARSE,
+                                "%s: tensor '%s' has shape %s; the model's hyper-parameters "
+                                "imply [%lld, %lld]",
+                                ld->path, name, got, (long long)r, (long long)c);
+        return ia_error_set(IA_EPARSE,
+                            "%s: tensor '%s' has shape %s; the model's hyper-parameters imply "
+                            "[%lld]",
+                            ld->path, name, got, (long long)r);
+    }
+    if (!ia_dtype_get_info(out->dtype)->is_float)
+        return ia_error_set(IA_EUNSUPPORTED,
+                            "%s: tensor '%s' has dtype %s; weights must be f32, f16 or bf16",
+                            ld->path, name, ia_dtype_name(out->dtype));
+    return IA_OK;
+}
+
+static ia_status get_tensor(const loader *ld, const char *pattern, int layer, const char *suffix,
+                            int64_t rows, int64_t cols, bool transposed, ia_tensor *out) {
+    bool found;
+    ia_status st = get_tensor_opt(ld, pattern, layer, suffix, rows, cols, transposed, out, &found);
+    if (st == IA_OK && !found) {
+        char name[512];
+        int n = snprintf(name, sizeof name, pattern, layer);
+        snprintf(name + n, sizeof name - (size_t)n, "%s", suffix);
+        st = ia_error_set(IA_ENOTFOUND, "%s: tensor '%s' is missing", ld->path, name);
+    }
+    return st;
+}
+
+/* Appends vector pattern+suffix (n floats) at dst as f32. */
+static ia_status load_into(const loader *ld, const char *pattern, int layer, const char *suffix,
+                           int64_t n, float *dst) {
+    ia_tensor t;
+    ia_status st = get_tensor(ld, pattern, layer, suffix, n, 0, false, &t);
+    return st ? st : ia_convert_to_f32(t.dtype, t.data, dst, (size_t)n);
+}
+
+static ia_status load_vector(const loader *ld, const char *pattern, int layer, const char *suffix,
+                             int64_t n, float **out) {
+    if (!(*out = ia_malloc_array((size_t)n, sizeof(float))))
+        return IA_ENOMEM;
+    return load_into(ld, pattern, layer, suffix, n, *out);
+}
+
+/* Packs parts for the backend; transposed parts ([in, out], GPT-2's Conv1D)
+ * are turned into [out, in] f32 copies first (load time only). */
+static ia_status pack_parts(const loader *ld, ia_dtype compute, ia_tensor *parts, int n_parts,
+                            bool transposed, ia_packed_weight **out) {
+    const ia_tensor *ptrs[3];
+    float *copies[3] = {0};
+    ia_status st = IA_OK;
+    for (int p = 0; p < n_parts && st == IA_OK; p++) {
+        ptrs[p] = &parts[p];
+        if (!transposed)
+            continue;
+        size_t in = (size_t)parts[p].shape[0], outs = (size_t)parts[p].shape[1], n = in * outs;
+        float *tmp = ia_malloc_array(n, sizeof(float));
+        copies[p] = ia_malloc_array(n, sizeof(float));
+        st =
+            tmp && copies[p] ? ia_convert_to_f32(parts[p].dtype, parts[p].data, tmp, n) : IA_ENOMEM;
+        for (size_t i = 0; st == IA_OK && i < in; i++)
+            for (size_t o = 0; o < outs; o++)
+                copies[p][o * in + i] = tmp[i * outs + o];
+        free(tmp);
+        parts[p].dtype = IA_DTYPE_F32;
+        parts[p].shape[0] = (int64_t)outs;
+        parts[p].shape[1] = (int64_t)in;
+        parts[p].data = copies[p];
+    }
+    if (st == IA_OK)
+        st = ld->dec->backend->weight_pack(ptrs, n_parts, compute, out);
+    for (int p = 0; p < n_parts; p++)
+        free(copies[p]);
+    return st;
+}
+
+/* A linear layer: weight [n_out, n_in] and, when has_bias, its bias. */
+static ia_status load_linear(const loader *ld, ia_dtype compute, const char *pattern, int layer,
+                             int64_t n_out, int64_t n_in, bool has_bias, ia_packed_weight **w,
+                             float **bias) {
+    bool tr = ld->dec->st && ld->dec->arch->conv1d;
+    ia_tensor t;
+    ia_status st = get_tensor(ld, pattern, layer, ".weight", n_out, n_in, tr, &t);
+    if (st == IA_OK)
+        st = pack_parts(ld, compute, &t, 1, tr, w);
+    if (st == IA_OK && has_bias)
+        st = load_vector(ld, pattern, layer, ".bias", n_out, bias);
+    return st;
+}
+
+/* Q, K and V (separate or fused) as one packed weight and, with biases, one
+ * f32 bias vector in the same order. */
+static ia_status load_qkv(const loader *ld, ia_dtype compute, int i, decoder_layer *l) {
+    const ia_decoder *dec = ld->dec;
+    const decoder_tensor_names *nm = ld->names;
+    int64_t h = dec->config.hidden_size, qd = (int64_t)dec->q_dim, kvd = (int64_t)dec->kv_dim;
+    if (dec->arch->fused_qkv)
+        return load_linear(ld, compute, nm->qkv, i, qd + 2 * kvd, h, dec->arch->qkv_bias, &l->qkv,
+                           &l->qkv_bias);
+    const char *names[3] = {nm->q, nm->k, nm->v};
+    int64_t rows[3] = {qd, kvd, kvd};
+    ia_tensor parts[3];
+    ia_status st = IA_OK;
+    for (int p = 0; p < 3 && st == IA_OK; p++)
+        st = get_tensor(ld, names[p], i, ".weight", rows[p], h, false, &parts[p]);
+    if (st == IA_OK)
+        st = pack_parts(ld, compute, parts, 3, false, &l->qkv);
+    if (st == IA_OK && dec->arch->qkv_bias) {
+        l->qkv_bias = ia_malloc_array((size_t)(qd + 2 * kvd), sizeof(float));
+        st = l->qkv_bias ? IA_OK : IA_ENOMEM;
+        for (int p = 0, off = 0; p < 3 && st == IA_OK; off += (int)rows[p], p++)
+            st = load_into(ld, names[p], i, ".bias", rows[p], l->qkv_bias + off);
+    }
+    return st;
+}
+
+/* A norm's weight, and its bias for LayerNorm. */
+static ia_status load_norm(const loader *ld, const char *pattern, int layer, float **w, float **b) {
+    int64_t h = ld->dec->config.hidden_size;
+    ia_status st = load_vector(ld, pattern, layer, ".weight", h, w);
+    if (st == IA_OK && ld->dec->arch->norm == DEC_NORM_LAYER)
+        st = load_vector(ld, pattern, layer, ".bias", h, b);
+    return st;
+}
+
+static ia_status load_mlp(const loader *ld, ia_dtype compute, int i, decoder_layer *l) {
+    const ia_decoder *dec = ld->dec;
+    const decoder_tensor_names *nm = ld->names;
+    int64_t h = dec->config.hidden_size, f = (int64_t)dec->ffn_dim;
+    bool bias = dec->arch->mlp_bias;
+    ia_status st;
+    if (dec->arch->mlp == DEC_MLP_SWIGLU) {
+        ia_tensor parts[2];
+        if ((st = get_tensor(ld, nm->gate, i, ".weight", f, h, false, &parts[0])) ||
+            (st = get_tensor(ld, nm->up, i, ".weight", f, h, false, &parts[1])) ||
+            (st = pack_parts(ld, compute, parts, 2, false, &l->up)))
+            return st;
+    } else if ((st = load_linear(ld, compute, nm->up, i, f, h, bias, &l->up, &l->up_bias))) {
+        return st;
+    }
+    return load_linear(ld, compute, nm->down, i, h, f, bias, &l->down, &l->down_bias);
+}
+
+static ia_status load_layer(const loader *ld, ia_dtype compute, int i) {
+    const ia_decoder *dec = ld->dec;
+    decoder_layer *l = &dec->layers[i];
+    const decoder_tensor_names *nm = ld->names;
+    ia_status st;
+    if ((st = load_norm(ld, nm->attn_norm, i, &l->attn_norm_w, &l->attn_norm_b)) ||
+        (st = load_qkv(ld, compute, i, l)) ||
+        (st =
+             load_linear(ld, compute, nm->attn_out, i, dec->config.hidden_size, (int64_t)dec->q_dim,
+                         dec->arch->out_bias, &l->attn_out, &l->attn_out_bias)) ||
+        (st = load_norm(ld, nm->ffn_norm, i, &l->ffn_norm_w, &l->ffn_norm_b)) ||
+        (st = load_mlp(ld, compute, i, l)))
+        return st;
+    return IA_OK;
+}
+
+/* The output head: lm_head / output.weight, or the embeddings when tied
+ * (HF: tie_word_embeddings; GGUF: no output.weight, llama.cpp's habit). */
+static ia_status load_head(const loader *ld, ia_dtype compute) {
+    ia_decoder *dec = ld->dec;
+    const ia_decoder_config *c = &dec->config;
+    bool tied = dec->arch->tied_default, found = false;
+    ia_tensor head;
+    ia_status st;
+    if (ld->cfg && (st = ia_config_bool(ld->cfg, "tie_word_embeddings", false, &tied)))
+        return st;
+    if (!tied || !ld->cfg) {
+        st = get_tensor_opt(ld, ld->names->lm_head, 0, "", c->vocab_size, c->hidden_size, false,
+                            &head, &found);
+        if (st != IA_OK)
+            return st;
+        if (!found && ld->cfg)
+            return ia_error_set(IA_ENOTFOUND,
+                                "%s: tensor '%s' is missing and config.json does not tie the "
+                                "output head to the embeddings",
+                                ld->path, ld->names->lm_head);
+    }
+    if (!found)
+        head = dec->embed;
+    return pack_parts(ld, compute, &head, 1, false, &dec->lm_head);
+}
+
+/* RoPE inverse frequencies as HF computes them (float32: base^(2i/d), then
+ * the reciprocal), with the checkpoint's scaling applied. */
+static ia_status rope_frequencies(const loader *ld) {
+    ia_decoder *dec = ld->dec;
+    int half = (int)dec->config.head_dim / 2;
+    double theta;
+    rope_scaling rs = {0};
+    ia_status st = ld->cfg ? (hf_rope(ld->cfg, &theta, &rs), IA_OK) : gguf_rope(ld, &theta, &rs);
+    if (st != IA_OK)
+        return st;
+    dec->config.rope_theta = theta;
+    if (!(dec->inv_freq = ia_malloc_array((size_t)half, sizeof(float))))
+        return IA_ENOMEM;
+    for (int i = 0; i < half; i++)
+        dec->inv_freq[i] = 1.0f / powf((float)theta, (float)(2 * i) / (float)dec->config.head_dim);
+    bool plain = !strcmp(rs.type, "default") || !strcmp(rs.type, "none");
+    if (!strcmp(rs.type, "linear")) {
+        for (int i = 0; i < half; i++)
+            dec->inv_freq[i] = (float)(dec->inv_freq[i] / rs.factor);
+    } else if (!strcmp(rs.type, "llama3")) {
+        /* Meta's recipe: long wavelengths slowed by factor, short ones kept,
+         * a smooth blend between the two cut-offs. */
+        double low_wl = rs.original_max / rs.low_freq_factor;
+        double high_wl = rs.original_max / rs.high_freq_factor;
+        for (int i = 0; i < half; i++) {
+            double f = dec->inv_freq[i], wl = 2.0 * M_PI / f;
+            if (wl > low_wl) {
+                f /= rs.factor;
+            } else if (wl >= high_wl) {
+                double s = (rs.original_max / wl - rs.low_freq_factor) /
+                           (rs.high_freq_factor - rs.low_freq_factor);
+                f = (1.0 - s) * f / rs.factor + s * f;
+            }
+            dec->inv_freq[i] = (float)f;
+        }
+    } else if (!plain) {
+        return ia_error_set(IA_EUNSUPPORTED,
+                            "%s: RoPE scaling '%s' is not supported (default, linear, llama3)",
+                            ld->cfg ? ia_config_path(ld->cfg) : ld->path, rs.type);
+    }
+    if (ld->cfg)
+        return IA_OK;
+    /* GGUF carries llama3 (and similar) scaling as per-frequency divisors. */
+    ia_tensor ff;
+    bool found;
+    if ((st = get_tensor_opt(ld, "rope_freqs.weight", 0, "", half, 0, false, &ff, &found)) ||
+        !found)
+        return st;
+    float *div = ia_malloc_array((size_t)half, sizeof(float));
+    st = div ? ia_convert_to_f32(ff.dtype, ff.data, div, (size_t)half) : IA_ENOMEM;
+    for (int i = 0; st == IA_OK && i < half; i++)
+        dec->inv_freq[i] /= div[i];
+    free(div);
+    return st;
+}
+
+static ia_status load_weights(loader *ld, ia_dtype compute) {
+    ia_decoder *dec = ld->dec;
+    const ia_decoder_config *c = &dec->config;
+    ia_status st;
+    if ((st = get_tensor(ld, ld->names->embed, 0, "", c->vocab_size, c->hidden_size, false,
+                         &dec->embed)))
+        return st;
+    if (dec->arch->learned_positions &&
+        (st = get_tensor(ld, ld->names->positions, 0, "", c->max_positions, c->hidden_size, false,
+                         &dec->positions)))
+        return st;
+    if ((st = load_norm(ld, ld->names->final_norm, 0, &dec->final_norm_w, &dec->final_norm_b)) ||
+        (st = load_head(ld, compute)))
+        return st;
+    if (!dec->arch->learned_positions && (st = rope_frequencies(ld)))
+        return st;
+    for (int i = 0; i < c->num_layers; i++)
+        if ((st = load_layer(ld, compute, i)))
+            return st;
+    return IA_OK;
+}
+
+/* Opens the source: a directory is a HF checkpoint, anything else a GGUF. */
+static ia_status open_source(ia_decoder *dec, const char *path, loader *ld, char **weights_path) {
+    struct stat sb;
+    ia_status st;
+    if (stat(path, &sb) != 0)
+        return ia_error_set(IA_ENOTFOUND, "%s: no such model directory or GGUF file", path);
+    if (S_ISDIR(sb.st_mode)) {
+        char *config_path = ia_path_join(path, "config.json");
+        *weights_path = ia_path_join(path, "model.safetensors");
+        st = config_path && *weights_path ? ia_config_load(config_path, &ld->cfg) : IA_ENOMEM;
+        free(config_path);
+        const char *model_type = NULL;
+        if (st == IA_OK && !(st = ia_config_string(ld->cfg, "model_type", true, &model_type)) &&
+            !(dec->arch = decoder_arch_find(model_type)))
+            st = ia_error_set(IA_EUNSUPPORTED,
+                              "%s: model_type '%s' is not a decoder this build runs (%s)",
+                              ia_config_path(ld->cfg), model_type, decoder_arch_list());
+        if (st == IA_OK)
+            st = ia_safetensors_open(*weights_path, &dec->st);
+        ld->path = *weights_path;
+        ld->names = dec->arch ? &dec->arch->hf : NULL;
+        if (st == IA_OK && !(dec->model_type = ia_strdup(model_type)))
+            st = IA_ENOMEM;
+        return st;
+    }
+    if ((st = ia_gguf_open(path, &dec->gguf)))
+        return st;
+    ld->path = ia_gguf_path(dec->gguf);
+    ld->names = &decoder_gguf_names;
+    if ((st = ia_gguf_get_string(dec->gguf, "general.architecture", true, &ld->gguf_arch, NULL)))
+        return st;
+    if (!(dec->arch = decoder_arch_find_gguf(ld->gguf_arch)))
+        return ia_error_set(IA_EUNSUPPORTED,
+                            "%s: general.architecture '%s' is not a decoder this build runs "
+                            "(llama, qwen2, gpt2)",
+                            ld->path, ld->gguf_arch);
+    if (!(dec->model_type = ia_strdup(dec->arch->model_type)))
+        return IA_ENOMEM;
+    /* the vocabulary size comes from the embedding table's rows */
+    bool found;
+    if ((st = find_tensor(ld, decoder_gguf_names.embed, &dec->embed, &found)))
+        return st;
+    if (!found || dec->embed.ndim != 2)
+        return ia_error_set(IA_ENOTFOUND, "%s: tensor '%s' is missing or not a matrix", ld->path,
+                            decoder_gguf_names.embed);
+    return IA_OK;
+}
+
+ia_status ia_decoder_load(const char *path, const ia_backend *backend, ia_dtype compute,
+                          ia_decoder **out) {
+    *out = NULL;
+    char *weights_path = NULL;
+    loader ld = {0};
+    ia_decoder *dec = ia_calloc(1, sizeof *dec);
+    ia_status st = IA_ENOMEM;
+    if (!dec)
+        goto fail;
+    dec->backend = backend;
+    ld.dec = dec;
+    if ((st = open_source(dec, path, &ld, &weights_path)))
+        goto fail;
+    dec->config.model_type = dec->model_type;
+    dec->rope_mode = ld.cfg ? IA_ROPE_NEOX : dec->arch->gguf_rope;
+    if ((st = read_config(&ld)))
+        goto fail;
+    if (!(dec->layers = ia_calloc((size_t)dec->config.num_layers, sizeof *dec->layers))) {
+        st = IA_ENOMEM;
+        goto fail;
+    }
+    if ((st = read_windows(&ld)) || (st = load_weights(&ld, compute)))
+        goto fail;
+    /* The matrices now live packed; only embedding rows are read from the
+     * file from here on. */
+    if (dec->st)
+        ia_safetensors_drop_pages(dec->st);
+    ia_config_free(ld.cfg);
+    free(weights_path);
+    *out = dec;
+    return IA_OK;
+fail:
+    ia_config_free(ld.cfg);
+    free(weights_path);
+    ia_decoder_free(dec);
+    return st;
+}
+
+void ia_decoder_free(ia_decoder *dec) {
+    if (!dec)
+        return;
+    for (int64_t i = 0; dec->layers && i < dec->config.num_layers; i++) {
+        decoder_layer *l = &dec->layers[i];
+        ia_packed_weight *w[] = {l->qkv, l->attn_out, l->up, l->down};
+        for (int k = 0; k < 4; k++)
+            if (w[k])
+                dec->backend->weight_free(w[k]);
+        float *v[] = {l->qkv_bias,    l->attn_out_bias, l->up_bias,    l->down_bias,
+                      l->attn_norm_w, l->attn_norm_b,   l->ffn_norm_w, l->ffn_norm_b};
+        for (int k = 0; k < 8; k++)
+            free(v[k]);
+    }
+    free(dec->layers);
+    if (dec->lm_head)
+        dec->backend->weight_free(dec->lm_head);
+    free(dec->final_norm_w);
+    free(dec->final_norm_b);
+    free(dec->inv_freq);
+    ia_safetensors_close(dec->st);
+    ia_gguf_close(dec->gguf);
+    free(dec->model_type);
+    free(dec);
+}
+
+const ia_decoder_config *ia_decoder_get_config(const ia_decoder *dec) { return &dec->config; }
+
+/* ---- KV cache -------------------------------------------------------------------------- */
+
+struct ia_kv_cache {
+    const ia_decoder *dec;
+    size_t max_tokens, length, elem;
+    ia_dtype dtype;
+    void *k, *v; /* [layers][max_tokens][kv_dim] */
+    /* forward scratch for up to `cap` tokens */
+    size_t cap;
+    float *scratch;
+    float *x, *xn, *qkv, *ctx, *tmp, *ffn;
+    int32_t *pos;
+};
+
+ia_status ia_kv_cache_create(const ia_decoder *dec, size_t max_tokens, ia_dtype kv_dtype,
+                             ia_kv_cache **out) {
+    *out = NULL;
+    size_t ctx = (size_t)dec->config.max_positions;
+    if (kv_dtype != IA_DTYPE_F32 && kv_dtype != IA_DTYPE_F16)
+        return ia_error_set(IA_EUNSUPPORTED, "KV cache: type %s is not supported (f32 or f16)",
+                            ia_dtype_name(kv_dtype));
+    if (max_tokens == 0)
+        max_tokens = ctx;
+    if (max_tokens > ctx)
+        return ia_error_set(IA_ERANGE, "KV cache of %zu tokens: the model's context is %zu tokens",
+                            max_tokens, ctx);
+    ia_kv_cache *kv = ia_calloc(1, sizeof *kv);
+    if (!kv)
+        return IA_ENOMEM;
+    kv->dec = dec;
+    kv->max_tokens = max_tokens;
+    kv->dtype = kv_dtype;
+    kv->elem = kv_dtype == IA_DTYPE_F32 ? 4 : 2;
+    size_t bytes;
+    if (!ia_size_mul((size_t)dec->config.num_layers, max_tokens, &bytes) ||
+        !ia_size_mul(bytes, dec->kv_dim, &bytes) || !ia_size_mul(bytes, kv->elem, &bytes)) {
+        ia_kv_cache_free(kv);
+        return ia_error_set(IA_ENOMEM, "KV cache of %zu tokens overflows memory sizes", max_tokens);
+    }
+    kv->k = ia_malloc_aligned(bytes ? bytes : 64, 64);
+    kv->v = ia_malloc_aligned(bytes ? bytes : 64, 64);
+    if (!kv->k || !kv->v) {
+        ia_kv_cache_free(kv);
+        return IA_ENOMEM;
+    }
+    *out = kv;
+    return IA_OK;
+}
+
+void ia_kv_cache_free(ia_kv_cache *kv) {
+    if (!kv)
+        return;
+    ia_free_aligned(kv->k);
+    ia_free_aligned(kv->v);
+    ia_free_aligned(kv->scratch);
+    free(kv->pos);
+    free(kv);
+}
+
+size_t ia_kv_cache_length(const ia_kv_cache *kv) { return kv->length; }
+
+void ia_kv_cache_reset(ia_kv_cache *kv) { kv->length = 0; }
+
+/* Makes the scratch hold n tokens; a no-op once a call of n tokens has run. */
+static ia_status reserve_scratch(ia_kv_cache *kv, size_t n) {
+    if (n <= kv->cap)
+        return IA_OK;
+    const ia_decoder *dec = kv->dec;
+    size_t h = (size_t)dec->config.hidden_size;
+    size_t ffn_w = dec->arch->mlp == DEC_MLP_SWIGLU ? 2 * dec->ffn_dim : dec->ffn_dim;
+    /* widths of x, xn, qkv, ctx, tmp, ffn, each rounded to 16 floats */
+    size_t widths[6] = {h, h, dec->q_dim + 2 * dec->kv_dim, dec->q_dim, h, ffn_w};
+    size_t per_token = 0, bytes;
+    for (int i = 0; i < 6; i++)
+        per_token += (widths[i] + 15) & ~(size_t)15;
+    if (!ia_size_mul(per_token, n, &bytes) || !ia_size_mul(bytes, sizeof(float), &bytes))
+        return ia_error_set(IA_ENOMEM, "forward scratch for %zu tokens overflows", n);
+    float *s = ia_malloc_aligned(bytes, 64);
+    int32_t *pos = ia_malloc_array(n, sizeof(int32_t));
+    if (!s || !pos) {
+        ia_free_aligned(s);
+        free(pos);
+        return IA_ENOMEM;
+    }
+    ia_free_aligned(kv->scratch);
+    free(kv->pos);
+    kv->scratch = s;
+    kv->pos = pos;
+    kv->cap = n;
+    float **dst[6] = {&kv->x, &kv->xn, &kv->qkv, &kv->ctx, &kv->tmp, &kv->ffn};
+    for (int i = 0; i < 6; i++) {
+        *dst[i] = s;
+        s += ((widths[i] + 15) & ~(size_t)15) * n;
+    }
+    return IA_OK;
+}
+
+/* ---- forward -------------------------------------------------------------------------- */
+
+/* x += delta (when given), then out = norm(x): the pre-norm step. RMSNorm
+ * does the add inside the kernel. */
+static void add_norm(const ia_decoder *dec, float *x, const float *delta, const float *w,
+                     const float *b, size_t rows, float *out, ia_threadpool *pool) {
+    const ia_backend *be = dec->backend;
+    size_t h = (size_t)dec->config.hidden_size;
+    float eps = (float)dec->config.norm_eps;
+    if (dec->arch->norm == DEC_NORM_RMS) {
+        if (delta)
+            be->rms_norm(delta, h, x, h, w, eps, rows, h, out, h, pool);
+        else
+            be->rms_norm(x, h, NULL, 0, w, eps, rows, h, out, h, pool);
+        return;
+    }
+    if (delta)
+        for (size_t i = 0; i < rows * h; i++)
+            x[i] += delta[i];
+    be->layer_norm(x, h, NULL, 0, w, b, eps, rows, h, out, h, pool);
+}
+
+/* Copies the new tokens' keys and values (in qkv rows) into layer l's cache. */
+static void append_kv(ia_kv_cache *kv, int l, const float *qkv, size_t ld, size_t n) {
+    const ia_decoder *dec = kv->dec;
+    size_t kvd = dec->kv_dim, base = ((size_t)l * kv->max_tokens + kv->length) * kvd;
+    for (size_t t = 0; t < n; t++) {
+        const float *k = qkv + t * ld + dec->q_dim, *v = k + kvd;
+        size_t off = base + t * kvd;
+        if (kv->dtype == IA_DTYPE_F32) {
+            memcpy((float *)kv->k + off, k, kvd * sizeof(float));
+            memcpy((float *)kv->v + off, v, kvd * sizeof(float));
+        } else {
+            uint16_t *kd = (uint16_t *)kv->k + off, *vd = (uint16_t *)kv->v + off;
+            for (size_t d = 0; d < kvd; d++) {
+                kd[d] = ia_f32_to_f16(k[d]);
+                vd[d] = ia_f32_to_f16(v[d]);
+            }
+        }
+    }
+}
+
+static void run_layer(const ia_decoder *dec, ia_kv_cache *kv, int li, size_t n,
+                      ia_threadpool *pool) {
+    const ia_backend *be = dec->backend;
+    const decoder_layer *l = &dec->layers[li];
+    const ia_decoder_config *c = &dec->config;
+    size_t h = (size_t)c->hidden_size, qkv_w = dec->q_dim + 2 * dec->kv_dim, f = dec->ffn_dim;
+    int hd = (int)c->head_dim;
+
+    be->linear(l->qkv, l->qkv_bias, IA_ACT_NONE, kv->xn, h, kv->qkv, qkv_w, n, pool);
+    if (dec->inv_freq) {
+        be->rope(kv->qkv, qkv_w, n, (int)c->num_heads, hd, kv->length, dec->inv_freq,
+                 dec->rope_mode);
+        be->rope(kv->qkv + dec->q_dim, qkv_w, n, (int)c->num_kv_heads, hd, kv->length,
+                 dec->inv_freq, dec->rope_mode);
+    }
+    append_kv(kv, li, kv->qkv, qkv_w, n);
+    size_t layer_off = (size_t)li * kv->max_tokens * dec->kv_dim * kv->elem;
+    ia_kv_attention_args att = {
+        .q = kv->qkv,
+        .ld_q = qkv_w,
+        .k = (const char *)kv->k + layer_off,
+        .v = (const char *)kv->v + layer_off,
+        .ld_kv = dec->kv_dim,
+        .kv_dtype = kv->dtype,
+        .out = kv->ctx,
+        .ld_out = dec->q_dim,
+        .n_q = n,
+        .pos0 = kv->length,
+        .n_heads = (int)c->num_heads,
+        .n_kv_heads = (int)c->num_kv_heads,
+        .head_dim = hd,
+        .window = l->window,
+        .scale = 1.0f / sqrtf((float)hd),
+    };
+    be->kv_attention(&att, pool);
+    be->linear(l->attn_out, l->attn_out_bias, IA_ACT_NONE, kv->ctx, dec->q_dim, kv->tmp, h, n,
+               pool);
+    add_norm(dec, kv->x, kv->tmp, l->ffn_norm_w, l->ffn_norm_b, n, kv->xn, pool);
+    if (dec->arch->mlp == DEC_MLP_SWIGLU) {
+        be->linear(l->up, NULL, IA_ACT_NONE, kv->xn, h, kv->ffn, 2 * f, n, pool);
+        be->swiglu(kv->ffn, 2 * f, kv->ffn + f, 2 * f, n, f, kv->ffn, 2 * f);
+        be->linear(l->down, l->down_bias, IA_ACT_NONE, kv->ffn, 2 * f, kv->tmp, h, n, pool);
+    } else {
+        be->linear(l->up, l->up_bias, dec->act, kv->xn, h, kv->ffn, f, n, pool);
+        be->linear(l->down, l->down_bias, IA_ACT_NONE, kv->ffn, f, kv->tmp, h, n, pool);
+    }
+}
+
+static ia_status check_tokens(const ia_decoder *dec, const ia_kv_cache *kv, const int32_t *tokens,
+                              size_t n) {
+    if (n == 0)
+        return ia_error_set(IA_EINVAL, "decoder forward: no tokens");
+    if (kv->dec != dec)
+        return ia_error_set(IA_EINVAL, "decoder forward: the KV cache belongs to another model");
+    if (n > kv->max_tokens - kv->length)
+        return ia_error_set(IA_ERANGE,
+                            "decoder forward: %zu new tokens after %zu exceed the context of %zu "
+                            "tokens",
+                            n, kv->length, kv->max_tokens);
+    for (size_t i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= dec->config.vocab_size)
+            return ia_error_set(IA_ERANGE,
+                                "decoder forward: token id %d at index %zu is outside the "
+                                "vocabulary of %lld",
+                                tokens[i], i, (long long)dec->config.vocab_size);
+    return IA_OK;
+}
+
+ia_status ia_decoder_forward(const ia_decoder *dec, ia_kv_cache *kv, const int32_t *tokens,
+                             size_t n, bool all_logits, float *logits, ia_threadpool *pool) {
+    const ia_backend *be = dec->backend;
+    size_t h = (size_t)dec->config.hidden_size;
+    ia_status st = check_tokens(dec, kv, tokens, n);
+    if (st == IA_OK)
+        st = reserve_scratch(kv, n);
+    if (st != IA_OK)
+        return st;
+    be->embedding_gather(&dec->embed, tokens, n, false, kv->x, h);
+    if (dec->arch->learned_positions) {
+        for (size_t i = 0; i < n; i++)
+            kv->pos[i] = (int32_t)(kv->length + i);
+        be->embedding_gather(&dec->positions, kv->pos, n, true, kv->x, h);
+    }
+    const decoder_layer *first = &dec->layers[0];
+    add_norm(dec, kv->x, NULL, first->attn_norm_w, first->attn_norm_b, n, kv->xn, pool);
+    for (int i = 0; i < dec->config.num_layers; i++) {
+        run_layer(dec, kv, i, n, pool);
+        /* the MLP's output joins the stream in the next layer's first norm */
+        bool last = i + 1 == dec->config.num_layers;
+        if (!last)
+            add_norm(dec, kv->x, kv->tmp, dec->layers[i + 1].attn_norm_w,
+                     dec->layers[i + 1].attn_norm_b, n, kv->xn, pool);
+    }
+    kv->length += n;
+    /* The final norm and the head run on the rows whose logits are wanted. */
+    size_t r0 = all_logits ? 0 : n - 1, rows = n - r0;
+    add_norm(dec, kv->x + r0 * h, kv->tmp + r0 * h, dec->final_norm_w, dec->final_norm_b, rows,
+             kv->xn + r0 * h, pool);
+    be->linear(dec->lm_head, NULL, IA_ACT_NONE, kv->xn + r0 * h, h, logits,
+               (size_t)dec->config.vocab_size, rows, pool);
+    return IA_OK;
+}

@@ -1,0 +1,195 @@
+/*
+ * The generate, chat and convert commands end to end on the tiny decoder
+ * fixtures: greedy text equals transformers' (through --json's tokens), the
+ * --json shape, chat with piped stdin, conversion then generation from the
+ * GGUF, and bad input (missing model, prompt longer than the context,
+ * invalid UTF-8, a model without a chat template): one clear error line and
+ * exit 1. A reader closing stdout mid-stream ends generation without a crash.
+ */
+#define _XOPEN_SOURCE 700 /* nftw in test_fs.h */
+#include <jansson.h>
+#include <signal.h>
+#include <string.h>
+
+#include "ia/base.h"
+#include "test.h"
+#include "test_cli.h"
+#include "test_fs.h"
+
+static const char *model(const char *arch) {
+    static char buf[4][512];
+    static int slot;
+    char *out = buf[slot++ % 4];
+    snprintf(out, sizeof buf[0], "%s", test_source_path("tests/fixtures/decoders/"));
+    strncat(out, arch, sizeof buf[0] - strlen(out) - 1);
+    return out;
+}
+
+static json_t *expected_greedy(const char *arch, int prompt) {
+    char rel[256];
+    snprintf(rel, sizeof rel, "tests/fixtures/decoders/%s/expected.json", arch);
+    json_t *e = NULL;
+    CHECK_OK(ia_json_load_file(test_source_path(rel), 64 << 20, &e));
+    json_t *g = json_incref(json_object_get(json_array_get(json_object_get(e, "prompts"), prompt),
+                                            "greedy"));
+    json_decref(e);
+    return g;
+}
+
+static int count_lines(const char *s) {
+    int n = 0;
+    for (; *s; s++)
+        n += *s == '\n';
+    return n;
+}
+
+TEST(generate_json_shape_and_greedy_tokens) {
+    run_result r = RUN("generate", "--model", model("gpt2"), "--prompt", "The quick brown fox",
+                       "--temperature", "0", "--max-tokens", "64", "--json");
+    EXPECT(r, 0);
+    json_t *j = NULL;
+    CHECK_OK(ia_json_parse(r.out, strlen(r.out), "stdout", &j));
+    json_t *want = expected_greedy("gpt2", 0);
+    if (j) {
+        CHECK(json_is_string(json_object_get(j, "text")));
+        CHECK(json_equal(json_object_get(j, "tokens"), want));
+        CHECK_EQ_INT(json_integer_value(json_object_get(j, "prompt_tokens")), 12);
+        CHECK_EQ_INT(json_integer_value(json_object_get(j, "completion_tokens")), 64);
+        CHECK(strcmp(json_string_value(json_object_get(j, "finish_reason")), "length") == 0);
+        json_t *t = json_object_get(j, "timings");
+        CHECK(json_is_number(json_object_get(t, "prefill_ms")));
+        CHECK(json_is_number(json_object_get(t, "decode_ms")));
+        CHECK(json_is_number(json_object_get(t, "prefill_tokens_per_s")));
+        CHECK(json_is_number(json_object_get(t, "decode_tokens_per_s")));
+    }
+    json_decref(j);
+    json_decref(want);
+    run_free(&r);
+}
+
+TEST(generate_streams_text_and_stop_strings) {
+    run_result j = RUN("generate", "--model", model("qwen2"), "--prompt", "Once upon a time",
+                       "--temperature", "0", "--max-tokens", "20", "--json");
+    run_result r = RUN("generate", "--model", model("qwen2"), "--prompt", "Once upon a time",
+                       "--temperature", "0", "--max-tokens", "20");
+    EXPECT(j, 0);
+    EXPECT(r, 0);
+    json_t *o = NULL;
+    CHECK_OK(ia_json_parse(j.out, strlen(j.out), "stdout", &o));
+    const char *text = o ? json_string_value(json_object_get(o, "text")) : "";
+    /* Streaming prints the same text, then a newline. */
+    size_t tl = strlen(text);
+    CHECK(strlen(r.out) == tl + 1 && strncmp(r.out, text, tl) == 0);
+    /* Seeded sampling: same seed, same output. */
+    run_result s1 = RUN("generate", "--model", model("qwen2"), "--prompt", "Once", "--seed", "5",
+                        "--temperature", "1.0", "--max-tokens", "16", "--json");
+    run_result s2 = RUN("generate", "--model", model("qwen2"), "--prompt", "Once", "--seed", "5",
+                        "--temperature", "1.0", "--max-tokens", "16", "--json");
+    EXPECT(s1, 0);
+    json_t *j1 = NULL, *j2 = NULL;
+    CHECK_OK(ia_json_parse(s1.out, strlen(s1.out), "stdout", &j1));
+    CHECK_OK(ia_json_parse(s2.out, strlen(s2.out), "stdout", &j2));
+    CHECK(j1 && j2 && json_equal(json_object_get(j1, "tokens"), json_object_get(j2, "tokens")));
+    json_decref(j1);
+    json_decref(j2);
+    run_free(&s1);
+    run_free(&s2);
+    json_decref(o);
+    run_free(&j);
+    run_free(&r);
+}
+
+TEST(generate_bad_input_one_error_line) {
+    run_result r = RUN("generate", "--model", "/nonexistent/model", "--prompt", "hi");
+    EXPECT(r, 1);
+    CHECK(count_lines(r.err) == 1 && strstr(r.err, "/nonexistent/model"));
+    run_free(&r);
+    r = RUN("generate", "--model", model("gpt2"), "--context", "4", "--prompt",
+            "Once upon a time, in a small village");
+    EXPECT(r, 1);
+    CHECK(count_lines(r.err) == 1 && strstr(r.err, "context holds 4"));
+    run_free(&r);
+    r = RUN("generate", "--model", model("gpt2"), "--prompt", "bad \xc3( utf8");
+    EXPECT(r, 1);
+    CHECK(count_lines(r.err) == 1 && strstr(r.err, "UTF-8"));
+    run_free(&r);
+    r = RUN("generate", "--model", model("gpt2"), "--prompt", "x", "--top-p", "0");
+    CHECK(r.status != 0 && count_lines(r.err) == 1 && strstr(r.err, "top_p"));
+    run_free(&r);
+    r = RUN("generate", "--model", model("gpt2"));
+    EXPECT(r, 2);
+    run_free(&r);
+}
+
+TEST(chat_with_piped_stdin) {
+    const char *in = scratch_path("turns.txt");
+    FILE *f = fopen(in, "w");
+    fputs("Hello!\nWhat is 2+2?\n", f);
+    fclose(f);
+    run_result r = run_cli_input(in, (const char *[]){"chat", "--model", model("qwen2"),
+                                                       "--system", "Be brief.", "--temperature",
+                                                       "0", "--max-tokens", "12", NULL});
+    EXPECT(r, 0);
+    CHECK_MSG(count_lines(r.out) >= 2, "stdout: %s", r.out);
+    run_free(&r);
+    /* gpt2 has no chat template: one clear line. */
+    r = run_cli_input(in, (const char *[]){"chat", "--model", model("gpt2"), NULL});
+    EXPECT(r, 1);
+    CHECK(count_lines(r.err) == 1 && strstr(r.err, "chat template"));
+    run_free(&r);
+    /* An unknown template: the markers looked for are named. */
+    char *dir = temp_dir();
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd,
+             "cp -r '%s/.' '%s/' && sed -i 's/<|im_start|>/<|weird|>/g; s/<|im_end|>/<|odd|>/g' "
+             "'%s/tokenizer_config.json'",
+             model("qwen2"), dir, dir);
+    CHECK(system(cmd) == 0);
+    r = run_cli_input(in, (const char *[]){"chat", "--model", dir, NULL});
+    EXPECT(r, 1);
+    CHECK_MSG(count_lines(r.err) == 1 && strstr(r.err, "unknown chat template"), "%s", r.err);
+    run_free(&r);
+    rm_rf(dir);
+    free(dir);
+}
+
+TEST(convert_then_generate_from_gguf) {
+    const char *out = scratch_path("llama.gguf");
+    run_result r = RUN("convert", "--model", model("llama"), "-o", out, "--type", "f32");
+    EXPECT(r, 0);
+    run_free(&r);
+    r = RUN("generate", "--model", out, "--prompt", "The quick brown fox", "--temperature", "0",
+            "--max-tokens", "64", "--json");
+    EXPECT(r, 0);
+    json_t *j = NULL, *want = expected_greedy("llama", 0);
+    CHECK_OK(ia_json_parse(r.out, strlen(r.out), "stdout", &j));
+    CHECK(j && json_equal(json_object_get(j, "tokens"), want));
+    json_decref(j);
+    json_decref(want);
+    run_free(&r);
+    r = RUN("convert", "--model", test_source_path("tests/fixtures/models/tiny-bert"), "-o", out);
+    EXPECT(r, 1);
+    CHECK(count_lines(r.err) == 1 && strstr(r.err, "model_type"));
+    run_free(&r);
+}
+
+TEST(closed_stdout_mid_stream_is_clean) {
+    const char *cli = getenv("IA_CLI");
+    const char *script = scratch_path("pipe.sh");
+    FILE *f = fopen(script, "w");
+    fprintf(f,
+            "'%s' generate --model '%s' --prompt 'Once' --temperature 0 --max-tokens 200 "
+            "--ignore-eos 2>'%s' | head -c 5 >/dev/null\n"
+            "echo ${PIPESTATUS[0]} >'%s'\n",
+            cli ? cli : "ipfs-accelerate", model("gpt2"), scratch_path("err.txt"),
+            scratch_path("rc.txt"));
+    fclose(f);
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "bash '%s'", script);
+    CHECK(system(cmd) == 0);
+    char *rc = run_slurp(scratch_path("rc.txt")), *err = run_slurp(scratch_path("err.txt"));
+    CHECK_MSG(rc[0] && atoi(rc) == 0, "exit status '%s', stderr: %s", rc, err);
+    CHECK_MSG(err[0] == '\0', "stderr: %s", err);
+    free(rc);
+    free(err);
+}
