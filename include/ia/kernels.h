@@ -9,7 +9,7 @@
  * Activations are f32, row-major, with an explicit leading dimension (ld, in
  * elements) so that views into wider rows (Q, K, V inside one QKV row) need
  * no copy. Weights are packed once at load time into a backend-private
- * layout (ia_packed_weight) in the compute type the user chose (f32 or bf16
+ * layout (ia_packed_weight) in the compute type the user chose (f32, f16 or bf16
  * here; quantised types later).
  *
  * Sequences in a batch are stored packed, without padding: token rows of all

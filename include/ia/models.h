@@ -103,7 +103,8 @@ typedef struct ia_decoder_config {
 typedef struct ia_decoder ia_decoder;
 
 /* Loads an HF model directory (config.json + *.safetensors) or a .gguf
- * file. Weights are packed for `compute` (IA_DTYPE_F32 or IA_DTYPE_BF16).
+ * file. Weights are packed for `compute` (IA_DTYPE_F32, IA_DTYPE_F16 - 2
+ * bytes a weight, converted in registers - or IA_DTYPE_BF16).
  * Errors name the file and the tensor or key at fault. */
 ia_status ia_decoder_load(const char *path, const ia_backend *backend, ia_dtype compute,
                           ia_decoder **out);
@@ -125,6 +126,14 @@ void ia_kv_cache_reset(ia_kv_cache *kv);           /* forget all tokens */
  * cache would overflow (the message gives the context length). */
 ia_status ia_decoder_forward(const ia_decoder *dec, ia_kv_cache *kv, const int32_t *tokens,
                              size_t n, bool all_logits, float *logits, ia_threadpool *pool);
+
+/* Llama-3 RoPE scaling as llama.cpp stores it in a GGUF's rope_freqs.weight:
+ * head_dim / 2 per-frequency divisors of the plain inverse frequencies,
+ * computed in double and rounded to float. The converter writes these and
+ * the decoder applies llama3 through them from either source, so a GGUF and
+ * its safetensors get the same frequencies bit for bit. */
+void ia_rope_llama3_divisors(double theta, int64_t head_dim, double factor, double low_freq_factor,
+                             double high_freq_factor, double original_max, float *out);
 
 #ifdef __cplusplus
 }

@@ -12,6 +12,7 @@
 #define IA_RUNTIME_H
 
 #include "ia/base.h"
+#include "ia/formats.h"
 #include "ia/hw.h"
 #include "ia/kernels.h"
 #include "ia/models.h"
@@ -23,7 +24,7 @@ extern "C" {
 
 typedef struct ia_embedder_options {
     int n_threads;             /* 0: physical cores */
-    ia_dtype dtype;            /* IA_DTYPE_F32 (default) or IA_DTYPE_BF16 */
+    ia_dtype dtype;            /* IA_DTYPE_F32 (default), IA_DTYPE_F16 or IA_DTYPE_BF16 */
     const ia_backend *backend; /* NULL: ia_backend_cpu() */
     size_t batch_tokens;       /* token budget per batch; 0: 8192 */
     size_t batch_size;         /* most sequences per batch; 0: no limit but the budget */
@@ -382,6 +383,15 @@ typedef struct ia_generator_options {
 } ia_generator_options;
 
 ia_generator_options ia_generator_options_default(void);
+
+/* The tokenizer a GGUF's tokenizer.ggml.* metadata describes (model, pre,
+ * tokens, scores, token_type, merges, special ids, add_bos/add_eos), built
+ * with ia_tokenizer_load_arrays. Every array and id is checked against the
+ * tokens array: a wrong type, a length that differs from the vocabulary's,
+ * a token type outside 0..6 or a special id naming no token is an error
+ * naming the file and the key. *out owned by the caller (ia_tokenizer_free);
+ * NULL on error. */
+ia_status ia_tokenizer_from_gguf(const ia_gguf *g, ia_tokenizer **out);
 
 typedef struct ia_generator ia_generator;
 

@@ -37,7 +37,8 @@ static const char generate_usage[] =
     "  --json               print one JSON object at the end: text, tokens, prompt_tokens,\n"
     "                       completion_tokens, finish_reason (stop|length|eos), timings\n"
     "  --threads N          worker threads (default: physical cores)\n"
-    "  --dtype f32|bf16     weight type for compute (default f32)\n"
+    "  --dtype f32|f16|bf16 weight type in memory (default f32); f16 streams half the\n"
+    "                       bytes of f32 per token (exact for an F16 model)\n"
     "  --kv-cache f32|f16   KV cache type (default f32)\n"
     "  --context N          context length (default: the model's)\n"
     "  --device D           auto (default) or cpu: generation runs on the CPU in this build\n";
@@ -180,7 +181,10 @@ int cli_gen_parse(const char *cmd, const char *usage, int argc, char **argv, cli
             a->opts.n_threads = (int)v;
             break;
         case OPT_DTYPE:
-            st = parse_type("--dtype", optarg, "bf16", IA_DTYPE_BF16, &a->opts.dtype);
+            if (strcmp(optarg, "f16") == 0 || strcmp(optarg, "fp16") == 0)
+                a->opts.dtype = IA_DTYPE_F16;
+            else
+                st = parse_type("--dtype", optarg, "bf16", IA_DTYPE_BF16, &a->opts.dtype);
             break;
         case OPT_KV:
             st = parse_type("--kv-cache", optarg, "f16", IA_DTYPE_F16, &a->opts.kv_dtype);
@@ -281,8 +285,7 @@ int cmd_generate(int argc, char **argv) {
         else
             fputc('\n', stdout);
         if (fflush(stdout) != 0 && errno != EPIPE) {
-            fprintf(stderr, "ipfs-accelerate generate: writing to stdout: %s\n",
-                    strerror(errno));
+            fprintf(stderr, "ipfs-accelerate generate: writing to stdout: %s\n", strerror(errno));
             rc = 1;
         }
     }

@@ -274,9 +274,10 @@ ia_status ia_unixfs_cat(ia_blockstore *bs, const ia_cid *cid, uint64_t offset, u
     ia_status st = node_load(bs, cid, &root);
     if (st)
         return st;
-    /* a file of more than one block: read its blocks on all cores */
+    /* a range of many blocks: read them on all cores (a short range, such
+     * as the gateway's per-buffer reads, is not worth starting threads) */
     int threads = ia_cpu_physical_cores();
-    if (!root.is_raw && root.pb.n_links > 1 && threads > 1)
+    if (!root.is_raw && root.pb.n_links > 1 && threads > 1 && c.hi - c.lo >= (4u << 20))
         c.pool = ia_threadpool_create(threads);
     st = cat_decoded(&c, &root, 0, UINT64_MAX, 0);
     ia_threadpool_destroy(c.pool);

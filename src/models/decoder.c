@@ -13,11 +13,14 @@
  * stay in the mapped file and are gathered row by row.
  *
  * RoPE: HF checkpoints rotate halves of each head (NEOX pairing); llama.cpp's
- * converter permutes LLaMA's Q and K rows so that adjacent pairs rotate. The
- * row says which pairing its GGUF files use, so both load without undoing
- * the permutation. Inverse frequencies are computed once at load with the
- * checkpoint's scaling (llama3, linear; in GGUF llama3 arrives as the
- * rope_freqs.weight tensor of per-frequency divisors).
+ * converter (and ours) permutes LLaMA's Q and K rows so that adjacent pairs
+ * rotate. The loader undoes that permutation (the row says which GGUF files
+ * carry it), so every source runs the same NEOX rotation on the same rows and
+ * a GGUF gives the logits of its safetensors bit for bit. Inverse
+ * frequencies are computed once at load with the checkpoint's scaling
+ * (linear; llama3, which GGUF carries as the rope_freqs.weight tensor of
+ * per-frequency divisors, so the HF path applies llama3 through the same
+ * divisors: ia_rope_llama3_divisors).
  *
  * A block is pre-norm:
  *   qkv = norm(x) Wqkv (+ b); rope(q, k); append k, v to the cache
@@ -452,8 +455,38 @@ static ia_status load_linear(const loader *ld, ia_dtype compute, const char *pat
     return st;
 }
 
+/* Undoes llama.cpp's Q/K permutation on `heads` heads of hd rows of
+ * row_bytes each: within a head, stored row (2i + j) goes back to HF's row
+ * (j * hd/2 + i). dst and src must not overlap. */
+static void unpermute_rows(const void *src, void *dst, int64_t heads, int64_t hd,
+                           size_t row_bytes) {
+    int64_t half = hd / 2;
+    for (int64_t h = 0; h < heads; h++)
+        for (int64_t j = 0; j < 2; j++)
+            for (int64_t i = 0; i < half; i++)
+                memcpy((char *)dst + (size_t)(h * hd + j * half + i) * row_bytes,
+                       (const char *)src + (size_t)(h * hd + 2 * i + j) * row_bytes, row_bytes);
+}
+
+/* A GGUF Q or K weight back in HF row order, as a copy in the file's dtype
+ * (whole rows move, so any plain or block type keeps its exact bits); the
+ * caller frees *copy once the weight is packed. */
+static ia_status unpermute_weight(const loader *ld, ia_tensor *t, int64_t heads, void **copy) {
+    int64_t hd = ld->dec->config.head_dim;
+    size_t row_bytes;
+    ia_status st = ia_dtype_bytes(t->dtype, (uint64_t)t->shape[1], &row_bytes);
+    if (st != IA_OK)
+        return st;
+    if (!(*copy = ia_malloc_array((size_t)t->shape[0], row_bytes ? row_bytes : 1)))
+        return IA_ENOMEM;
+    unpermute_rows(t->data, *copy, heads, hd, row_bytes);
+    t->data = *copy;
+    return IA_OK;
+}
+
 /* Q, K and V (separate or fused) as one packed weight and, with biases, one
- * f32 bias vector in the same order. */
+ * f32 bias vector in the same order. GGUF Q/K rows that llama.cpp permuted
+ * (the row's gguf_permuted_qk) are put back in HF order first. */
 static ia_status load_qkv(const loader *ld, ia_dtype compute, int i, decoder_layer *l) {
     const ia_decoder *dec = ld->dec;
     const decoder_tensor_names *nm = ld->names;
@@ -461,20 +494,34 @@ static ia_status load_qkv(const loader *ld, ia_dtype compute, int i, decoder_lay
     if (dec->arch->fused_qkv)
         return load_linear(ld, compute, nm->qkv, i, qd + 2 * kvd, h, dec->arch->qkv_bias, &l->qkv,
                            &l->qkv_bias);
+    bool permuted = dec->gguf && dec->arch->gguf_permuted_qk;
     const char *names[3] = {nm->q, nm->k, nm->v};
     int64_t rows[3] = {qd, kvd, kvd};
+    int64_t heads[2] = {dec->config.num_heads, dec->config.num_kv_heads};
     ia_tensor parts[3];
+    void *copies[2] = {0};
+    float *tmp = NULL;
     ia_status st = IA_OK;
     for (int p = 0; p < 3 && st == IA_OK; p++)
         st = get_tensor(ld, names[p], i, ".weight", rows[p], h, false, &parts[p]);
+    for (int p = 0; p < 2 && st == IA_OK && permuted; p++)
+        st = unpermute_weight(ld, &parts[p], heads[p], &copies[p]);
     if (st == IA_OK)
         st = pack_parts(ld, compute, parts, 3, false, &l->qkv);
     if (st == IA_OK && dec->arch->qkv_bias) {
         l->qkv_bias = ia_malloc_array((size_t)(qd + 2 * kvd), sizeof(float));
-        st = l->qkv_bias ? IA_OK : IA_ENOMEM;
-        for (int p = 0, off = 0; p < 3 && st == IA_OK; off += (int)rows[p], p++)
-            st = load_into(ld, names[p], i, ".bias", rows[p], l->qkv_bias + off);
+        tmp = permuted ? ia_malloc_array((size_t)qd, sizeof(float)) : NULL;
+        st = l->qkv_bias && (tmp || !permuted) ? IA_OK : IA_ENOMEM;
+        for (int p = 0, off = 0; p < 3 && st == IA_OK; off += (int)rows[p], p++) {
+            float *dst = l->qkv_bias + off;
+            st = load_into(ld, names[p], i, ".bias", rows[p], p < 2 && permuted ? tmp : dst);
+            if (st == IA_OK && p < 2 && permuted)
+                unpermute_rows(tmp, dst, heads[p], dec->config.head_dim, sizeof(float));
+        }
     }
+    free(copies[0]);
+    free(copies[1]);
+    free(tmp);
     return st;
 }
 
@@ -547,8 +594,35 @@ static ia_status load_head(const loader *ld, ia_dtype compute) {
     return pack_parts(ld, compute, &head, 1, false, &dec->lm_head);
 }
 
+void ia_rope_llama3_divisors(double theta, int64_t head_dim, double factor, double low_freq_factor,
+                             double high_freq_factor, double original_max, float *out) {
+    double lo_wl = original_max / low_freq_factor, hi_wl = original_max / high_freq_factor;
+    for (int64_t i = 0; i < head_dim / 2; i++) {
+        double freq = 1.0 / pow(theta, (double)(2 * i) / (double)head_dim);
+        double wl = 2 * M_PI / freq;
+        if (wl < hi_wl) {
+            out[i] = 1.0f;
+        } else if (wl > lo_wl) {
+            out[i] = (float)factor;
+        } else {
+            double smooth =
+                (original_max / wl - low_freq_factor) / (high_freq_factor - low_freq_factor);
+            out[i] = (float)(1.0 / ((1 - smooth) / factor + smooth));
+        }
+    }
+}
+
+/* Divides the inverse frequencies by per-frequency divisors, in float32 as
+ * for a GGUF's rope_freqs.weight. */
+static void divide_frequencies(float *inv_freq, const float *div, int half) {
+    for (int i = 0; i < half; i++)
+        inv_freq[i] /= div[i];
+}
+
 /* RoPE inverse frequencies as HF computes them (float32: base^(2i/d), then
- * the reciprocal), with the checkpoint's scaling applied. */
+ * the reciprocal), with the checkpoint's scaling applied. llama3 goes
+ * through the divisors a GGUF stores in rope_freqs.weight, so a converted
+ * file gives the same frequencies bit for bit. */
 static ia_status rope_frequencies(const loader *ld) {
     ia_decoder *dec = ld->dec;
     int half = (int)dec->config.head_dim / 2;
@@ -567,21 +641,15 @@ static ia_status rope_frequencies(const loader *ld) {
         for (int i = 0; i < half; i++)
             dec->inv_freq[i] = (float)(dec->inv_freq[i] / rs.factor);
     } else if (!strcmp(rs.type, "llama3")) {
-        /* Meta's recipe: long wavelengths slowed by factor, short ones kept,
-         * a smooth blend between the two cut-offs. */
-        double low_wl = rs.original_max / rs.low_freq_factor;
-        double high_wl = rs.original_max / rs.high_freq_factor;
-        for (int i = 0; i < half; i++) {
-            double f = dec->inv_freq[i], wl = 2.0 * M_PI / f;
-            if (wl > low_wl) {
-                f /= rs.factor;
-            } else if (wl >= high_wl) {
-                double s = (rs.original_max / wl - rs.low_freq_factor) /
-                           (rs.high_freq_factor - rs.low_freq_factor);
-                f = (1.0 - s) * f / rs.factor + s * f;
-            }
-            dec->inv_freq[i] = (float)f;
-        }
+        /* Meta's recipe (long wavelengths slowed by factor, short ones kept,
+         * a smooth blend between the two cut-offs) as llama.cpp's divisors. */
+        float *div = ia_malloc_array((size_t)half, sizeof(float));
+        if (!div)
+            return IA_ENOMEM;
+        ia_rope_llama3_divisors(theta, dec->config.head_dim, rs.factor, rs.low_freq_factor,
+                                rs.high_freq_factor, rs.original_max, div);
+        divide_frequencies(dec->inv_freq, div, half);
+        free(div);
     } else if (!plain) {
         return ia_error_set(IA_EUNSUPPORTED,
                             "%s: RoPE scaling '%s' is not supported (default, linear, llama3)",
@@ -597,8 +665,8 @@ static ia_status rope_frequencies(const loader *ld) {
         return st;
     float *div = ia_malloc_array((size_t)half, sizeof(float));
     st = div ? ia_convert_to_f32(ff.dtype, ff.data, div, (size_t)half) : IA_ENOMEM;
-    for (int i = 0; st == IA_OK && i < half; i++)
-        dec->inv_freq[i] /= div[i];
+    if (st == IA_OK)
+        divide_frequencies(dec->inv_freq, div, half);
     free(div);
     return st;
 }
@@ -687,7 +755,7 @@ ia_status ia_decoder_load(const char *path, const ia_backend *backend, ia_dtype 
     if ((st = open_source(dec, path, &ld, &weights_path)))
         goto fail;
     dec->config.model_type = dec->model_type;
-    dec->rope_mode = ld.cfg ? IA_ROPE_NEOX : dec->arch->gguf_rope;
+    dec->rope_mode = IA_ROPE_NEOX; /* GGUF Q/K rows are put back in HF order */
     if ((st = read_config(&ld)))
         goto fail;
     if (!(dec->layers = ia_calloc((size_t)dec->config.num_layers, sizeof *dec->layers))) {

@@ -4,7 +4,7 @@
  * keys hold the hyper-parameters, what the tensors are called in a HF
  * checkpoint, which GGUF architecture name it answers to, and which
  * variations of the block apply (norm, MLP, positions, biases, weight
- * layout, RoPE pairing of its GGUF files). GGUF tensor names are llama.cpp's
+ * layout, whether its GGUF files permute Q/K). GGUF tensor names are llama.cpp's
  * and the same for every row.
  */
 #include <string.h>
@@ -36,7 +36,7 @@ static const decoder_arch arch_rows[] = {
         .keys = LLAMA_KEYS,
         .norm = DEC_NORM_RMS,
         .mlp = DEC_MLP_SWIGLU,
-        .gguf_rope = IA_ROPE_ADJACENT,
+        .gguf_permuted_qk = true,
         .hf = LLAMA_NAMES,
     },
     {
@@ -45,7 +45,7 @@ static const decoder_arch arch_rows[] = {
         .keys = LLAMA_KEYS,
         .norm = DEC_NORM_RMS,
         .mlp = DEC_MLP_SWIGLU,
-        .gguf_rope = IA_ROPE_ADJACENT,
+        .gguf_permuted_qk = true,
         .hf = LLAMA_NAMES,
     },
     {
@@ -56,7 +56,6 @@ static const decoder_arch arch_rows[] = {
         .mlp = DEC_MLP_SWIGLU,
         .qkv_bias = true,
         .window_needs_flag = true,
-        .gguf_rope = IA_ROPE_NEOX,
         .hf = LLAMA_NAMES,
     },
     {

@@ -73,9 +73,11 @@ typedef struct decoder_arch {
     bool conv1d;            /* HF weights stored [in, out] (GPT-2's Conv1D) */
     bool tied_default;      /* tie_word_embeddings when config.json is silent */
     bool window_needs_flag; /* sliding_window counts only with use_sliding_window */
-    /* HF checkpoints rotate halves; llama.cpp permutes LLaMA's Q/K for
-     * adjacent pairs but leaves Qwen2's alone. */
-    ia_rope_mode gguf_rope;
+    /* HF checkpoints rotate halves (NEOX pairing). llama.cpp's converter
+     * permutes LLaMA's Q/K rows so that adjacent pairs rotate, but leaves
+     * Qwen2's alone; the loader undoes the permutation, so every source
+     * runs NEOX on the same rows. */
+    bool gguf_permuted_qk;
     decoder_tensor_names hf;
 } decoder_arch;
 

@@ -275,19 +275,7 @@ static ia_status add_rope_freqs(converter *c, json_t *rs, double theta) {
     float *f = keep_buf(c, (size_t)half * sizeof *f);
     if (!f)
         return ia_error_set(IA_ENOMEM, "out of memory");
-    double lo_wl = old / lo, hi_wl = old / hi;
-    for (int64_t i = 0; i < half; i++) {
-        double freq = 1.0 / pow(theta, (double)(2 * i) / (double)c->head_dim);
-        double wl = 2 * M_PI / freq;
-        if (wl < hi_wl)
-            f[i] = 1.0f;
-        else if (wl > lo_wl)
-            f[i] = (float)factor;
-        else {
-            double smooth = (old / wl - lo) / (hi - lo);
-            f[i] = (float)(1.0 / ((1 - smooth) / factor + smooth));
-        }
-    }
+    ia_rope_llama3_divisors(theta, c->head_dim, factor, lo, hi, old, f);
     uint64_t dims[1] = {(uint64_t)half};
     return ia_gguf_writer_add_tensor(c->w, "rope_freqs.weight", 1, dims, GGML_F32, f,
                                      (uint64_t)half * 4);

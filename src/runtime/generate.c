@@ -5,9 +5,8 @@
  * Loading takes either an HF model directory or a .gguf file. From a
  * directory the tokenizer is tokenizer.json and the chat template comes from
  * tokenizer_config.json (or chat_template.jinja); from a GGUF both come from
- * the metadata (tokenizer.ggml.* built into a tokenizer with
- * ia_tokenizer_load_arrays, tokenizer.chat_template). That GGUF glue lives
- * here because runtime/ is the layer allowed to join formats/ and tokenize/.
+ * the metadata (tokenizer.ggml.* built into a tokenizer by
+ * ia_tokenizer_from_gguf in tokenizer_gguf.c, tokenizer.chat_template).
  *
  * A request is tokenised, checked against the context, prefilled in chunks
  * (only the last chunk's last logits are kept), then each step samples a
@@ -65,122 +64,12 @@ static bool is_gguf_path(const char *path) {
 
 /* ---- tokenizer and chat template from a GGUF ------------------------------------------ */
 
-static int32_t gguf_id(const ia_gguf *gg, const char *key) {
-    int64_t v = -1;
-    if (ia_gguf_get_i64(gg, key, false, &v) != IA_OK || v < 0 || v > INT32_MAX)
-        return -1;
-    return (int32_t)v;
-}
-
-static ia_status tokenizer_from_gguf(const ia_gguf *gg, const char *path, ia_tokenizer **out) {
-    ia_status st = IA_OK;
-    ia_tokenizer_arrays a = {0};
-    const char **tokens = NULL, **merges = NULL;
-    size_t *lens = NULL;
-    float *scores = NULL;
-    int32_t *types = NULL;
-    char **merge_copies = NULL;
-    size_t n_merges = 0;
-
-    st = ia_gguf_get_string(gg, "tokenizer.ggml.model", true, &a.model, NULL);
-    if (st != IA_OK)
-        goto fail;
-    a.pre = NULL;
-    ia_gguf_get_string(gg, "tokenizer.ggml.pre", false, &a.pre, NULL);
-    const ia_gguf_value *vt = ia_gguf_find(gg, "tokenizer.ggml.tokens");
-    if (!vt || ia_gguf_array_type(vt) != IA_GGUF_STRING) {
-        st = ia_error_set(IA_ENOTFOUND, "%s: no tokenizer.ggml.tokens string array", path);
-        goto fail;
-    }
-    size_t n = (size_t)ia_gguf_array_count(vt);
-    tokens = ia_malloc_array(n ? n : 1, sizeof *tokens);
-    lens = ia_malloc_array(n ? n : 1, sizeof *lens);
-    if (!tokens || !lens)
-        goto nomem;
-    for (size_t i = 0; i < n; i++)
-        if ((st = ia_gguf_array_string(vt, i, &tokens[i], &lens[i])) != IA_OK)
-            goto fail;
-    const ia_gguf_value *vs = ia_gguf_find(gg, "tokenizer.ggml.scores");
-    if (vs && ia_gguf_array_count(vs) == n) {
-        if (!(scores = ia_malloc_array(n ? n : 1, sizeof *scores)))
-            goto nomem;
-        for (size_t i = 0; i < n; i++) {
-            double d;
-            if ((st = ia_gguf_array_float(vs, i, &d)) != IA_OK)
-                goto fail;
-            scores[i] = (float)d;
-        }
-    }
-    const ia_gguf_value *vty = ia_gguf_find(gg, "tokenizer.ggml.token_type");
-    if (vty && ia_gguf_array_count(vty) == n) {
-        if (!(types = ia_malloc_array(n ? n : 1, sizeof *types)))
-            goto nomem;
-        for (size_t i = 0; i < n; i++) {
-            int64_t t;
-            if ((st = ia_gguf_array_int(vty, i, &t)) != IA_OK)
-                goto fail;
-            types[i] = (int32_t)t;
-        }
-    }
-    const ia_gguf_value *vm = ia_gguf_find(gg, "tokenizer.ggml.merges");
-    if (vm) {
-        n_merges = (size_t)ia_gguf_array_count(vm);
-        merges = ia_malloc_array(n_merges ? n_merges : 1, sizeof *merges);
-        merge_copies = ia_calloc(n_merges ? n_merges : 1, sizeof *merge_copies);
-        if (!merges || !merge_copies)
-            goto nomem;
-        for (size_t i = 0; i < n_merges; i++) {
-            const char *m;
-            size_t ml;
-            if ((st = ia_gguf_array_string(vm, i, &m, &ml)) != IA_OK)
-                goto fail;
-            if (!(merge_copies[i] = ia_strndup(m, ml)))
-                goto nomem;
-            merges[i] = merge_copies[i];
-        }
-    }
-    a.tokens = tokens;
-    a.token_lens = lens;
-    a.n_tokens = n;
-    a.scores = scores;
-    a.token_types = types;
-    a.merges = merges;
-    a.n_merges = n_merges;
-    a.bos_id = gguf_id(gg, "tokenizer.ggml.bos_token_id");
-    a.eos_id = gguf_id(gg, "tokenizer.ggml.eos_token_id");
-    a.unk_id = gguf_id(gg, "tokenizer.ggml.unknown_token_id");
-    a.pad_id = gguf_id(gg, "tokenizer.ggml.padding_token_id");
-    /* llama.cpp's default when the key is absent: BOS for SentencePiece models. */
-    a.add_bos = strcmp(a.model, "llama") == 0;
-    ia_gguf_get_bool(gg, "tokenizer.ggml.add_bos_token", false, &a.add_bos);
-    a.add_eos = false;
-    ia_gguf_get_bool(gg, "tokenizer.ggml.add_eos_token", false, &a.add_eos);
-    st = ia_tokenizer_load_arrays(&a, out);
-    if (st != IA_OK)
-        ia_error_prefix("%s", path);
-    goto done;
-nomem:
-    st = ia_error_set(IA_ENOMEM, "%s: out of memory reading the tokenizer metadata", path);
-fail:
-done:
-    if (merge_copies)
-        for (size_t i = 0; i < n_merges; i++)
-            free(merge_copies[i]);
-    free(merge_copies);
-    free(merges);
-    free(tokens);
-    free(lens);
-    free(scores);
-    free(types);
-    return st;
-}
-
 static ia_status load_gguf_side(ia_generator *g, const char *path) {
     ia_gguf *gg = NULL;
     ia_status st = ia_gguf_open(path, &gg);
     if (st != IA_OK)
         return st;
-    st = tokenizer_from_gguf(gg, path, &g->tok);
+    st = ia_tokenizer_from_gguf(gg, &g->tok);
     if (st == IA_OK) {
         const char *tmpl = NULL;
         size_t len = 0;

@@ -2,7 +2,9 @@
  * Tests for the CPU backend's weight packing and linear op, every variant
  * this CPU can run, against a double-precision reference written here:
  * odd shapes (edges in m, n and k), fused multi-part weights, f32/f16/bf16
- * sources, f32 and bf16 compute, every activation, 1-3 threads.
+ * sources, f32, f16 and bf16 compute, every activation, 1-3 threads; and
+ * the decode GEMV kernels (m = 1..4) against the generic variant's tiled
+ * path on the same packed values.
  */
 #include "ia/kernels.h"
 #include "kernels_test_util.h"
@@ -68,6 +70,9 @@ static void run_case(const ia_backend *b, const lin_case *c, ia_threadpool *pool
     if (c->compute == IA_DTYPE_BF16)
         for (size_t i = 0; i < n * k; i++)
             wv[i] = ia_bf16_to_f32(ia_f32_to_bf16(wv[i]));
+    if (c->compute == IA_DTYPE_F16) /* f16 weights, f32 x: products stay exact */
+        for (size_t i = 0; i < n * k; i++)
+            wv[i] = ia_f16_to_f32(ia_f32_to_f16(wv[i]));
 
     /* Split the n rows over n_parts tensors, as QKV fusion does. */
     ia_tensor parts[3];
@@ -141,6 +146,17 @@ static const lin_case cases[] = {
     {6, 40, 33, 3, IA_DTYPE_BF16, IA_DTYPE_BF16, IA_ACT_GELU_ERF, true},
     {50, 65, 17, 1, IA_DTYPE_F16, IA_DTYPE_BF16, IA_ACT_RELU, false},
     {151, 100, 701, 1, IA_DTYPE_F32, IA_DTYPE_BF16, IA_ACT_GELU_ERF, true},
+    /* f16 compute from every source, GEMV sizes (m <= 4) and the GEMM */
+    {1, 37, 19, 1, IA_DTYPE_F16, IA_DTYPE_F16, IA_ACT_NONE, true},
+    {2, 16, 16, 1, IA_DTYPE_F32, IA_DTYPE_F16, IA_ACT_SILU, false},
+    {3, 40, 33, 3, IA_DTYPE_BF16, IA_DTYPE_F16, IA_ACT_GELU_ERF, true},
+    {4, 100, 701, 1, IA_DTYPE_F16, IA_DTYPE_F16, IA_ACT_NONE, true},
+    {50, 65, 17, 1, IA_DTYPE_F16, IA_DTYPE_F16, IA_ACT_RELU, false},
+    {151, 100, 701, 1, IA_DTYPE_F32, IA_DTYPE_F16, IA_ACT_GELU_TANH, true},
+    /* GEMV: odd k, a partial last panel, several panels per thread */
+    {1, 333, 257, 1, IA_DTYPE_F32, IA_DTYPE_F32, IA_ACT_NONE, true},
+    {3, 333, 257, 2, IA_DTYPE_F16, IA_DTYPE_BF16, IA_ACT_GELU_TANH, true},
+    {4, 1, 5, 1, IA_DTYPE_F32, IA_DTYPE_F32, IA_ACT_RELU, true},
 };
 
 static void linear_cases(const ia_backend *b) {
@@ -153,6 +169,74 @@ static void linear_cases(const ia_backend *b) {
     }
 }
 TEST_EACH_VARIANT(linear_matches_reference, linear_cases)
+
+/* The GEMV kernels (m = 1..4) against the generic variant's tiled micro-kernel
+ * path: the same packed values, so only the summation order differs. Odd
+ * k, partial last panels, biases, activations, 1-3 threads, each compute. */
+static void gemv_vs_generic(const ia_backend *b) {
+    const ia_backend *gen = ia_backend_cpu_variant("generic");
+    static const size_t shapes[][2] = {{1, 1},   {15, 7},    {17, 31},
+                                       {64, 64}, {333, 257}, {1000, 2049}};
+    static const ia_dtype computes[] = {IA_DTYPE_F32, IA_DTYPE_F16, IA_DTYPE_BF16};
+    rng_seed(99);
+    for (int threads = 1; threads <= 3; threads++) {
+        ia_threadpool *pool = threads > 1 ? ia_threadpool_create(threads) : NULL;
+        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+            for (size_t ci = 0; ci < 3; ci++)
+                for (size_t m = 1; m <= 4; m++) {
+                    size_t n = shapes[s][0], k = shapes[s][1], ldx = k + 1, ldy = n + 2;
+                    float *wsrc = malloc(n * k * sizeof *wsrc), *x = malloc(m * ldx * sizeof *x);
+                    float *y = malloc(m * ldy * sizeof *y), *yr = malloc(m * ldy * sizeof *yr);
+                    float *bias = malloc(n * sizeof *bias);
+                    rng_fill(wsrc, n * k, -1.0f, 1.0f);
+                    rng_fill(x, m * ldx, -1.0f, 1.0f);
+                    rng_fill(bias, n, -0.5f, 0.5f);
+                    for (size_t i = 0; i < m * ldy; i++)
+                        y[i] = yr[i] = 777.0f;
+                    ia_tensor t = {.name = "w",
+                                   .dtype = IA_DTYPE_F32,
+                                   .ndim = 2,
+                                   .shape = {(int64_t)n, (int64_t)k},
+                                   .data = wsrc};
+                    const ia_tensor *pp[1] = {&t};
+                    ia_packed_weight *w = NULL, *wr = NULL;
+                    CHECK_OK(b->weight_pack(pp, 1, computes[ci], &w));
+                    CHECK_OK(gen->weight_pack(pp, 1, computes[ci], &wr));
+                    ia_activation act = (m & 1) ? IA_ACT_NONE : IA_ACT_SILU;
+                    const float *bs = (s & 1) ? bias : NULL;
+                    if (w && wr) {
+                        b->linear(w, bs, act, x, ldx, y, ldy, m, pool);
+                        gen->linear(wr, bs, act, x, ldx, yr, ldy, m, NULL);
+                    }
+                    int bad = 0;
+                    for (size_t i = 0; i < m * ldy && bad < 3; i++) {
+                        /* |terms| <= 1, so their magnitudes sum to <= k;
+                         * f32 sums in two orders differ by a few ulp of
+                         * that. bf16 compute may round x to bf16 too
+                         * (vdpbf16ps on AVX512_BF16): 2^-8 per term. */
+                        double per = computes[ci] == IA_DTYPE_BF16 ? 8e-3 : 4e-7;
+                        double tol = per * (double)k + 1e-6 * fabs(yr[i]);
+                        if (!(fabs((double)y[i] - yr[i]) <= tol) && bad++ < 3)
+                            CHECK_MSG(0,
+                                      "%s gemv %s m=%zu n=%zu k=%zu threads=%d: [%zu] %.8g vs "
+                                      "generic %.8g",
+                                      b->name, ia_dtype_name(computes[ci]), m, n, k, threads, i,
+                                      y[i], yr[i]);
+                    }
+                    if (w)
+                        b->weight_free(w);
+                    if (wr)
+                        gen->weight_free(wr);
+                    free(wsrc);
+                    free(x);
+                    free(y);
+                    free(yr);
+                    free(bias);
+                }
+        ia_threadpool_destroy(pool);
+    }
+}
+TEST_EACH_VARIANT(gemv_matches_generic, gemv_vs_generic)
 
 /* Large-ish activations, so that GELU's erf and the exp inside SiLU/tanh see
  * their saturated ranges through the epilogue. */

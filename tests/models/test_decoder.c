@@ -7,8 +7,9 @@
  * same logits (the KV cache); greedy continuations match; an f16 KV cache
  * and bf16 weights stay close; a GGUF copy written here the llama.cpp way
  * (its tensor names, LLaMA's Q/K rows permuted, GPT-2's Conv1D transposed,
- * llama3 scaling as rope_freqs.weight) gives the same logits; and the errors
- * a user can cause say what went wrong.
+ * llama3 scaling as rope_freqs.weight) and the converter's model.gguf of
+ * each shared fixture give bit-identical logits to their safetensors; and
+ * the errors a user can cause say what went wrong.
  */
 #include <jansson.h>
 #include <sys/stat.h>
@@ -233,6 +234,32 @@ TEST(f16_cache_and_bf16_weights_stay_close) {
     }
 }
 
+/* f16 weights (2 bytes a weight in memory, widened in registers): the f32
+ * fixtures' weights rounded to f16 (relative error <= 2^-11, 8x finer than
+ * bf16), logits within 0.02 of transformers' f32 ones, on every variant (the
+ * AVX2 decode runs through its GEMV kernel, generic through the tiles). */
+TEST(f16_weights_stay_close) {
+    for (size_t v = 0; v < 2; v++) {
+        const ia_backend *be = ia_backend_cpu_variant(variants[v]);
+        if (!be)
+            continue;
+        for (size_t f = 0; f < N_FIXTURES; f++) {
+            expected e;
+            ia_decoder *dec = NULL;
+            if (!load_expected(fixture_dir(fixtures[f]), &e))
+                continue;
+            CHECK_OK(ia_decoder_load(fixture_dir(fixtures[f]), be, IA_DTYPE_F16, &dec));
+            if (dec) {
+                double d = check_model(dec, &e, IA_DTYPE_F32, NULL);
+                fprintf(stderr, "  %-18s %-11s f16 weights %.3g\n", fixtures[f], be->name, d);
+                CHECK_MSG(d <= 0.02, "%s f16 weights: %g", fixtures[f], d);
+            }
+            ia_decoder_free(dec);
+            json_decref(e.root);
+        }
+    }
+}
+
 /* ---- GGUF, written the llama.cpp way ----------------------------------------------------- */
 
 typedef struct gguf_build {
@@ -447,47 +474,107 @@ static const char *tmp_path(const char *name) {
     return out;
 }
 
+/* Prompts for an exactness check: up to 8 of up to 256 ids. */
+typedef struct prompt_set {
+    size_t n, len[8];
+    int32_t ids[8][256];
+} prompt_set;
+
+/* Runs a and b (same vocabulary) on every prompt: all positions' logits in
+ * one prefill, then 8 greedy steps of one token (the decode path). Returns
+ * how many logits differ in any bit; *worst gets the largest |difference|. */
+static size_t logits_differ(const ia_decoder *a, const ia_decoder *b, const prompt_set *ps,
+                            ia_threadpool *pool, double *worst) {
+    size_t vocab = (size_t)ia_decoder_get_config(a)->vocab_size, differ = 0;
+    float *x = malloc(256 * vocab * sizeof *x), *y = malloc(256 * vocab * sizeof *y);
+    ia_kv_cache *ka = NULL, *kb = NULL;
+    CHECK_OK(ia_kv_cache_create(a, 0, IA_DTYPE_F32, &ka));
+    CHECK_OK(ia_kv_cache_create(b, 0, IA_DTYPE_F32, &kb));
+    *worst = 0;
+    for (size_t p = 0; ka && kb && p < ps->n; p++) {
+        ia_kv_cache_reset(ka);
+        ia_kv_cache_reset(kb);
+        size_t rows = ps->len[p];
+        CHECK_OK(ia_decoder_forward(a, ka, ps->ids[p], rows, true, x, pool));
+        CHECK_OK(ia_decoder_forward(b, kb, ps->ids[p], rows, true, y, pool));
+        for (int step = 0;; step++) {
+            for (size_t i = 0; i < rows * vocab; i++) {
+                differ += memcmp(&x[i], &y[i], sizeof x[i]) != 0;
+                *worst = fmax(*worst, fabs((double)x[i] - y[i]));
+            }
+            if (step == 8)
+                break;
+            const float *last = x + (rows - 1) * vocab;
+            int32_t tok = 0;
+            for (size_t v = 1; v < vocab; v++)
+                if (last[v] > last[tok])
+                    tok = (int32_t)v;
+            if (ia_kv_cache_length(ka) + 1 > (size_t)ia_decoder_get_config(a)->max_positions)
+                break;
+            CHECK_OK(ia_decoder_forward(a, ka, &tok, 1, false, x, pool));
+            CHECK_OK(ia_decoder_forward(b, kb, &tok, 1, false, y, pool));
+            rows = 1;
+        }
+    }
+    ia_kv_cache_free(ka);
+    ia_kv_cache_free(kb);
+    free(x);
+    free(y);
+    return differ;
+}
+
+/* The GGUF copy runs the same rows through the same kernels as its
+ * safetensors (LLaMA's Q/K permutation undone at load, llama3 scaling
+ * through the same divisors), so the logits are equal bit for bit, on every
+ * CPU variant; and within TOL of transformers. */
 TEST(gguf_copy_gives_the_same_logits) {
-    const ia_backend *be = ia_backend_cpu();
     ia_threadpool *pool = ia_threadpool_create(2);
     for (size_t f = 0; f < N_FIXTURES; f++) {
         const char *dir = fixture_dir(fixtures[f]);
         const char *path = tmp_path("copy.gguf");
         expected e;
-        if (!load_expected(dir, &e))
+        if (!load_expected(dir, &e)) {
+            CHECK(false);
             continue;
+        }
         if (!write_gguf(dir, path, NULL, NULL)) {
             json_decref(e.root);
             continue;
         }
-        ia_decoder *hf = NULL, *gg = NULL;
-        CHECK_OK(ia_decoder_load(dir, be, IA_DTYPE_F32, &hf));
-        CHECK_OK(ia_decoder_load(path, be, IA_DTYPE_F32, &gg));
-        if (hf && gg) {
-            const ia_decoder_config *a = ia_decoder_get_config(hf), *b = ia_decoder_get_config(gg);
-            CHECK_EQ_INT(a->vocab_size, b->vocab_size);
-            CHECK_EQ_INT(a->num_kv_heads, b->num_kv_heads);
-            CHECK_EQ_INT(a->sliding_window, b->sliding_window);
-            size_t vocab = (size_t)a->vocab_size;
-            float *x = malloc(256 * vocab * sizeof *x), *y = malloc(256 * vocab * sizeof *y);
-            double vs_hf = 0, vs_ref = 0;
-            for (size_t p = 0; p < e.n_prompts; p++) {
-                int32_t ids[256];
-                size_t n = prompt(&e, p, ids);
-                run_prefill(hf, &e, p, IA_DTYPE_F32, pool, x);
-                vs_ref = fmax(vs_ref, run_prefill(gg, &e, p, IA_DTYPE_F32, pool, y));
-                for (size_t i = 0; i < n * vocab; i++)
-                    vs_hf = fmax(vs_hf, fabs(x[i] - y[i]));
+        prompt_set ps = {.n = e.n_prompts < 8 ? e.n_prompts : 8};
+        for (size_t p = 0; p < ps.n; p++)
+            ps.len[p] = prompt(&e, p, ps.ids[p]);
+        for (size_t v = 0; v < 3; v++) {
+            const ia_backend *be = ia_backend_cpu_variant(variants[v]);
+            if (!be)
+                continue;
+            ia_decoder *hf = NULL, *gg = NULL;
+            CHECK_OK(ia_decoder_load(dir, be, IA_DTYPE_F32, &hf));
+            CHECK_OK(ia_decoder_load(path, be, IA_DTYPE_F32, &gg));
+            if (hf && gg) {
+                const ia_decoder_config *a = ia_decoder_get_config(hf),
+                                        *b = ia_decoder_get_config(gg);
+                CHECK_EQ_INT(a->vocab_size, b->vocab_size);
+                CHECK_EQ_INT(a->num_kv_heads, b->num_kv_heads);
+                CHECK_EQ_INT(a->sliding_window, b->sliding_window);
+                double worst, vs_ref = 0;
+                size_t differ = logits_differ(hf, gg, &ps, pool, &worst);
+                size_t vocab = (size_t)a->vocab_size;
+                float *y = malloc(256 * vocab * sizeof *y);
+                for (size_t p = 0; p < e.n_prompts; p++)
+                    vs_ref = fmax(vs_ref, run_prefill(gg, &e, p, IA_DTYPE_F32, pool, y));
+                free(y);
+                fprintf(stderr,
+                        "  %-18s %-8s GGUF vs safetensors: %zu logits differ (max %.3g), vs "
+                        "transformers %.3g\n",
+                        fixtures[f], variants[v], differ, worst, vs_ref);
+                CHECK_MSG(differ == 0, "%s on %s: GGUF vs safetensors: %zu logits differ, max %g",
+                          fixtures[f], variants[v], differ, worst);
+                CHECK_MSG(vs_ref <= TOL, "%s GGUF vs transformers: %g", fixtures[f], vs_ref);
             }
-            fprintf(stderr, "  %-18s GGUF vs safetensors %.3g, vs transformers %.3g\n", fixtures[f],
-                    vs_hf, vs_ref);
-            CHECK_MSG(vs_hf <= 1e-5, "%s GGUF vs safetensors: %g", fixtures[f], vs_hf);
-            CHECK_MSG(vs_ref <= TOL, "%s GGUF vs transformers: %g", fixtures[f], vs_ref);
-            free(x);
-            free(y);
+            ia_decoder_free(hf);
+            ia_decoder_free(gg);
         }
-        ia_decoder_free(hf);
-        ia_decoder_free(gg);
         json_decref(e.root);
         unlink(path);
     }
@@ -647,6 +734,58 @@ static void shared_fixture_case(const char *name, const char *file, ia_threadpoo
     ia_kv_cache_free(kv);
     ia_decoder_free(dec);
     json_decref(root);
+}
+
+/* tests/fixtures/decoders/<name>/model.gguf (our converter's output) and
+ * the directory it came from give bit-identical logits on every variant. */
+TEST(shared_gguf_equals_safetensors_exactly) {
+    static const char *const names[] = {"gpt2", "llama", "mistral", "qwen2"};
+    ia_threadpool *pool = ia_threadpool_create(2);
+    for (size_t i = 0; i < 4; i++) {
+        char dir[2048], path[4096];
+        snprintf(dir, sizeof dir, "%s%s", test_source_path("tests/fixtures/decoders/"), names[i]);
+        snprintf(path, sizeof path, "%s/expected.json", dir);
+        json_error_t jerr;
+        json_t *root = json_load_file(path, 0, &jerr);
+        snprintf(path, sizeof path, "%s/model.gguf", dir);
+        if (!root || access(path, R_OK) != 0) {
+            fprintf(stderr, "  decoders/%s: no fixture or model.gguf\n", names[i]);
+            json_decref(root);
+            continue;
+        }
+        prompt_set ps = {0};
+        json_t *prompts = json_object_get(root, "prompts");
+        for (size_t p = 0; p < json_array_size(prompts) && ps.n < 8; p++) {
+            json_t *jids = json_object_get(json_array_get(prompts, p), "ids");
+            if (json_array_size(jids) == 0 || json_array_size(jids) > 256)
+                continue;
+            for (size_t k = 0; k < json_array_size(jids); k++)
+                ps.ids[ps.n][k] = (int32_t)json_integer_value(json_array_get(jids, k));
+            ps.len[ps.n++] = json_array_size(jids);
+        }
+        CHECK(ps.n > 0);
+        for (size_t v = 0; v < 3; v++) {
+            const ia_backend *be = ia_backend_cpu_variant(variants[v]);
+            if (!be)
+                continue;
+            ia_decoder *hf = NULL, *gg = NULL;
+            CHECK_OK(ia_decoder_load(dir, be, IA_DTYPE_F32, &hf));
+            CHECK_OK(ia_decoder_load(path, be, IA_DTYPE_F32, &gg));
+            if (hf && gg) {
+                double worst;
+                size_t differ = logits_differ(hf, gg, &ps, pool, &worst);
+                fprintf(stderr,
+                        "  decoders/%-8s %-8s model.gguf vs safetensors: %zu differ (max %.3g)\n",
+                        names[i], variants[v], differ, worst);
+                CHECK_MSG(differ == 0, "decoders/%s on %s: %zu logits differ, max %g", names[i],
+                          variants[v], differ, worst);
+            }
+            ia_decoder_free(hf);
+            ia_decoder_free(gg);
+        }
+        json_decref(root);
+    }
+    ia_threadpool_destroy(pool);
 }
 
 TEST(shared_decoder_fixtures) {

@@ -23,15 +23,18 @@
  * one zero-padded), each panel stored k-major so that the micro-kernel reads
  * nr consecutive values per k step:
  *   f32:  panel[k][nr]
+ *   f16:  panel[k][nr] of IEEE halves - the f32 layout at half the bytes;
+ *         kernels widen nr values per k step with F16C (vcvtph2ps), so a
+ *         memory-bound decode streams 2 bytes per weight
  *   bf16: panel[k/2][nr][2] (pairs of consecutive k per output, k padded to
  *         even with zeros) - the operand order of vdpbf16ps, and on AVX2 one
  *         256-bit load yields 8 outputs for k (low halves) and k+1 (high). */
 struct ia_packed_weight {
-    ia_dtype compute; /* IA_DTYPE_F32 or IA_DTYPE_BF16 */
+    ia_dtype compute; /* IA_DTYPE_F32, IA_DTYPE_F16 or IA_DTYPE_BF16 */
     size_t n, k;
     int nr;             /* panel width of the variant that packed it */
     size_t n_panels;    /* ceil(n / nr) */
-    size_t panel_elems; /* elements per panel: nr * k (f32) or nr * round_up(k, 2) */
+    size_t panel_elems; /* elements per panel: nr * k (f32, f16) or nr * round_up(k, 2) */
     void *data;         /* 64-byte aligned; float or uint16_t */
 };
 
@@ -65,14 +68,36 @@ typedef void (*cpu_ukr_fn)(const cpu_ukr_args *args);
 typedef void (*cpu_pack_a_fn)(const float *x, size_t ldx, size_t rows, size_t k0, size_t kc,
                               uint32_t *dst, size_t ldd);
 
+/* One call of a GEMV kernel (m = 1..CPU_GEMV_MAX_M rows of x): y[m, cols of
+ * panels p0..p1) = act(x W^T + bias) over the whole k at once, so that each
+ * panel is one contiguous stream of weights. The last panel of w may be
+ * partial; the kernel then writes only its real columns. */
+#define CPU_GEMV_MAX_M 4
+typedef struct cpu_gemv_args {
+    const ia_packed_weight *w;
+    const float *x;
+    size_t ldx;
+    size_t m;
+    float *y;
+    size_t ldy;
+    const float *bias; /* w->n values or NULL */
+    ia_activation act;
+    size_t p0, p1; /* panels [p0, p1) */
+} cpu_gemv_args;
+
+typedef void (*cpu_gemv_fn)(const cpu_gemv_args *args);
+
 typedef struct cpu_gemm_kernel {
     int mr, nr;
     cpu_ukr_fn f32;
     cpu_ukr_fn bf16;
     cpu_pack_a_fn bf16_pack_a; /* NULL: the bf16 kernel reads f32 rows of x */
+    cpu_ukr_fn f16;            /* f16 panels widened in registers; x in f32 */
+    cpu_gemv_fn gemv;          /* optional: m <= CPU_GEMV_MAX_M, any compute type */
 } cpu_gemm_kernel;
 
-/* The tiled, threaded driver shared by every variant. */
+/* The tiled, threaded driver shared by every variant. m <= CPU_GEMV_MAX_M
+ * goes to the variant's gemv kernel when it has one. */
 void cpu_linear_run(const cpu_gemm_kernel *kern, const ia_packed_weight *w, const float *bias,
                     ia_activation act, const float *x, size_t ldx, float *y, size_t ldy, size_t m,
                     ia_threadpool *pool);

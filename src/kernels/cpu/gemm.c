@@ -13,7 +13,13 @@
  *
  * For tiny m (one short sentence) there is little to reuse: the tile is all
  * m rows and the columns are split finely so that every thread streams its
- * own share of the weights, which is what bounds that case.
+ * own share of the weights, which is what bounds that case. Decode (m = 1..4)
+ * goes to the variant's GEMV kernel when it has one: whole-k panels, each a
+ * contiguous stream, split into one run of panels per thread-pool task.
+ *
+ * f16 weights (IA_DTYPE_F16) keep the f32 panel layout at 2 bytes a value;
+ * packing from an F16 tensor copies the bits, from f32 or bf16 it rounds to
+ * nearest even.
  */
 #include "kernels/cpu/cpu_internal.h"
 
@@ -35,10 +41,10 @@ ia_status cpu_weight_pack(const ia_tensor *const *parts, int n_parts, ia_dtype c
     float *row = NULL;
     ia_status st = IA_OK;
     *out = NULL;
-    if (compute != IA_DTYPE_F32 && compute != IA_DTYPE_BF16) {
+    if (compute != IA_DTYPE_F32 && compute != IA_DTYPE_F16 && compute != IA_DTYPE_BF16) {
         st = ia_error_set(IA_EUNSUPPORTED,
                           "linear weights: compute type %s is not supported "
-                          "by the CPU backend (use f32 or bf16)",
+                          "by the CPU backend (use f32, f16 or bf16)",
                           ia_dtype_name(compute));
         goto fail;
     }
@@ -83,7 +89,7 @@ ia_status cpu_weight_pack(const ia_tensor *const *parts, int n_parts, ia_dtype c
     w->nr = nr;
     w->n_panels = (n + (size_t)nr - 1) / (size_t)nr;
     size_t kp = compute == IA_DTYPE_BF16 ? round_up(k, 2) : k;
-    size_t elem = compute == IA_DTYPE_BF16 ? 2 : 4, bytes;
+    size_t elem = compute == IA_DTYPE_F32 ? 4 : 2, bytes;
     if (!ia_size_mul((size_t)nr, kp, &w->panel_elems) ||
         !ia_size_mul(w->panel_elems, w->n_panels, &bytes) || !ia_size_mul(bytes, elem, &bytes)) {
         st = ia_error_set(IA_ENOMEM, "linear weights of %zu x %zu overflow memory sizes", n, k);
@@ -103,11 +109,23 @@ ia_status cpu_weight_pack(const ia_tensor *const *parts, int n_parts, ia_dtype c
         size_t src_elem = t->dtype == IA_DTYPE_F32 ? 4 : 2;
         for (size_t i = 0; i < (size_t)t->shape[0]; i++, r++) {
             const char *src = (const char *)t->data + i * k * src_elem;
+            size_t panel = r / (size_t)nr, j = r % (size_t)nr;
+            if (compute == IA_DTYPE_F16 && t->dtype == IA_DTYPE_F16) {
+                /* Bits as they are: no round trip through f32. */
+                uint16_t *dst = (uint16_t *)w->data + panel * w->panel_elems;
+                const uint16_t *h = (const uint16_t *)src;
+                for (size_t kk = 0; kk < k; kk++)
+                    dst[kk * (size_t)nr + j] = h[kk];
+                continue;
+            }
             st = ia_convert_to_f32(t->dtype, src, row, k);
             if (st != IA_OK)
                 goto fail;
-            size_t panel = r / (size_t)nr, j = r % (size_t)nr;
-            if (compute == IA_DTYPE_F32) {
+            if (compute == IA_DTYPE_F16) {
+                uint16_t *dst = (uint16_t *)w->data + panel * w->panel_elems;
+                for (size_t kk = 0; kk < k; kk++)
+                    dst[kk * (size_t)nr + j] = ia_f32_to_f16(row[kk]);
+            } else if (compute == IA_DTYPE_F32) {
                 float *dst = (float *)w->data + panel * w->panel_elems;
                 for (size_t kk = 0; kk < k; kk++)
                     dst[kk * (size_t)nr + j] = row[kk];
@@ -201,7 +219,7 @@ static void linear_task(void *ctx, size_t task, int thread) {
     size_t m1 = m0 + job->mb < job->m ? m0 + job->mb : job->m;
     size_t n1 = n0 + job->nb < w->n ? n0 + job->nb : w->n;
     bool bf16 = w->compute == IA_DTYPE_BF16;
-    cpu_ukr_fn ukr = bf16 ? kern->bf16 : kern->f32;
+    cpu_ukr_fn ukr = bf16 ? kern->bf16 : w->compute == IA_DTYPE_F16 ? kern->f16 : kern->f32;
     bool pack_a = bf16 && kern->bf16_pack_a;
     /* bf16 pairs of this tile's rows of x for packed-A kernels: mb x kc/2
      * pairs, on the stack so that nothing is allocated per call. */
@@ -234,12 +252,49 @@ static void linear_task(void *ctx, size_t task, int thread) {
     (void)thread;
 }
 
+typedef struct gemv_job {
+    const cpu_gemm_kernel *kern;
+    cpu_gemv_args args; /* p0, p1 set per task */
+    size_t per;         /* panels per task */
+} gemv_job;
+
+static void gemv_task(void *ctx, size_t task, int thread) {
+    const gemv_job *job = ctx;
+    cpu_gemv_args a = job->args;
+    a.p0 = task * job->per;
+    a.p1 = a.p0 + job->per < a.w->n_panels ? a.p0 + job->per : a.w->n_panels;
+    job->kern->gemv(&a);
+    (void)thread;
+}
+
+/* Decode: an equal run of panels per task, few tasks per thread (a task
+ * switch costs a claim on a shared counter, and a long contiguous run keeps
+ * the hardware prefetcher ahead), but enough that a late thread can be
+ * balanced by the others. */
+static void gemv_run(const cpu_gemm_kernel *kern, const ia_packed_weight *w, const float *bias,
+                     ia_activation act, const float *x, size_t ldx, float *y, size_t ldy, size_t m,
+                     ia_threadpool *pool) {
+    size_t threads = pool ? (size_t)ia_threadpool_size(pool) : 1;
+    size_t tasks = threads == 1 ? 1 : 2 * threads;
+    if (tasks > w->n_panels)
+        tasks = w->n_panels;
+    gemv_job job = {
+        .kern = kern,
+        .args = {.w = w, .x = x, .ldx = ldx, .m = m, .y = y, .ldy = ldy, .bias = bias, .act = act}};
+    job.per = (w->n_panels + tasks - 1) / tasks;
+    ia_threadpool_run(pool, (w->n_panels + job.per - 1) / job.per, gemv_task, &job);
+}
+
 void cpu_linear_run(const cpu_gemm_kernel *kern, const ia_packed_weight *w, const float *bias,
                     ia_activation act, const float *x, size_t ldx, float *y, size_t ldy, size_t m,
                     ia_threadpool *pool) {
     assert(w->nr == kern->nr && "weights packed by another CPU variant");
     if (m == 0)
         return;
+    if (m <= CPU_GEMV_MAX_M && kern->gemv) {
+        gemv_run(kern, w, bias, act, x, ldx, y, ldy, m, pool);
+        return;
+    }
     size_t mr = (size_t)kern->mr, nr = (size_t)kern->nr;
     size_t threads = pool ? (size_t)ia_threadpool_size(pool) : 1;
     linear_job job = {.kern = kern,
@@ -280,18 +335,23 @@ void cpu_linear_run(const cpu_gemm_kernel *kern, const ia_packed_weight *w, cons
 
 /* Accumulates one row at a time; the 16-wide inner loop is what baseline
  * SSE2 auto-vectorisation handles well. */
-static void ukr_generic(const cpu_ukr_args *a, bool bf16) {
+static void ukr_generic(const cpu_ukr_args *a, ia_dtype type) {
     for (int i = 0; i < a->mr; i++) {
         float acc[GEN_NR];
         float *c = a->c + (size_t)i * a->ldc;
         for (int j = 0; j < GEN_NR; j++)
             acc[j] = a->first ? (a->bias ? a->bias[j] : 0.0f) : c[j];
         const float *x = (const float *)a->a + (size_t)i * a->lda;
-        if (!bf16) {
+        if (type == IA_DTYPE_F32) {
             const float *b = a->b;
             for (size_t k = 0; k < a->kc; k++, b += GEN_NR)
                 for (int j = 0; j < GEN_NR; j++)
                     acc[j] += x[k] * b[j];
+        } else if (type == IA_DTYPE_F16) {
+            const uint16_t *b = a->b;
+            for (size_t k = 0; k < a->kc; k++, b += GEN_NR)
+                for (int j = 0; j < GEN_NR; j++)
+                    acc[j] += x[k] * ia_f16_to_f32(b[j]);
         } else {
             const uint16_t *b = a->b;
             for (size_t k = 0; k < a->kc; k++) {
@@ -305,8 +365,14 @@ static void ukr_generic(const cpu_ukr_args *a, bool bf16) {
     }
 }
 
-static void ukr_generic_f32(const cpu_ukr_args *a) { ukr_generic(a, false); }
-static void ukr_generic_bf16(const cpu_ukr_args *a) { ukr_generic(a, true); }
+static void ukr_generic_f32(const cpu_ukr_args *a) { ukr_generic(a, IA_DTYPE_F32); }
+static void ukr_generic_f16(const cpu_ukr_args *a) { ukr_generic(a, IA_DTYPE_F16); }
+static void ukr_generic_bf16(const cpu_ukr_args *a) { ukr_generic(a, IA_DTYPE_BF16); }
 
-const cpu_gemm_kernel cpu_gemm_generic = {
-    .mr = GEN_MR, .nr = GEN_NR, .f32 = ukr_generic_f32, .bf16 = ukr_generic_bf16};
+/* No gemv: the generic variant is the reference the GEMV kernels are tested
+ * against, through the tiled micro-kernel path. */
+const cpu_gemm_kernel cpu_gemm_generic = {.mr = GEN_MR,
+                                          .nr = GEN_NR,
+                                          .f32 = ukr_generic_f32,
+                                          .bf16 = ukr_generic_bf16,
+                                          .f16 = ukr_generic_f16};

@@ -11,6 +11,15 @@
  * 32-bit lane left by 16 gives the k values as f32 and masking off the low
  * half gives the k+1 values. x stays f32, so products are exact f32 FMAs.
  *
+ * f16 weights are widened with F16C: one 128-bit load and vcvtph2ps give
+ * 8 outputs of one k step, exactly (every half is a float).
+ *
+ * The GEMV kernels (m = 1..4, decode) walk whole panels instead of k-blocks:
+ * each panel is one contiguous stream of nr * k weights, read once, with
+ * two independent accumulator sets per row (even and odd k) so that the FMA
+ * latency never limits a memory-bound loop, and a software prefetch a few
+ * cache lines ahead within the panel.
+ *
  * The row count mr of a call is a compile-time constant inside each
  * instantiation (1..6), so rows past it fold away; the driver handles
  * column edges. The activation runs on the stored tile after the last
@@ -111,6 +120,46 @@ static ALWAYS_INLINE void ukr_bf16_body(const cpu_ukr_args *a, const size_t mr) 
         activate_tile(c, ldc, (int)mr, a->act);
 }
 
+static ALWAYS_INLINE void ukr_f16_body(const cpu_ukr_args *a, const size_t mr) {
+    const float *x = a->a;
+    const __m128i *b = a->b; /* 2 vectors of 8 halves per k */
+    float *c = a->c;
+    const size_t lda = a->lda, ldc = a->ldc, kc = a->kc;
+    ROWS(DECL)
+    ROWS(INIT)
+    for (size_t k = 0; k < kc; k++, b += 2) {
+        __m256 b0 = _mm256_cvtph_ps(_mm_load_si128(b));
+        __m256 b1 = _mm256_cvtph_ps(_mm_load_si128(b + 1));
+        ROWS(FMA_K)
+    }
+    ROWS(STORE)
+    if (a->last && a->act != IA_ACT_NONE)
+        activate_tile(c, ldc, (int)mr, a->act);
+}
+
+static void ukr_f16(const cpu_ukr_args *a) {
+    switch (a->mr) {
+    case 1:
+        ukr_f16_body(a, 1);
+        break;
+    case 2:
+        ukr_f16_body(a, 2);
+        break;
+    case 3:
+        ukr_f16_body(a, 3);
+        break;
+    case 4:
+        ukr_f16_body(a, 4);
+        break;
+    case 5:
+        ukr_f16_body(a, 5);
+        break;
+    default:
+        ukr_f16_body(a, 6);
+        break;
+    }
+}
+
 static void ukr_f32(const cpu_ukr_args *a) {
     switch (a->mr) {
     case 1:
@@ -157,4 +206,156 @@ static void ukr_bf16(const cpu_ukr_args *a) {
     }
 }
 
-const cpu_gemm_kernel cpu_gemm_avx2 = {.mr = MR, .nr = NR, .f32 = ukr_f32, .bf16 = ukr_bf16};
+/* ---- GEMV (m = 1..4) ---------------------------------------------------------- */
+
+/* Rows 0..3 of x; two accumulator pairs per row (e: even k, o: odd k). */
+#define GROWS(X) X(0) X(1) X(2) X(3)
+#define GDECL(i)                                                         \
+    __m256 e##i##0 = _mm256_setzero_ps(), e##i##1 = _mm256_setzero_ps(); \
+    __m256 o##i##0 = _mm256_setzero_ps(), o##i##1 = _mm256_setzero_ps(); \
+    const float *x##i = a->x + (i < m ? i : 0) * a->ldx;
+#define GFMA(i, acc, kk, b0, b1)                        \
+    if (i < m) {                                        \
+        __m256 av = _mm256_broadcast_ss(x##i + (kk));   \
+        acc##i##0 = _mm256_fmadd_ps(av, b0, acc##i##0); \
+        acc##i##1 = _mm256_fmadd_ps(av, b1, acc##i##1); \
+    }
+#define GFMA_E(i) GFMA(i, e, k, b0, b1)
+#define GFMA_O(i) GFMA(i, o, k + 1, h0, h1)
+#define GSTORE(i)                                                                          \
+    if (i < m) {                                                                           \
+        __m256 s0 = _mm256_add_ps(e##i##0, o##i##0), s1 = _mm256_add_ps(e##i##1, o##i##1); \
+        if (bias) {                                                                        \
+            s0 = _mm256_add_ps(s0, _mm256_loadu_ps(bias));                                 \
+            s1 = _mm256_add_ps(s1, _mm256_loadu_ps(bias + 8));                             \
+        }                                                                                  \
+        if (act != IA_ACT_NONE) {                                                          \
+            s0 = v_act(act, s0);                                                           \
+            s1 = v_act(act, s1);                                                           \
+        }                                                                                  \
+        gemv_store(a->y + i * a->ldy + col, s0, s1, ncols);                                \
+    }
+
+/* Distance of the software prefetch within a panel, in bytes. */
+#define GEMV_PREFETCH 512
+
+static ALWAYS_INLINE void gemv_store(float *y, __m256 s0, __m256 s1, size_t ncols) {
+    if (ncols >= NR) {
+        _mm256_storeu_ps(y, s0);
+        _mm256_storeu_ps(y + 8, s1);
+        return;
+    }
+    float t[NR];
+    _mm256_storeu_ps(t, s0);
+    _mm256_storeu_ps(t + 8, s1);
+    for (size_t j = 0; j < ncols; j++)
+        y[j] = t[j];
+}
+
+/* The bias of the last, partial panel read through a zero-padded copy. */
+static ALWAYS_INLINE const float *gemv_bias(const cpu_gemv_args *a, size_t col, size_t ncols,
+                                            float *pad) {
+    if (!a->bias || ncols >= NR)
+        return a->bias ? a->bias + col : NULL;
+    for (size_t j = 0; j < NR; j++)
+        pad[j] = j < ncols ? a->bias[col + j] : 0.0f;
+    return pad;
+}
+
+/* LOAD(ptr, k) yields the 16 weights of step k as b0, b1 (even k) or h0, h1
+ * (odd k); STEP is the panel's bytes per k step. */
+#define GEMV_BODY(TYPE, STEP, LOAD_EVEN, LOAD_ODD, TAIL)                             \
+    const ia_packed_weight *w = a->w;                                                \
+    const size_t k_len = w->k;                                                       \
+    const ia_activation act = a->act;                                                \
+    for (size_t p = a->p0; p < a->p1; p++) {                                         \
+        const size_t col = p * NR, ncols = w->n - col;                               \
+        const char *pb = (const char *)((const TYPE *)w->data + p * w->panel_elems); \
+        float pad[NR];                                                               \
+        const float *bias = gemv_bias(a, col, ncols, pad);                           \
+        GROWS(GDECL)                                                                 \
+        size_t k = 0;                                                                \
+        for (; k + 2 <= k_len; k += 2, pb += 2 * (STEP)) {                           \
+            _mm_prefetch(pb + GEMV_PREFETCH, _MM_HINT_T0);                           \
+            LOAD_EVEN                                                                \
+            GROWS(GFMA_E)                                                            \
+            LOAD_ODD                                                                 \
+            GROWS(GFMA_O)                                                            \
+        }                                                                            \
+        if (k < k_len) {                                                             \
+            TAIL GROWS(GFMA_E)                                                       \
+        }                                                                            \
+        GROWS(GSTORE)                                                                \
+    }
+
+static ALWAYS_INLINE void gemv_f32_body(const cpu_gemv_args *a, const size_t m) {
+#define F32_LOAD(off, r0, r1)                              \
+    __m256 r0 = _mm256_load_ps((const float *)pb + (off)); \
+    __m256 r1 = _mm256_load_ps((const float *)pb + (off) + 8);
+    GEMV_BODY(float, NR * 4, F32_LOAD(0, b0, b1), F32_LOAD(NR, h0, h1), F32_LOAD(0, b0, b1))
+#undef F32_LOAD
+}
+
+static ALWAYS_INLINE void gemv_f16_body(const cpu_gemv_args *a, const size_t m) {
+#define F16_LOAD(off, r0, r1)                                                 \
+    __m256 r0 = _mm256_cvtph_ps(_mm_load_si128((const __m128i *)pb + (off))); \
+    __m256 r1 = _mm256_cvtph_ps(_mm_load_si128((const __m128i *)pb + (off) + 1));
+    GEMV_BODY(uint16_t, NR * 2, F16_LOAD(0, b0, b1), F16_LOAD(2, h0, h1), F16_LOAD(0, b0, b1))
+#undef F16_LOAD
+}
+
+/* bf16 pairs: one 256-bit load holds 8 outputs at k (low halves) and k + 1
+ * (high halves); the pair stride equals 2 k steps of 16 halves. */
+static ALWAYS_INLINE void gemv_bf16_body(const cpu_gemv_args *a, const size_t m) {
+    const __m256i hi_mask = _mm256_set1_epi32((int)0xffff0000u);
+#define BF16_PAIR                                               \
+    __m256i p0 = _mm256_load_si256((const __m256i *)pb);        \
+    __m256i p1 = _mm256_load_si256((const __m256i *)pb + 1);    \
+    __m256 b0 = _mm256_castsi256_ps(_mm256_slli_epi32(p0, 16)); \
+    __m256 b1 = _mm256_castsi256_ps(_mm256_slli_epi32(p1, 16));
+#define BF16_ODD                                                    \
+    __m256 h0 = _mm256_castsi256_ps(_mm256_and_si256(p0, hi_mask)); \
+    __m256 h1 = _mm256_castsi256_ps(_mm256_and_si256(p1, hi_mask));
+    GEMV_BODY(uint16_t, NR * 2, BF16_PAIR, BF16_ODD, BF16_PAIR)
+#undef BF16_PAIR
+#undef BF16_ODD
+}
+
+#define GEMV_DISPATCH(name, body)              \
+    static void name(const cpu_gemv_args *a) { \
+        switch (a->m) {                        \
+        case 1:                                \
+            body(a, 1);                        \
+            break;                             \
+        case 2:                                \
+            body(a, 2);                        \
+            break;                             \
+        case 3:                                \
+            body(a, 3);                        \
+            break;                             \
+        default:                               \
+            body(a, 4);                        \
+            break;                             \
+        }                                      \
+    }
+
+GEMV_DISPATCH(gemv_f32, gemv_f32_body)
+GEMV_DISPATCH(gemv_f16, gemv_f16_body)
+GEMV_DISPATCH(gemv_bf16, gemv_bf16_body)
+
+static void gemv(const cpu_gemv_args *a) {
+    switch (a->w->compute) {
+    case IA_DTYPE_F16:
+        gemv_f16(a);
+        break;
+    case IA_DTYPE_BF16:
+        gemv_bf16(a);
+        break;
+    default:
+        gemv_f32(a);
+        break;
+    }
+}
+
+const cpu_gemm_kernel cpu_gemm_avx2 = {
+    .mr = MR, .nr = NR, .f32 = ukr_f32, .bf16 = ukr_bf16, .f16 = ukr_f16, .gemv = gemv};

@@ -112,6 +112,23 @@ static ALWAYS_INLINE void ukr_bf16_cvt_body(const cpu_ukr_args *a, const size_t 
     if (a->last && a->act != IA_ACT_NONE)
         activate_tile(c, ldc, (int)mr, a->act);
 }
+/* f16 panel widened in registers (vcvtph2ps zmm); x in f32. */
+static ALWAYS_INLINE void ukr_f16_body(const cpu_ukr_args *a, const size_t mr) {
+    const float *x = a->a;
+    const __m256i *b = a->b; /* 2 vectors of 16 halves per k */
+    float *c = a->c;
+    const size_t lda = a->lda, ldc = a->ldc, kc = a->kc;
+    ROWS(DECL)
+    ROWS(INIT)
+    for (size_t k = 0; k < kc; k++, b += 2) {
+        __m512 b0 = _mm512_cvtph_ps(_mm256_load_si256(b));
+        __m512 b1 = _mm512_cvtph_ps(_mm256_load_si256(b + 1));
+        ROWS(FMA_K)
+    }
+    ROWS(STORE)
+    if (a->last && a->act != IA_ACT_NONE)
+        activate_tile(c, ldc, (int)mr, a->act);
+}
 #undef XT
 
 #define XT uint32_t
@@ -178,6 +195,7 @@ static ALWAYS_INLINE void ukr_dpbf16_body(const cpu_ukr_args *a, const size_t mr
 
 DISPATCH_MR(ukr_f32, ukr_f32_body)
 DISPATCH_MR(ukr_bf16_cvt, ukr_bf16_cvt_body)
+DISPATCH_MR(ukr_f16, ukr_f16_body)
 DISPATCH_MR(ukr_dpbf16, ukr_dpbf16_body)
 
 /* Rows of x to bf16 pairs with round-to-nearest-even (vcvtne2ps2bf16). */
@@ -204,7 +222,12 @@ static void pack_a_bf16(const float *x, size_t ldx, size_t rows, size_t k0, size
     }
 }
 
-const cpu_gemm_kernel cpu_gemm_avx512 = {.mr = MR, .nr = NR, .f32 = ukr_f32, .bf16 = ukr_bf16_cvt};
+const cpu_gemm_kernel cpu_gemm_avx512 = {
+    .mr = MR, .nr = NR, .f32 = ukr_f32, .bf16 = ukr_bf16_cvt, .f16 = ukr_f16};
 
-const cpu_gemm_kernel cpu_gemm_avx512_bf16 = {
-    .mr = MR, .nr = NR, .f32 = ukr_f32, .bf16 = ukr_dpbf16, .bf16_pack_a = pack_a_bf16};
+const cpu_gemm_kernel cpu_gemm_avx512_bf16 = {.mr = MR,
+                                              .nr = NR,
+                                              .f32 = ukr_f32,
+                                              .bf16 = ukr_dpbf16,
+                                              .bf16_pack_a = pack_a_bf16,
+                                              .f16 = ukr_f16};
