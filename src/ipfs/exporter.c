@@ -53,16 +53,14 @@ static void node_free(node *n) {
     n->block = NULL;
 }
 
-/* Decodes a block already read (and verified) into n, which takes it over:
- * on error too, the block is freed. */
-static ia_status node_decode(const ia_cid *cid, uint8_t *block, size_t len, node *n) {
+static ia_status node_load(ia_blockstore *bs, const ia_cid *cid, node *n) {
     memset(n, 0, sizeof *n);
     n->cid = *cid;
-    n->block = block;
-    n->len = len;
     if (ia_cid_format(cid, IA_BASE32, n->text, sizeof n->text))
         snprintf(n->text, sizeof n->text, "<CID>");
-    ia_status st = IA_OK;
+    ia_status st = ia_blockstore_get(bs, cid, &n->block, &n->len);
+    if (st)
+        return st;
     if (cid->codec == IA_CODEC_RAW) {
         n->is_raw = true;
         n->fs.type = IA_UNIXFS_RAW;
@@ -94,14 +92,6 @@ fail:
     free(n->block);
     n->block = NULL;
     return st;
-}
-
-static ia_status node_load(ia_blockstore *bs, const ia_cid *cid, node *n) {
-    uint8_t *block;
-    size_t len;
-    memset(n, 0, sizeof *n);
-    ia_status st = ia_blockstore_get(bs, cid, &block, &len);
-    return st ? st : node_decode(cid, block, len, n);
 }
 
 static const char *type_name(ia_unixfs_type t) {
@@ -140,37 +130,12 @@ ia_status ia_unixfs_stat(ia_blockstore *bs, const ia_cid *cid, ia_unixfs_info *o
 
 /* ---- cat --------------------------------------------------------------------------- */
 
-/* Children are read and verified (each block re-hashed against its CID) a
- * window at a time across the thread pool, then written in order by the
- * caller: hashing is what bounds cat, and it parallelises per block. A
- * window of leaves is at most PREFETCH_WINDOW blocks (4 MiB of 256 KiB
- * chunks) per tree level, so memory stays bounded whatever the file size. */
-#define PREFETCH_WINDOW 16
-
 typedef struct cat_ctx {
     ia_blockstore *bs;
     uint64_t lo, hi; /* wanted file bytes [lo, hi) */
     ia_write_fn write;
     void *ctx;
-    ia_threadpool *pool; /* NULL: read one block at a time */
 } cat_ctx;
-
-typedef struct prefetch {
-    ia_blockstore *bs;
-    const ia_pb_link *links; /* the window's links */
-    uint8_t *blocks[PREFETCH_WINDOW];
-    size_t lens[PREFETCH_WINDOW];
-    ia_status status[PREFETCH_WINDOW];
-    char errors[PREFETCH_WINDOW][256]; /* messages are thread-local: carried back */
-} prefetch;
-
-static void prefetch_task(void *ctx, size_t i, int thread) {
-    (void)thread;
-    prefetch *p = ctx;
-    p->status[i] = ia_blockstore_get(p->bs, &p->links[i].cid, &p->blocks[i], &p->lens[i]);
-    if (p->status[i])
-        snprintf(p->errors[i], sizeof p->errors[i], "%s", ia_error_message());
-}
 
 /* Writes the part of bytes [start, start + len) that overlaps [lo, hi). */
 static ia_status emit(cat_ctx *c, uint64_t start, const uint8_t *p, size_t len) {
@@ -181,107 +146,58 @@ static ia_status emit(cat_ctx *c, uint64_t start, const uint8_t *p, size_t len) 
     return b > a ? c->write(c->ctx, p + (a - start), (size_t)(b - a)) : IA_OK;
 }
 
-static ia_status cat_children(cat_ctx *c, node *n, uint64_t pos, int depth);
-
-/* Streams node n (taken over) covering file bytes [start, start + expect);
- * expect is what the parent says (UINT64_MAX at the root). */
-static ia_status cat_decoded(cat_ctx *c, node *n, uint64_t start, uint64_t expect, int depth) {
-    uint64_t size = 0;
-    ia_status st;
-    if (n->fs.type != IA_UNIXFS_FILE && n->fs.type != IA_UNIXFS_RAW) {
+/* Streams the node covering file bytes [start, start + expect); expect is
+ * what the parent says (UINT64_MAX at the root). */
+static ia_status cat_node(cat_ctx *c, const ia_cid *cid, uint64_t start, uint64_t expect,
+                          int depth) {
+    node n;
+    uint64_t size = 0, pos;
+    ia_status st = node_load(c->bs, cid, &n);
+    if (st)
+        return st;
+    if (n.fs.type != IA_UNIXFS_FILE && n.fs.type != IA_UNIXFS_RAW) {
         st = depth == 0
-                 ? ia_error_set(IA_EINVAL, "%s is a %s, not a file", n->text, type_name(n->fs.type))
-                 : ia_error_set(IA_EPARSE, "%s: a %s inside a file's DAG", n->text,
-                                type_name(n->fs.type));
+                 ? ia_error_set(IA_EINVAL, "%s is a %s, not a file", n.text, type_name(n.fs.type))
+                 : ia_error_set(IA_EPARSE, "%s: a %s inside a file's DAG", n.text,
+                                type_name(n.fs.type));
         goto done;
     }
-    if ((st = file_size(n, &size)))
+    if ((st = file_size(&n, &size)))
         goto done;
     if (expect != UINT64_MAX && size != expect) {
-        st = ia_error_set(IA_EPARSE, "%s: holds %llu bytes but its parent says %llu", n->text,
+        st = ia_error_set(IA_EPARSE, "%s: holds %llu bytes but its parent says %llu", n.text,
                           (unsigned long long)size, (unsigned long long)expect);
         goto done;
     }
-    if (!n->is_raw && n->fs.n_blocksizes != n->pb.n_links) {
-        st = ia_error_set(IA_EPARSE, "%s: %zu links but %zu blocksizes", n->text, n->pb.n_links,
-                          n->fs.n_blocksizes);
+    if (!n.is_raw && n.fs.n_blocksizes != n.pb.n_links) {
+        st = ia_error_set(IA_EPARSE, "%s: %zu links but %zu blocksizes", n.text, n.pb.n_links,
+                          n.fs.n_blocksizes);
         goto done;
     }
     if (depth > FILE_MAX_DEPTH) {
-        st = ia_error_set(IA_ERANGE, "%s: file DAG deeper than %d levels", n->text, FILE_MAX_DEPTH);
+        st = ia_error_set(IA_ERANGE, "%s: file DAG deeper than %d levels", n.text, FILE_MAX_DEPTH);
         goto done;
     }
-    if ((st = emit(c, start, n->fs.data, n->fs.data_len)))
+    if ((st = emit(c, start, n.fs.data, n.fs.data_len)))
         goto done;
-    if (!n->is_raw)
-        st = cat_children(c, n, start + n->fs.data_len, depth);
+    pos = start + n.fs.data_len;
+    for (size_t i = 0; !n.is_raw && i < n.pb.n_links && pos < c->hi; i++) {
+        uint64_t sz = n.fs.blocksizes[i];
+        if (pos + sz > c->lo && (st = cat_node(c, &n.pb.links[i].cid, pos, sz, depth + 1)))
+            goto done;
+        pos += sz;
+    }
 done:
-    node_free(n);
-    return st;
-}
-
-/* The children of n overlapping [lo, hi), in order, a window at a time. */
-static ia_status cat_children(cat_ctx *c, node *n, uint64_t pos, int depth) {
-    size_t i = 0, links = n->pb.n_links;
-    ia_status st = IA_OK;
-    /* skip the children before the range */
-    while (i < links && pos + n->fs.blocksizes[i] <= c->lo)
-        pos += n->fs.blocksizes[i++];
-    prefetch *p = c->pool && links - i > 1 ? ia_calloc(1, sizeof *p) : NULL;
-    while (st == IA_OK && i < links && pos < c->hi) {
-        /* the window: children from i that start before hi */
-        size_t w = 0;
-        uint64_t end = pos;
-        while (i + w < links && w < (p ? PREFETCH_WINDOW : 1) && end < c->hi)
-            end += n->fs.blocksizes[i + w++];
-        if (p) {
-            p->bs = c->bs;
-            p->links = &n->pb.links[i];
-            ia_threadpool_run(c->pool, w, prefetch_task, p);
-        }
-        for (size_t k = 0; k < w; k++) {
-            uint64_t sz = n->fs.blocksizes[i + k];
-            node child;
-            if (!p) {
-                st = node_load(c->bs, &n->pb.links[i + k].cid, &child);
-            } else if (p->status[k]) {
-                st = ia_error_set(p->status[k], "%s", p->errors[k]);
-            } else {
-                st = node_decode(&n->pb.links[i + k].cid, p->blocks[k], p->lens[k], &child);
-                p->blocks[k] = NULL; /* taken over */
-            }
-            if (st == IA_OK)
-                st = cat_decoded(c, &child, pos, sz, depth + 1);
-            pos += sz;
-            if (st) {
-                for (size_t r = k + 1; p && r < w; r++)
-                    free(p->blocks[r]);
-                break;
-            }
-        }
-        i += w;
-    }
-    free(p);
+    node_free(&n);
     return st;
 }
 
 ia_status ia_unixfs_cat(ia_blockstore *bs, const ia_cid *cid, uint64_t offset, uint64_t length,
                         ia_write_fn write, void *ctx) {
-    cat_ctx c = {bs, offset, 0, write, ctx, NULL};
+    cat_ctx c = {bs, offset, 0, write, ctx};
     if (__builtin_add_overflow(offset, length, &c.hi))
         c.hi = UINT64_MAX;
-    node root;
-    ia_status st = node_load(bs, cid, &root);
-    if (st)
-        return st;
-    /* a range of many blocks: read them on all cores (a short range, such
-     * as the gateway's per-buffer reads, is not worth starting threads) */
-    int threads = ia_cpu_physical_cores();
-    if (!root.is_raw && root.pb.n_links > 1 && threads > 1 && c.hi - c.lo >= (4u << 20))
-        c.pool = ia_threadpool_create(threads);
-    st = cat_decoded(&c, &root, 0, UINT64_MAX, 0);
-    ia_threadpool_destroy(c.pool);
-    return st;
+    return cat_node(&c, cid, 0, UINT64_MAX, 0);
 }
 
 /* ---- directories ------------------------------------------------------------------------ */

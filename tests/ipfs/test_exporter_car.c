@@ -154,10 +154,10 @@ TEST(cat_detects_a_corrupt_block) {
     fixture_close(&f);
 }
 
-/* Ranges of 4 MiB and more read their blocks across the thread pool, a
- * window at a time: the same bytes, and a corrupt block in the middle is
- * still an error (reported from the worker that read it), never output. */
-TEST(cat_parallel_reads_and_detects_corruption) {
+/* A file of many blocks over several tree levels: whole, long ranges, and a
+ * corrupt block in the middle stops the output with an error, never wrong
+ * bytes. */
+TEST(cat_long_ranges_and_a_corrupt_middle_block) {
     fixture f;
     fixture_open_chunked(&f, 5u << 20, 1, 1, 32768); /* 160 leaves, 4 levels */
     check_range(&f, 0, UINT64_MAX);
