@@ -188,6 +188,15 @@ ia_status ia_gguf_open(const char *path, ia_gguf **out);
  * `what` names it in errors. Used by tests and the fuzzer. */
 ia_status ia_gguf_open_memory(const uint8_t *data, size_t size, const char *what, ia_gguf **out);
 void ia_gguf_close(ia_gguf *g);
+/* Drops the file's resident pages (see ia_file_drop_pages): after a loader
+ * has packed the weights, the mapping need not stay in memory. Every
+ * pointer the handle gave out stays valid and faults its page back in when
+ * read. No effect on images opened from memory. */
+void ia_gguf_drop_pages(const ia_gguf *g);
+/* The same for the whole pages inside [p, p + n) when that range lies in
+ * the file's mapping (a tensor's data just packed elsewhere); a range
+ * outside it (a heap copy) is left alone. */
+void ia_gguf_drop_range(const ia_gguf *g, const void *p, size_t n);
 
 const char *ia_gguf_path(const ia_gguf *g);
 uint32_t ia_gguf_version(const ia_gguf *g);

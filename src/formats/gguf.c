@@ -30,6 +30,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 /* ---- the ggml type table ------------------------------------------------- */
 
@@ -666,6 +668,23 @@ ia_status ia_gguf_open(const char *path, ia_gguf **out) {
     }
     (*out)->map = map;
     return IA_OK;
+}
+
+void ia_gguf_drop_pages(const ia_gguf *g) {
+    if (g)
+        ia_file_drop_pages(&g->map);
+}
+
+void ia_gguf_drop_range(const ia_gguf *g, const void *p, size_t n) {
+    if (!g || !g->map.data || !p)
+        return;
+    uintptr_t base = (uintptr_t)g->map.data, lo = (uintptr_t)p;
+    if (lo < base || n > g->map.size || lo - base > g->map.size - n)
+        return;
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t first = (lo + page - 1) & ~(page - 1), last = (lo + n) & ~(page - 1);
+    if (last > first)
+        madvise((void *)first, last - first, MADV_DONTNEED);
 }
 
 void ia_gguf_close(ia_gguf *g) {

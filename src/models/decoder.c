@@ -413,7 +413,7 @@ static ia_status load_vector(const loader *ld, const char *pattern, int layer, c
  * are turned into [out, in] f32 copies first (load time only). */
 static ia_status pack_parts(const loader *ld, ia_dtype compute, ia_tensor *parts, int n_parts,
                             bool transposed, ia_packed_weight **out) {
-    const ia_tensor *ptrs[3];
+    const ia_tensor *ptrs[3] = {0};
     float *copies[3] = {0};
     ia_status st = IA_OK;
     for (int p = 0; p < n_parts && st == IA_OK; p++) {
@@ -436,6 +436,14 @@ static ia_status pack_parts(const loader *ld, ia_dtype compute, ia_tensor *parts
     }
     if (st == IA_OK)
         st = ld->dec->backend->weight_pack(ptrs, n_parts, compute, out);
+    /* The packed copy is what runs: let the file's pages go now, so the
+     * load's peak is the packed model plus one tensor, not both whole. */
+    for (int p = 0; st == IA_OK && p < n_parts && ld->dec->gguf; p++) {
+        size_t bytes;
+        if (!copies[p] &&
+            ia_dtype_bytes(parts[p].dtype, (uint64_t)ia_tensor_numel(&parts[p]), &bytes) == IA_OK)
+            ia_gguf_drop_range(ld->dec->gguf, parts[p].data, bytes);
+    }
     for (int p = 0; p < n_parts; p++)
         free(copies[p]);
     return st;
@@ -768,6 +776,8 @@ ia_status ia_decoder_load(const char *path, const ia_backend *backend, ia_dtype 
      * file from here on. */
     if (dec->st)
         ia_safetensors_drop_pages(dec->st);
+    if (dec->gguf)
+        ia_gguf_drop_pages(dec->gguf);
     ia_config_free(ld.cfg);
     free(weights_path);
     *out = dec;
