@@ -84,20 +84,20 @@ const char *const *ia_encoder_model_types(void);
  */
 
 typedef struct ia_decoder_config {
-    const char *model_type;  /* "gpt2", "llama", "mistral", "qwen2" */
+    const char *model_type; /* "gpt2", "llama", "mistral", "qwen2" */
     int64_t vocab_size;
     int64_t hidden_size;
     int64_t num_layers;
     int64_t num_heads;
-    int64_t num_kv_heads;    /* == num_heads without GQA */
+    int64_t num_kv_heads; /* == num_heads without GQA */
     int64_t head_dim;
     int64_t intermediate_size;
-    int64_t max_positions;   /* context length */
+    int64_t max_positions; /* context length */
     double norm_eps;
-    double rope_theta;       /* 0 for learned positions */
-    int64_t sliding_window;  /* 0: none */
-    int64_t bos_token_id;    /* -1 when none */
-    int64_t eos_token_id;    /* -1 when none */
+    double rope_theta;      /* 0 for learned positions */
+    int64_t sliding_window; /* 0: none */
+    int64_t bos_token_id;   /* -1 when none */
+    int64_t eos_token_id;   /* -1 when none */
 } ia_decoder_config;
 
 typedef struct ia_decoder ia_decoder;
@@ -118,7 +118,7 @@ ia_status ia_kv_cache_create(const ia_decoder *dec, size_t max_tokens, ia_dtype 
                              ia_kv_cache **out);
 void ia_kv_cache_free(ia_kv_cache *kv);
 size_t ia_kv_cache_length(const ia_kv_cache *kv); /* tokens held */
-void ia_kv_cache_reset(ia_kv_cache *kv);           /* forget all tokens */
+void ia_kv_cache_reset(ia_kv_cache *kv);          /* forget all tokens */
 
 /* Runs tokens[0..n) at positions length..length+n of the cache, appending
  * their keys and values. logits gets vocab_size floats for the last token,

@@ -291,11 +291,11 @@ ia_status ia_pool_acquire_embedder(ia_pool *pool, const char *dir, const ia_embe
  */
 
 typedef struct ia_sampling {
-    float temperature;     /* 0: greedy */
-    int top_k;             /* keep the k most likely; 0: off */
-    float top_p;           /* keep the smallest set with this much mass; 1: off */
-    float min_p;           /* drop tokens below min_p × the top probability; 0: off */
-    float repeat_penalty;  /* 1: off; > 1 discourages repeats */
+    float temperature;    /* 0: greedy */
+    int top_k;            /* keep the k most likely; 0: off */
+    float top_p;          /* keep the smallest set with this much mass; 1: off */
+    float min_p;          /* drop tokens below min_p × the top probability; 0: off */
+    float repeat_penalty; /* 1: off; > 1 discourages repeats */
     uint64_t seed;
 } ia_sampling;
 
@@ -368,8 +368,8 @@ const char *ia_chat_template_end_of_turn(const ia_chat_template *t);
  * apply_chat_template with tokenize=False). *out is malloc'd (caller frees).
  * IA_EINVAL when the family refuses the conversation (roles not alternating
  * user/assistant, an unknown role), naming the message index. */
-ia_status ia_chat_template_render(const ia_chat_template *t, const ia_chat_message *msgs,
-                                  size_t n, bool add_generation_prompt, char **out);
+ia_status ia_chat_template_render(const ia_chat_template *t, const ia_chat_message *msgs, size_t n,
+                                  bool add_generation_prompt, char **out);
 
 /* ---- the generator ---- */
 
@@ -398,8 +398,7 @@ typedef struct ia_generator ia_generator;
 /* Loads a model directory (config.json, *.safetensors, tokenizer.json,
  * tokenizer_config.json) or a .gguf file (tokenizer from its metadata).
  * *out owned by the caller (ia_generator_free). Errors name the file. */
-ia_status ia_generator_load(const char *path, const ia_generator_options *opts,
-                            ia_generator **out);
+ia_status ia_generator_load(const char *path, const ia_generator_options *opts, ia_generator **out);
 void ia_generator_free(ia_generator *g);
 
 const ia_tokenizer *ia_generator_tokenizer(const ia_generator *g);
@@ -424,16 +423,16 @@ typedef enum ia_finish_reason {
 const char *ia_finish_reason_name(ia_finish_reason r); /* "length", "eos", "stop", "cancelled" */
 
 typedef struct ia_generate_request {
-    const char *prompt;       /* UTF-8 text (IA_EINVAL naming the byte offset otherwise) */
-    size_t prompt_len;        /* bytes; SIZE_MAX: strlen */
-    bool raw_prompt;          /* true: no BOS/special tokens added (a rendered chat prompt) */
-    size_t max_tokens;        /* 0: until EOS, a stop string or the context is full */
+    const char *prompt; /* UTF-8 text (IA_EINVAL naming the byte offset otherwise) */
+    size_t prompt_len;  /* bytes; SIZE_MAX: strlen */
+    bool raw_prompt;    /* true: no BOS/special tokens added (a rendered chat prompt) */
+    size_t max_tokens;  /* 0: until EOS, a stop string or the context is full */
     ia_sampling sampling;
-    const char *const *stop;  /* stop strings */
+    const char *const *stop; /* stop strings */
     size_t n_stop;
-    bool ignore_eos;          /* keep going past EOS (it is then ordinary text) */
-    int32_t extra_eos;        /* another token that ends the reply (-1: none) */
-    bool reuse_cache;         /* keep the cached tokens that prefix this prompt */
+    bool ignore_eos;   /* keep going past EOS (it is then ordinary text) */
+    int32_t extra_eos; /* another token that ends the reply (-1: none) */
+    bool reuse_cache;  /* keep the cached tokens that prefix this prompt */
     ia_generate_callback on_text;
     void *ctx;
 } ia_generate_request;
@@ -442,9 +441,9 @@ typedef struct ia_generate_request {
 ia_generate_request ia_generate_request_default(void);
 
 typedef struct ia_generate_result {
-    char *text;       /* the completion, stop string excluded (malloc'd) */
+    char *text; /* the completion, stop string excluded (malloc'd) */
     size_t text_len;
-    int32_t *tokens;  /* completion token ids (EOS included when it ended it) */
+    int32_t *tokens; /* completion token ids (EOS included when it ended it) */
     size_t n_tokens;
     size_t prompt_tokens;
     size_t cached_tokens; /* prompt tokens served by the cache (reuse_cache) */

@@ -38,8 +38,8 @@ void hw_copy(char *dst, size_t size, const char *src);
 bool hw_add_device(ia_hw_info *info, const ia_hw_device *dev);
 
 /* Appends the record of one probe; message is printf-style. */
-void hw_add_probe(ia_hw_info *info, const char *name, bool found, int n_devices,
-                  const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+void hw_add_probe(ia_hw_info *info, const char *name, bool found, int n_devices, const char *fmt,
+                  ...) __attribute__((format(printf, 5, 6)));
 
 /* dlopen with the first name that opens: an override from the environment
  * variable `env` (IA_HW_LIB_CUDA, ...) when set, else each of `names` in

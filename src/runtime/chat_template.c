@@ -234,7 +234,7 @@ static ia_status render_gemma(const ia_chat_template *t, const ia_chat_message *
 typedef struct family_row {
     ia_chat_family family;
     const char *name;
-    const char *markers[3]; /* all must appear in the template */
+    const char *markers[3];  /* all must appear in the template */
     const char *end_of_turn; /* NULL: the EOS string */
     render_fn render;
 } family_row;
@@ -242,7 +242,10 @@ typedef struct family_row {
 /* Most specific first: Llama-2 and Mistral share [INST]; Llama-2 adds <<SYS>>. */
 static const family_row families[] = {
     {IA_CHAT_CHATML, "chatml", {"<|im_start|>", NULL}, "<|im_end|>", render_chatml},
-    {IA_CHAT_LLAMA3, "llama3", {"<|start_header_id|>", "<|eot_id|>", NULL}, "<|eot_id|>",
+    {IA_CHAT_LLAMA3,
+     "llama3",
+     {"<|start_header_id|>", "<|eot_id|>", NULL},
+     "<|eot_id|>",
      render_llama3},
     {IA_CHAT_GEMMA, "gemma", {"<start_of_turn>", NULL}, "<end_of_turn>", render_gemma},
     {IA_CHAT_ZEPHYR, "zephyr", {"<|user|>", "<|assistant|>", NULL}, NULL, render_zephyr},
@@ -351,8 +354,8 @@ const char *ia_chat_template_end_of_turn(const ia_chat_template *t) {
     return r && r->end_of_turn ? r->end_of_turn : t->eos;
 }
 
-ia_status ia_chat_template_render(const ia_chat_template *t, const ia_chat_message *msgs,
-                                  size_t n, bool add_generation_prompt, char **out) {
+ia_status ia_chat_template_render(const ia_chat_template *t, const ia_chat_message *msgs, size_t n,
+                                  bool add_generation_prompt, char **out) {
     *out = NULL;
     for (size_t i = 0; i < n; i++)
         if (!msgs[i].role || !msgs[i].content)

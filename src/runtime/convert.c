@@ -58,18 +58,20 @@ typedef struct conv_arch {
     const name_row *names;
 } conv_arch;
 
-#define LLAMA_ROWS(QX, KX)                                                       \
+#define LLAMA_ROWS(QX, KX)                                                                 \
     {"model.embed_tokens", "token_embd", XF_NONE}, {"model.norm", "output_norm", XF_NONE}, \
-        {"lm_head", "output", XF_NONE},                                          \
-        {"model.layers.%d.input_layernorm", "blk.%d.attn_norm", XF_NONE},       \
-        {"model.layers.%d.self_attn.q_proj", "blk.%d.attn_q", QX},              \
-        {"model.layers.%d.self_attn.k_proj", "blk.%d.attn_k", KX},              \
-        {"model.layers.%d.self_attn.v_proj", "blk.%d.attn_v", XF_NONE},         \
-        {"model.layers.%d.self_attn.o_proj", "blk.%d.attn_output", XF_NONE},    \
-        {"model.layers.%d.post_attention_layernorm", "blk.%d.ffn_norm", XF_NONE}, \
-        {"model.layers.%d.mlp.gate_proj", "blk.%d.ffn_gate", XF_NONE},          \
-        {"model.layers.%d.mlp.up_proj", "blk.%d.ffn_up", XF_NONE},              \
-        {"model.layers.%d.mlp.down_proj", "blk.%d.ffn_down", XF_NONE}, {NULL, NULL, XF_NONE}
+        {"lm_head", "output", XF_NONE},                                                    \
+        {"model.layers.%d.input_layernorm", "blk.%d.attn_norm", XF_NONE},                  \
+        {"model.layers.%d.self_attn.q_proj", "blk.%d.attn_q", QX},                         \
+        {"model.layers.%d.self_attn.k_proj", "blk.%d.attn_k", KX},                         \
+        {"model.layers.%d.self_attn.v_proj", "blk.%d.attn_v", XF_NONE},                    \
+        {"model.layers.%d.self_attn.o_proj", "blk.%d.attn_output", XF_NONE},               \
+        {"model.layers.%d.post_attention_layernorm", "blk.%d.ffn_norm", XF_NONE},          \
+        {"model.layers.%d.mlp.gate_proj", "blk.%d.ffn_gate", XF_NONE},                     \
+        {"model.layers.%d.mlp.up_proj", "blk.%d.ffn_up", XF_NONE},                         \
+        {"model.layers.%d.mlp.down_proj", "blk.%d.ffn_down", XF_NONE}, {                   \
+        NULL, NULL, XF_NONE                                                                \
+    }
 
 static const name_row llama_names[] = {LLAMA_ROWS(XF_PERMUTE_Q, XF_PERMUTE_K)};
 static const name_row qwen2_names[] = {LLAMA_ROWS(XF_NONE, XF_NONE)};
@@ -165,15 +167,16 @@ static ia_status add_tensor(converter *c, const char *gguf_name, const ia_tensor
         int64_t heads = xf == XF_PERMUTE_Q ? c->n_heads : c->n_kv_heads;
         int64_t hd = rows / heads;
         if (heads <= 0 || rows % heads || hd % 2) {
-            st = ia_error_set(IA_EPARSE, "%s: tensor '%s' has %lld rows, not %lld heads of even size",
-                              c->dir, t->name, (long long)rows, (long long)heads);
+            st = ia_error_set(IA_EPARSE,
+                              "%s: tensor '%s' has %lld rows, not %lld heads of even size", c->dir,
+                              t->name, (long long)rows, (long long)heads);
             goto done;
         }
         for (int64_t h = 0; h < heads; h++)
             for (int64_t j = 0; j < 2; j++)
                 for (int64_t i = 0; i < hd / 2; i++)
-                    memcpy(dst + (h * hd + 2 * i + j) * cols, src + (h * hd + j * (hd / 2) + i) * cols,
-                           (size_t)cols * sizeof *dst);
+                    memcpy(dst + (h * hd + 2 * i + j) * cols,
+                           src + (h * hd + j * (hd / 2) + i) * cols, (size_t)cols * sizeof *dst);
     } else {
         memcpy(dst, src, (size_t)n * sizeof *dst);
     }
@@ -300,8 +303,10 @@ static ia_status add_hparams(converter *c) {
         c->n_kv_heads = cfg_int(cfg, "num_key_value_heads", c->n_heads);
     }
     if (c->hidden <= 0 || c->n_layers <= 0 || c->n_heads <= 0 || c->n_kv_heads <= 0)
-        return ia_error_set(IA_EPARSE, "%s/config.json: missing or invalid hidden size, layer or "
-                                       "head count", c->dir);
+        return ia_error_set(IA_EPARSE,
+                            "%s/config.json: missing or invalid hidden size, layer or "
+                            "head count",
+                            c->dir);
     c->head_dim = cfg_int(cfg, "head_dim", c->hidden / c->n_heads);
     int64_t ctx = c->arch->gpt2_keys ? cfg_int(cfg, "n_positions", 1024)
                                      : cfg_int(cfg, "max_position_embeddings", 2048);
@@ -324,8 +329,7 @@ static ia_status add_hparams(converter *c) {
         return st;
     if (c->head_dim * c->n_heads != c->hidden &&
         ((st = ia_gguf_writer_add_u32(c->w, KEY("attention.key_length"), (uint32_t)c->head_dim)) ||
-         (st = ia_gguf_writer_add_u32(c->w, KEY("attention.value_length"),
-                                      (uint32_t)c->head_dim))))
+         (st = ia_gguf_writer_add_u32(c->w, KEY("attention.value_length"), (uint32_t)c->head_dim))))
         return st;
     /* RoPE: transformers 5's rope_parameters, or the older rope_theta + rope_scaling. */
     json_t *rp = json_object_get(cfg, "rope_parameters");
@@ -333,8 +337,8 @@ static ia_status add_hparams(converter *c) {
     double theta = cfg_num(json_is_object(rp) ? rp : cfg, "rope_theta", 10000.0);
     if ((st = ia_gguf_writer_add_f32(c->w, KEY("rope.freq_base"), (float)theta)))
         return st;
-    const char *rtype = json_is_object(rs) ? json_string_value(json_object_get(rs, "rope_type"))
-                                           : NULL;
+    const char *rtype =
+        json_is_object(rs) ? json_string_value(json_object_get(rs, "rope_type")) : NULL;
     if (!rtype && json_is_object(rs))
         rtype = json_string_value(json_object_get(rs, "type"));
     if (rtype && strcmp(rtype, "llama3") == 0) {
@@ -346,8 +350,10 @@ static ia_status add_hparams(converter *c) {
                                          (float)cfg_num(rs, "factor", 1.0))))
             return st;
     } else if (rtype && strcmp(rtype, "default") != 0) {
-        return ia_error_set(IA_EUNSUPPORTED, "%s/config.json: RoPE scaling '%s' is not supported "
-                                             "(default, linear, llama3)", c->dir, rtype);
+        return ia_error_set(IA_EUNSUPPORTED,
+                            "%s/config.json: RoPE scaling '%s' is not supported "
+                            "(default, linear, llama3)",
+                            c->dir, rtype);
     }
     /* Sliding window: Mistral always; Qwen2 only with use_sliding_window. */
     json_t *sw = json_object_get(cfg, "sliding_window");
@@ -359,7 +365,8 @@ static ia_status add_hparams(converter *c) {
 #undef KEY
 }
 
-/* ---- tokenizer --------------------------------------------------------------------------------- */
+/* ---- tokenizer ---------------------------------------------------------------------------------
+ */
 
 /* A tokenizer_config.json special token: "text" or {"content": "text"}. */
 static const char *special_token(json_t *tc, const char *key) {
@@ -377,12 +384,12 @@ static bool json_has_type(json_t *node, const char *type) {
         return true;
     size_t i;
     json_t *e;
-    json_array_foreach(json_object_get(node, "pretokenizers"), i, e) if (json_has_type(e, type))
-        return true;
-    json_array_foreach(json_object_get(node, "decoders"), i, e) if (json_has_type(e, type))
-        return true;
-    json_array_foreach(json_object_get(node, "normalizers"), i, e) if (json_has_type(e, type))
-        return true;
+    json_array_foreach(json_object_get(node, "pretokenizers"), i,
+                       e) if (json_has_type(e, type)) return true;
+    json_array_foreach(json_object_get(node, "decoders"), i,
+                       e) if (json_has_type(e, type)) return true;
+    json_array_foreach(json_object_get(node, "normalizers"), i,
+                       e) if (json_has_type(e, type)) return true;
     return false;
 }
 
@@ -413,8 +420,8 @@ static bool template_adds_bos(json_t *pp) {
         return json_object_get(json_array_get(json_object_get(pp, "single"), 0), "SpecialToken");
     size_t i;
     json_t *e;
-    json_array_foreach(json_object_get(pp, "processors"), i, e) if (template_adds_bos(e))
-        return true;
+    json_array_foreach(json_object_get(pp, "processors"), i,
+                       e) if (template_adds_bos(e)) return true;
     return false;
 }
 
@@ -441,7 +448,8 @@ static ia_status add_tokenizer(converter *c) {
         return ia_error_set(IA_EUNSUPPORTED,
                             "%s/tokenizer.json: model type %s; GGUF conversion handles BPE", c->dir,
                             mtype ? mtype : "(none)");
-    json_t *vocab = json_object_get(model, "vocab"), *added = json_object_get(c->tok, "added_tokens");
+    json_t *vocab = json_object_get(model, "vocab"),
+           *added = json_object_get(c->tok, "added_tokens");
     bool spm = json_is_true(json_object_get(model, "byte_fallback")) ||
                json_has_type(json_object_get(c->tok, "decoder"), "ByteFallback");
     const char *pre = "default";
@@ -456,7 +464,8 @@ static ia_status add_tokenizer(converter *c) {
         else
             return ia_error_set(IA_EUNSUPPORTED,
                                 "%s/tokenizer.json: the pre-tokenizer regex is not one llama.cpp "
-                                "names (gpt-2, llama-bpe, qwen2)", c->dir);
+                                "names (gpt-2, llama-bpe, qwen2)",
+                                c->dir);
     }
     /* Every id from the vocabulary and the added tokens, in id order. */
     size_t n = 0;
@@ -535,7 +544,8 @@ static ia_status add_tokenizer(converter *c) {
     if (eos < 0)
         eos = (int32_t)cfg_int(c->cfg, "eos_token_id", -1);
     json_t *ab = json_object_get(c->tok_cfg, "add_bos_token");
-    bool add_bos = ab ? json_is_true(ab) : template_adds_bos(json_object_get(c->tok, "post_processor"));
+    bool add_bos =
+        ab ? json_is_true(ab) : template_adds_bos(json_object_get(c->tok, "post_processor"));
     const char *tmodel = spm ? "llama" : "gpt2";
     if ((st = ia_gguf_writer_add_string(c->w, "tokenizer.ggml.model", tmodel, strlen(tmodel))) ||
         (st = ia_gguf_writer_add_string(c->w, "tokenizer.ggml.pre", pre, strlen(pre))) ||
@@ -599,14 +609,16 @@ static ia_status load_json(const char *dir, const char *name, bool required, jso
     return st;
 }
 
-ia_status ia_convert_to_gguf(const char *dir, const char *out_path, const ia_convert_options *opts) {
+ia_status ia_convert_to_gguf(const char *dir, const char *out_path,
+                             const ia_convert_options *opts) {
     converter c = {.dir = dir};
     ia_dtype type = opts ? opts->type : IA_DTYPE_F32;
     ia_status st;
     char *st_path = NULL;
     c.type = type == IA_DTYPE_F16 ? GGML_F16 : type == IA_DTYPE_BF16 ? GGML_BF16 : GGML_F32;
     if (type != IA_DTYPE_F32 && type != IA_DTYPE_F16 && type != IA_DTYPE_BF16) {
-        st = ia_error_set(IA_EINVAL, "convert: type %s is not f32, f16 or bf16", ia_dtype_name(type));
+        st = ia_error_set(IA_EINVAL, "convert: type %s is not f32, f16 or bf16",
+                          ia_dtype_name(type));
         goto done;
     }
     if ((st = load_json(dir, "config.json", true, &c.cfg)) ||
@@ -642,8 +654,7 @@ ia_status ia_convert_to_gguf(const char *dir, const char *out_path, const ia_con
     if ((st = ia_gguf_writer_add_string(c.w, "general.architecture", c.arch->gguf_arch,
                                         strlen(c.arch->gguf_arch))) ||
         (st = ia_gguf_writer_add_string(c.w, "general.name", base, strlen(base))) ||
-        (st = ia_gguf_writer_add_u32(c.w, "general.file_type", ftype)) ||
-        (st = add_hparams(&c)))
+        (st = ia_gguf_writer_add_u32(c.w, "general.file_type", ftype)) || (st = add_hparams(&c)))
         goto done;
     char key[128];
     snprintf(key, sizeof key, "%s.vocab_size", c.arch->gguf_arch);

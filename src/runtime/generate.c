@@ -176,8 +176,8 @@ ia_status ia_generator_load(const char *path, const ia_generator_options *opts,
     g->logits = ia_malloc_array(g->vocab, sizeof *g->logits);
     g->cached = ia_malloc_array(g->context ? g->context : 1, sizeof *g->cached);
     if (!g->pool || !g->logits || !g->cached) {
-        st = ia_error_set(IA_ENOMEM, "generator: out of memory for a %zu-token context",
-                          g->context);
+        st =
+            ia_error_set(IA_ENOMEM, "generator: out of memory for a %zu-token context", g->context);
         goto fail;
     }
     detect_chat(g);

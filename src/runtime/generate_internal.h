@@ -16,10 +16,10 @@
 typedef struct stop_matcher {
     const char *const *stop; /* borrowed */
     size_t n_stop;
-    size_t max_len;          /* longest stop string */
-    char *buf;               /* the whole completion text so far */
+    size_t max_len; /* longest stop string */
+    char *buf;      /* the whole completion text so far */
     size_t len, cap;
-    size_t emitted;          /* bytes of buf released */
+    size_t emitted; /* bytes of buf released */
     bool stopped;
 } stop_matcher;
 

@@ -23,6 +23,7 @@
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 
 #include "ia/formats.h"
@@ -38,23 +39,22 @@
 /* The embedder's default batch_tokens (runtime/embedder.c). */
 #define PLAN_BATCH_TOKENS 8192ull
 
-/* Bytes per element of a compute type, as block bytes / block elements. */
-static const struct {
-    const char *name;
-    unsigned block_bytes, block_elems;
-} weight_types[] = {
-    {"f32", 4, 1},        {"f16", 2, 1},      {"bf16", 2, 1},     {"q8_0", 34, 32},
-    {"q4_0", 18, 32},     {"q4_1", 20, 32},   {"q5_0", 22, 32},   {"q5_1", 24, 32},
-    {"q2_k", 84, 256},    {"q3_k", 110, 256}, {"q4_k", 144, 256}, {"q4_k_m", 144, 256},
-    {"q4_k_s", 144, 256}, {"q5_k", 176, 256}, {"q6_k", 210, 256},
-};
-
+/* Bytes per element of a compute type, from ggml's type table (formats/):
+ * its block bytes over its block elements; the q4_k_m and q4_k_s recipes
+ * are priced as q4_k. The plain float types and the ggml block formats
+ * this project targets (Q4_0..Q8_0, Q2_K..Q6_K) are accepted. */
 static bool weight_type(const char *name, double *bytes_per_elem) {
-    for (size_t i = 0; i < sizeof weight_types / sizeof weight_types[0]; i++)
-        if (strcasecmp(name, weight_types[i].name) == 0) {
-            *bytes_per_elem = (double)weight_types[i].block_bytes / weight_types[i].block_elems;
+    if (strcasecmp(name, "q4_k_m") == 0 || strcasecmp(name, "q4_k_s") == 0)
+        name = "q4_k";
+    for (uint32_t id = 0; id <= IA_GGML_BF16; id++) {
+        const ia_ggml_type_info *t = ia_ggml_type_get_info(id);
+        bool wanted =
+            id <= IA_GGML_Q8_0 || (id >= IA_GGML_Q2_K && id <= IA_GGML_Q6_K) || id == IA_GGML_BF16;
+        if (t && wanted && strcasecmp(t->name, name) == 0) {
+            *bytes_per_elem = (double)t->block_bytes / t->block_elems;
             return true;
         }
+    }
     return false;
 }
 

@@ -31,8 +31,8 @@ static json_t *expected_greedy(const char *arch, int prompt) {
     snprintf(rel, sizeof rel, "tests/fixtures/decoders/%s/expected.json", arch);
     json_t *e = NULL;
     CHECK_OK(ia_json_load_file(test_source_path(rel), 64 << 20, &e));
-    json_t *g = json_incref(json_object_get(json_array_get(json_object_get(e, "prompts"), prompt),
-                                            "greedy"));
+    json_t *g = json_incref(
+        json_object_get(json_array_get(json_object_get(e, "prompts"), prompt), "greedy"));
     json_decref(e);
     return g;
 }
@@ -127,9 +127,9 @@ TEST(chat_with_piped_stdin) {
     FILE *f = fopen(in, "w");
     fputs("Hello!\nWhat is 2+2?\n", f);
     fclose(f);
-    run_result r = run_cli_input(in, (const char *[]){"chat", "--model", model("qwen2"),
-                                                       "--system", "Be brief.", "--temperature",
-                                                       "0", "--max-tokens", "12", NULL});
+    run_result r = run_cli_input(in, (const char *[]){"chat", "--model", model("qwen2"), "--system",
+                                                      "Be brief.", "--temperature", "0",
+                                                      "--max-tokens", "12", NULL});
     EXPECT(r, 0);
     CHECK_MSG(count_lines(r.out) >= 2, "stdout: %s", r.out);
     run_free(&r);
