@@ -22,8 +22,8 @@ run: build
 	  scripts/demo.sh "$(BUILD)/ipfs-accelerate" "$$model"
 
 test-release: build
-	@model=$$(scripts/fetch-default-model.sh | tail -n 1) && \
-	  cd $(BUILD) && IA_DEFAULT_MODEL="$$model" ctest --output-on-failure -j $(JOBS)
+	@model=$$(scripts/fetch-default-model.sh | tail -n 1) && py=$$(scripts/test-python.sh) && \
+	  cd $(BUILD) && IA_DEFAULT_MODEL="$$model" IA_TEST_PYTHON="$$py" ctest --output-on-failure -j $(JOBS)
 
 test-asan: deps
 	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_FLAGS_RELWITHDEBINFO="-O1 -g" -DIA_SANITIZE=ON >/dev/null
@@ -33,8 +33,8 @@ test-asan: deps
 	@# allocations behind that LeakSanitizer reports against the unmapped
 	@# driver; only the CPU driver (lavapipe), which the probe keeps loaded,
 	@# is offered to the sanitized run.
-	@model=$$(scripts/fetch-default-model.sh | tail -n 1) && \
-	  cd $(ASAN_BUILD) && IA_DEFAULT_MODEL="$$model" IA_TEST_SANITIZED=1 \
+	@model=$$(scripts/fetch-default-model.sh | tail -n 1) && py=$$(scripts/test-python.sh) && \
+	  cd $(ASAN_BUILD) && IA_DEFAULT_MODEL="$$model" IA_TEST_PYTHON="$$py" IA_TEST_SANITIZED=1 \
 	  ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  VK_LOADER_DRIVERS_SELECT='*lvp*' \
 	  ctest --output-on-failure -j $(JOBS)

@@ -3,8 +3,9 @@
 # Quiet and quick when everything is already there.
 set -euo pipefail
 packages=(build-essential cmake pkg-config libjansson-dev libutf8proc-dev libssl-dev libsqlite3-dev
-          libmicrohttpd-dev libcurl4-openssl-dev libpcre2-dev
-          ipfs-cid python3 python3-pip
+          libmicrohttpd-dev libcurl4-openssl-dev libpcre2-dev libyaml-dev libpq-dev
+          postgresql
+          ipfs-cid python3 python3-pip python3-venv
           pocl-opencl-icd ocl-icd-libopencl1 libvulkan1 mesa-vulkan-drivers)
 missing=()
 for p in "${packages[@]}"; do
@@ -16,6 +17,7 @@ for p in "${missing[@]}"; do
   case "$p" in
     python3) command -v python3 >/dev/null || filtered+=("$p") ;;
     python3-pip) command -v pip3 >/dev/null || python3 -m pip --version >/dev/null 2>&1 || filtered+=("$p") ;;
+    python3-venv) python3 -m venv --help >/dev/null 2>&1 || filtered+=("$p") ;;
     *) filtered+=("$p") ;;
   esac
 done

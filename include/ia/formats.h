@@ -265,10 +265,11 @@ size_t ia_gguf_tensor_count(const ia_gguf *g);
 const ia_gguf_tensor *ia_gguf_tensor_at(const ia_gguf *g, size_t i);
 /* NULL when absent (no message is set). */
 const ia_gguf_tensor *ia_gguf_tensor_find(const ia_gguf *g, const char *name);
-/* The ia_dtype of a tensor's ggml type: F32, F16, BF16, I8, I32 and I64 map
- * one to one. Quantized types (and F64, I16) are IA_EUNSUPPORTED with a
- * message naming the file, the tensor and its type: they are read and
- * size-checked but not computable yet. */
+/* The ia_dtype of a tensor's ggml type: F32, F16, BF16, I8, I32, I64 and
+ * the block-quantised types of quant.h (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K to
+ * Q6_K, Q8_K) map one to one. Other types (the IQ and ternary families, F64,
+ * I16) are IA_EUNSUPPORTED with a message naming the file, the tensor and its
+ * type: they are read and size-checked but not computable. */
 ia_status ia_gguf_tensor_dtype(const ia_gguf *g, const ia_gguf_tensor *t, ia_dtype *out);
 /* An ia_tensor view of t (shape reversed into row-major order, data into the
  * mapping); the same errors as ia_gguf_tensor_dtype. */

@@ -9,8 +9,9 @@
  * Activations are f32, row-major, with an explicit leading dimension (ld, in
  * elements) so that views into wider rows (Q, K, V inside one QKV row) need
  * no copy. Weights are packed once at load time into a backend-private
- * layout (ia_packed_weight) in the compute type the user chose (f32, f16 or bf16
- * here; quantised types later).
+ * layout (ia_packed_weight) in the compute type the user chose (f32, f16,
+ * bf16, or a ggml block-quantised type, whose products quantise the
+ * activations on the fly).
  *
  * Sequences in a batch are stored packed, without padding: token rows of all
  * sequences one after another, with seq_start[i]..seq_start[i+1] the rows of
@@ -112,9 +113,13 @@ struct ia_backend {
     const char *name; /* "cpu-generic", "cpu-avx2", "cpu-avx512", ... */
 
     /* Packs the row-wise concatenation of n_parts weights (all with the same
-     * k; e.g. Q, K and V stacked into one [3h, h] matrix) into `compute`
-     * (IA_DTYPE_F32 or IA_DTYPE_BF16). Sources may be f32, f16 or bf16.
-     * Returns IA_EUNSUPPORTED for a compute type this backend lacks. */
+     * k; e.g. Q, K and V stacked into one [3h, h] matrix) into `compute`:
+     * IA_DTYPE_F32, F16, BF16 or a block-quantised weight type of quant.h
+     * (not Q8_K, which is for activations). Sources may be f32, f16 or bf16
+     * (quantised here when compute is a block type, which needs k to be a
+     * whole number of its blocks), or already of the quantised compute type
+     * (their blocks are kept). Returns IA_EUNSUPPORTED for a compute type
+     * this backend lacks; errors name the tensor. */
     ia_status (*weight_pack)(const ia_tensor *const *parts, int n_parts, ia_dtype compute,
                              ia_packed_weight **out);
     void (*weight_free)(ia_packed_weight *w);

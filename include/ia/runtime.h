@@ -376,7 +376,7 @@ ia_status ia_chat_template_render(const ia_chat_template *t, const ia_chat_messa
 typedef struct ia_generator_options {
     int n_threads;             /* 0: physical cores */
     ia_dtype dtype;            /* weights: IA_DTYPE_F32 (default) or IA_DTYPE_BF16 */
-    ia_dtype kv_dtype;         /* KV cache: IA_DTYPE_F32 (default) or IA_DTYPE_F16 */
+    ia_dtype kv_dtype;         /* KV cache: IA_DTYPE_F32 (default), F16 or Q8_0 */
     const ia_backend *backend; /* NULL: ia_backend_cpu() */
     size_t context;            /* tokens the cache holds; 0: the model's context */
     size_t prefill_chunk;      /* prompt tokens per forward call; 0: 256 */
@@ -474,6 +474,74 @@ typedef struct ia_convert_options {
  * hyper-parameters, tokenizer.ggml.* from tokenizer.json, Q/K rows permuted
  * for llama and mistral as llama.cpp's converter does. */
 ia_status ia_convert_to_gguf(const char *dir, const char *out_path, const ia_convert_options *opts);
+
+/* ---- quantisation ---- */
+
+typedef struct ia_quantize_options {
+    const char *type;             /* a recipe: "q4_k_m", "q8_0", ... (ia_quantize_recipe_names) */
+    bool keep_output_f16;         /* the output head (or tied embeddings) as f16 */
+    const char *const *overrides; /* "GLOB=TYPE" on tensor names; the first match wins */
+    size_t n_overrides;
+    int n_threads; /* 0: physical cores */
+    /* Called before each tensor (name, the type it gets) and once at the end
+     * with name NULL and done == total. May be NULL. */
+    void (*progress)(void *ctx, size_t done, size_t total, const char *tensor, ia_dtype type);
+    void *progress_ctx;
+} ia_quantize_options;
+
+typedef struct ia_quantize_report {
+    const char *recipe;               /* the recipe's canonical name (static) */
+    uint64_t bytes_in, bytes_out;     /* tensor data only */
+    size_t n_by_type[IA_DTYPE_COUNT]; /* tensors written per type */
+    size_t n_fallbacks;               /* tensors whose rows did not fit the recipe's K type */
+} ia_quantize_report;
+
+/* The recipe names quantize accepts, for help texts and errors. */
+const char *ia_quantize_recipe_names(void);
+/* A recipe's base type (q4_k_m -> q4_k): what a model quantised at load
+ * (embed --dtype) uses for the same name. IA_EINVAL for an unknown name. */
+ia_status ia_quantize_recipe_base(const char *name, ia_dtype *out);
+
+/* Writes `model` (a GGUF file, or an HF decoder directory that is converted
+ * first) as a GGUF file at out_path (atomically) with the recipe's types;
+ * see src/runtime/quantize.c for the recipes. Errors name the tensor. */
+ia_status ia_quantize_model(const char *model, const char *out_path,
+                            const ia_quantize_options *opts, ia_quantize_report *report);
+
+/* ---- quantisation accuracy (src/runtime/quant_eval.c) ---- */
+
+typedef struct ia_quant_eval_options {
+    size_t window;     /* LM: tokens per window (0: 512) */
+    size_t max_tokens; /* LM: score at most this many tokens of the text (0: all) */
+    int n_threads;     /* 0: physical cores */
+} ia_quant_eval_options;
+
+typedef struct ia_quant_eval_lm_result {
+    size_t n_scored;            /* next-token predictions scored */
+    double ppl_base, ppl_quant; /* perplexities */
+    double kl_mean, kl_max;     /* KL(original || quantised) per position, nats */
+    double same_top;            /* fraction of positions with the same top token */
+} ia_quant_eval_lm_result;
+
+/* Scores the quantised decoder `quant` (loaded with quant_dtype for its
+ * float tensors) against `base` (base_dtype) on text, tokenised with the
+ * base's tokenizer. Both models are loaded at once. */
+ia_status ia_quant_eval_lm(const char *base, ia_dtype base_dtype, const char *quant,
+                           ia_dtype quant_dtype, const char *text, size_t len,
+                           const ia_quant_eval_options *opts, ia_quant_eval_lm_result *r);
+
+typedef struct ia_quant_eval_embed_result {
+    size_t n;                 /* sentences */
+    double cos_mean, cos_min; /* cosine of each sentence's two embeddings */
+    size_t n_pairs;           /* sentence pairs ranked */
+    double spearman;          /* rank correlation of the pairs' similarities */
+} ia_quant_eval_embed_result;
+
+/* Embeds texts with the model directory at f32 and quantised at load to
+ * quant_dtype, and compares the two. */
+ia_status ia_quant_eval_embed(const char *dir, ia_dtype quant_dtype, const char *const *texts,
+                              size_t n, const ia_quant_eval_options *opts,
+                              ia_quant_eval_embed_result *r);
 
 /* ==== end of text generation ============================================== */
 

@@ -5,7 +5,7 @@
  * it (weights belong to the mapped file they came from, scratch to an arena).
  * The innermost dimension is the last one, as in safetensors, PyTorch and
  * NumPy. Element types describe themselves through ia_dtype_info so that
- * block-quantised types (a later issue) fit the same size arithmetic: a row
+ * block-quantised types (quant.h) fit the same size arithmetic: a row
  * of n elements of a type with block_elems B takes n / B * block_bytes bytes.
  */
 #ifndef IA_TENSOR_H
@@ -24,6 +24,18 @@ typedef enum ia_dtype {
     IA_DTYPE_I8,
     IA_DTYPE_I32,
     IA_DTYPE_I64,
+    /* Block-quantised types, byte-compatible with ggml's (see quant.h). */
+    IA_DTYPE_Q4_0,
+    IA_DTYPE_Q4_1,
+    IA_DTYPE_Q5_0,
+    IA_DTYPE_Q5_1,
+    IA_DTYPE_Q8_0,
+    IA_DTYPE_Q2_K,
+    IA_DTYPE_Q3_K,
+    IA_DTYPE_Q4_K,
+    IA_DTYPE_Q5_K,
+    IA_DTYPE_Q6_K,
+    IA_DTYPE_Q8_K, /* activations of the k-quant dot products */
     IA_DTYPE_COUNT
 } ia_dtype;
 

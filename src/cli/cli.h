@@ -29,6 +29,10 @@ int cmd_models(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_chat(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
+int cmd_quantize(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+int cmd_s3(int argc, char **argv);
+int cmd_api(int argc, char **argv);
 
 /* Options shared by generate and chat (cmd_generate.c). */
 #include "ia/runtime.h"

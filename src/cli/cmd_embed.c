@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "ia/quant.h"
 #include "ia/runtime.h"
 
 static const char embed_usage[] =
@@ -19,7 +20,8 @@ static const char embed_usage[] =
     "  --input FILE       read texts from FILE, one per line ('-' for stdin)\n"
     "  --format FORMAT    json (default): one JSON array holding one array per input;\n"
     "                     jsonl: one array per line, one line per input\n"
-    "  --dtype TYPE       f32 (default) or bf16 weights\n"
+    "  --dtype TYPE       weights in memory: f32 (default), bf16, or a quantisation type\n"
+    "                     (q8_0, q4_0, q4_1, q5_0, q5_1, q2_k ... q6_k) applied at load\n"
     "  --device D         auto (default), cpu, cuda:N, ...: where to run; a named device\n"
     "                     that cannot run the model is an error saying why\n"
     "  --threads N        worker threads (default: physical cores)\n"
@@ -64,10 +66,13 @@ int cmd_embed(int argc, char **argv) {
         case 'd':
             if (strcmp(optarg, "f32") == 0 || strcmp(optarg, "fp32") == 0)
                 opts.dtype = IA_DTYPE_F32;
-            else if (strcmp(optarg, "bf16") == 0)
-                opts.dtype = IA_DTYPE_BF16;
-            else
-                return cli_usage_error("embed", "--dtype: '%s' is not f32 or bf16", optarg);
+            else if (ia_dtype_parse(optarg, &opts.dtype) != IA_OK ||
+                     (opts.dtype != IA_DTYPE_BF16 && !ia_dtype_is_quantized(opts.dtype)) ||
+                     opts.dtype == IA_DTYPE_Q8_K)
+                return cli_usage_error("embed",
+                                       "--dtype: '%s' is not f32, bf16 or a quantisation type "
+                                       "(q8_0, q4_0, q4_1, q5_0, q5_1, q2_k ... q6_k)",
+                                       optarg);
             break;
         case 'D':
             st = cli_parse_device(optarg);

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "ia/quant.h"
 #include "ia/runtime.h"
 
 static const char generate_usage[] =
@@ -37,9 +38,11 @@ static const char generate_usage[] =
     "  --json               print one JSON object at the end: text, tokens, prompt_tokens,\n"
     "                       completion_tokens, finish_reason (stop|length|eos), timings\n"
     "  --threads N          worker threads (default: physical cores)\n"
-    "  --dtype f32|f16|bf16 weight type in memory (default f32); f16 streams half the\n"
-    "                       bytes of f32 per token (exact for an F16 model)\n"
-    "  --kv-cache f32|f16   KV cache type (default f32)\n"
+    "  --dtype T            float weights' type in memory: f32 (default), f16, bf16, or a\n"
+    "                       quantisation type (q8_0, q4_k, ...) applied at load; f16 streams\n"
+    "                       half the bytes of f32 per token (exact for an F16 model).\n"
+    "                       Tensors a GGUF file stores quantised keep their own type\n"
+    "  --kv-cache f32|f16|q8_0  KV cache type (default f32); q8_0 stores int8 blocks\n"
     "  --context N          context length (default: the model's)\n"
     "  --device D           auto (default) or cpu: generation runs on the CPU in this build\n";
 
@@ -181,13 +184,20 @@ int cli_gen_parse(const char *cmd, const char *usage, int argc, char **argv, cli
             a->opts.n_threads = (int)v;
             break;
         case OPT_DTYPE:
-            if (strcmp(optarg, "f16") == 0 || strcmp(optarg, "fp16") == 0)
-                a->opts.dtype = IA_DTYPE_F16;
-            else
-                st = parse_type("--dtype", optarg, "bf16", IA_DTYPE_BF16, &a->opts.dtype);
+            if (strcmp(optarg, "fp16") == 0 || strcmp(optarg, "fp32") == 0)
+                a->opts.dtype = optarg[2] == '1' ? IA_DTYPE_F16 : IA_DTYPE_F32;
+            else if ((st = ia_dtype_parse(optarg, &a->opts.dtype)) != IA_OK ||
+                     !ia_dtype_get_info(a->opts.dtype)->is_float || a->opts.dtype == IA_DTYPE_Q8_K)
+                st = ia_error_set(IA_EINVAL,
+                                  "--dtype: '%s' is not f32, f16, bf16 or a weight quantisation "
+                                  "type (q8_0, q4_0, q4_1, q5_0, q5_1, q2_k ... q6_k)",
+                                  optarg);
             break;
         case OPT_KV:
-            st = parse_type("--kv-cache", optarg, "f16", IA_DTYPE_F16, &a->opts.kv_dtype);
+            if (strcmp(optarg, "q8_0") == 0)
+                a->opts.kv_dtype = IA_DTYPE_Q8_0;
+            else
+                st = parse_type("--kv-cache", optarg, "f16", IA_DTYPE_F16, &a->opts.kv_dtype);
             break;
         case OPT_CONTEXT:
             st = cli_parse_int("--context", optarg, 1, 1 << 24, &v);

@@ -36,6 +36,12 @@ static const struct {
     {"generate", cmd_generate, "continue a prompt with a decoder model (HF directory or .gguf)"},
     {"chat", cmd_chat, "chat with a model through its chat template (interactive or piped)"},
     {"convert", cmd_convert, "write an HF decoder directory as a GGUF file (llama.cpp names)"},
+    {"quantize", cmd_quantize,
+     "write a decoder as a GGUF file with 8- to 2-bit quantised matrices"},
+    {"bench", cmd_bench,
+     "benchmarks into a results DB: run, query, compare, regressions, report, import"},
+    {"s3", cmd_s3, "objects in S3 or an S3-compatible store: put, get, ls, rm, mb"},
+    {"api", cmd_api, "remote inference providers from endpoints.yaml: call, stats, check"},
 };
 
 static void usage(FILE *f) {

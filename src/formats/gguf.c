@@ -752,8 +752,12 @@ ia_status ia_gguf_tensor_dtype(const ia_gguf *g, const ia_gguf_tensor *t, ia_dty
         uint32_t ggml;
         ia_dtype ia;
     } map[] = {
-        {IA_GGML_F32, IA_DTYPE_F32}, {IA_GGML_F16, IA_DTYPE_F16}, {IA_GGML_BF16, IA_DTYPE_BF16},
-        {IA_GGML_I8, IA_DTYPE_I8},   {IA_GGML_I32, IA_DTYPE_I32}, {IA_GGML_I64, IA_DTYPE_I64},
+        {IA_GGML_F32, IA_DTYPE_F32},   {IA_GGML_F16, IA_DTYPE_F16},   {IA_GGML_BF16, IA_DTYPE_BF16},
+        {IA_GGML_I8, IA_DTYPE_I8},     {IA_GGML_I32, IA_DTYPE_I32},   {IA_GGML_I64, IA_DTYPE_I64},
+        {IA_GGML_Q4_0, IA_DTYPE_Q4_0}, {IA_GGML_Q4_1, IA_DTYPE_Q4_1}, {IA_GGML_Q5_0, IA_DTYPE_Q5_0},
+        {IA_GGML_Q5_1, IA_DTYPE_Q5_1}, {IA_GGML_Q8_0, IA_DTYPE_Q8_0}, {IA_GGML_Q2_K, IA_DTYPE_Q2_K},
+        {IA_GGML_Q3_K, IA_DTYPE_Q3_K}, {IA_GGML_Q4_K, IA_DTYPE_Q4_K}, {IA_GGML_Q5_K, IA_DTYPE_Q5_K},
+        {IA_GGML_Q6_K, IA_DTYPE_Q6_K}, {IA_GGML_Q8_K, IA_DTYPE_Q8_K},
     };
     if (!g || !t || !out)
         return ia_error_set(IA_EINVAL, "ia_gguf_tensor_dtype: NULL argument");
@@ -763,14 +767,10 @@ ia_status ia_gguf_tensor_dtype(const ia_gguf *g, const ia_gguf_tensor *t, ia_dty
             return IA_OK;
         }
     const ia_ggml_type_info *ti = ia_ggml_type_get_info(t->type);
-    if (ti && ti->quantized)
-        return ia_error_set(IA_EUNSUPPORTED,
-                            "%s: tensor '%s' has ggml type %s, a quantized type that is read and "
-                            "size-checked but not computable yet (F32, F16 and BF16 are)",
-                            g->what, t->name, ti->name);
     return ia_error_set(IA_EUNSUPPORTED,
-                        "%s: tensor '%s' has ggml type %s, which is not computable (F32, F16, "
-                        "BF16, I8, I32 and I64 are)",
+                        "%s: tensor '%s' has ggml type %s, which is read and size-checked but not "
+                        "computable (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 and Q2_K to Q6_K "
+                        "are)",
                         g->what, t->name, ti ? ti->name : "unknown");
 }
 

@@ -40,10 +40,23 @@
 #include <sys/stat.h>
 
 #include "ia/formats.h"
+#include "ia/quant.h"
 #include "models_internal.h"
 
+/* Row-stacked weights (Q, K, V; gate, up) run as one matrix when they share
+ * a type; a quantised file may give them different ones (llama.cpp's _M
+ * mixes keep V at more bits than Q and K), and then each group of equal
+ * types is packed and run on its own, writing its columns of the output. */
+#define DEC_MAX_PARTS 3
+typedef struct dec_linear {
+    ia_packed_weight *w[DEC_MAX_PARTS];
+    size_t rows[DEC_MAX_PARTS]; /* output columns of each group */
+    int n;
+} dec_linear;
+
 typedef struct decoder_layer {
-    ia_packed_weight *qkv, *attn_out, *up, *down; /* up: [gate; up] for SwiGLU */
+    dec_linear qkv, up; /* up: [gate; up] for SwiGLU */
+    ia_packed_weight *attn_out, *down;
     float *qkv_bias, *attn_out_bias, *up_bias, *down_bias;
     float *attn_norm_w, *attn_norm_b, *ffn_norm_w, *ffn_norm_b;
     size_t window; /* sliding window of this layer, 0 for none */
@@ -374,10 +387,11 @@ static ia_status get_tensor_opt(const loader *ld, const char *pattern, int layer
                             "[%lld]",
                             ld->path, name, got, (long long)r);
     }
-    if (!ia_dtype_get_info(out->dtype)->is_float)
-        return ia_error_set(IA_EUNSUPPORTED,
-                            "%s: tensor '%s' has dtype %s; weights must be f32, f16 or bf16",
-                            ld->path, name, ia_dtype_name(out->dtype));
+    if (!ia_dtype_get_info(out->dtype)->is_float || (!cols && ia_dtype_is_quantized(out->dtype)))
+        return ia_error_set(IA_EUNSUPPORTED, "%s: tensor '%s' has dtype %s; %s", ld->path, name,
+                            ia_dtype_name(out->dtype),
+                            cols ? "matrices must be f32, f16, bf16 or a ggml quantised type"
+                                 : "vectors must be f32, f16 or bf16");
     return IA_OK;
 }
 
@@ -409,12 +423,19 @@ static ia_status load_vector(const loader *ld, const char *pattern, int layer, c
     return load_into(ld, pattern, layer, suffix, n, *out);
 }
 
-/* Packs parts for the backend; transposed parts ([in, out], GPT-2's Conv1D)
- * are turned into [out, in] f32 copies first (load time only). */
+/* The type a weight is packed in: a quantised file tensor keeps its own
+ * blocks (quantising again would only lose); float ones take the compute
+ * type, which may itself be a quantised type (quantised at load). */
+static ia_dtype pack_type(const ia_tensor *t, ia_dtype compute) {
+    return ia_dtype_is_quantized(t->dtype) ? t->dtype : compute;
+}
+
+/* Packs one weight; transposed ([in, out], GPT-2's Conv1D) float parts are
+ * turned into [out, in] f32 copies first (load time only). */
 static ia_status pack_parts(const loader *ld, ia_dtype compute, ia_tensor *parts, int n_parts,
                             bool transposed, ia_packed_weight **out) {
-    const ia_tensor *ptrs[3] = {0};
-    float *copies[3] = {0};
+    const ia_tensor *ptrs[DEC_MAX_PARTS] = {0};
+    float *copies[DEC_MAX_PARTS] = {0};
     ia_status st = IA_OK;
     for (int p = 0; p < n_parts && st == IA_OK; p++) {
         ptrs[p] = &parts[p];
@@ -434,8 +455,20 @@ static ia_status pack_parts(const loader *ld, ia_dtype compute, ia_tensor *parts
         parts[p].shape[1] = (int64_t)in;
         parts[p].data = copies[p];
     }
-    if (st == IA_OK)
-        st = ld->dec->backend->weight_pack(ptrs, n_parts, compute, out);
+    for (int p = 0; p < n_parts && st == IA_OK; p++) {
+        size_t bad;
+        if (ia_dtype_is_quantized(parts[p].dtype) &&
+            ia_quant_validate(parts[p].dtype, parts[p].data, (size_t)ia_tensor_numel(&parts[p]),
+                              &bad) != IA_OK) {
+            ia_error_prefix("%s: tensor '%s'", ld->path, parts[p].name);
+            st = IA_EPARSE;
+        }
+    }
+    if (st == IA_OK) {
+        st = ld->dec->backend->weight_pack(ptrs, n_parts, pack_type(&parts[0], compute), out);
+        if (st != IA_OK)
+            ia_error_prefix("%s: tensor '%s'", ld->path, parts[0].name);
+    }
     /* The packed copy is what runs: let the file's pages go now, so the
      * load's peak is the packed model plus one tensor, not both whole. */
     for (int p = 0; st == IA_OK && p < n_parts && ld->dec->gguf; p++) {
@@ -447,6 +480,43 @@ static ia_status pack_parts(const loader *ld, ia_dtype compute, ia_tensor *parts
     for (int p = 0; p < n_parts; p++)
         free(copies[p]);
     return st;
+}
+
+/* Row-stacked parts as one dec_linear: runs of parts with the same packed
+ * type become one packed weight each. */
+static ia_status pack_stacked(const loader *ld, ia_dtype compute, ia_tensor *parts, int n_parts,
+                              dec_linear *out) {
+    ia_status st = IA_OK;
+    for (int p = 0; p < n_parts && st == IA_OK;) {
+        int q = p + 1;
+        while (q < n_parts && pack_type(&parts[q], compute) == pack_type(&parts[p], compute))
+            q++;
+        size_t rows = 0;
+        for (int r = p; r < q; r++)
+            rows += (size_t)parts[r].shape[0];
+        st = pack_parts(ld, compute, parts + p, q - p, false, &out->w[out->n]);
+        if (st == IA_OK)
+            out->rows[out->n++] = rows;
+        p = q;
+    }
+    return st;
+}
+
+static void dec_linear_free(const ia_backend *be, dec_linear *l) {
+    for (int i = 0; i < l->n; i++)
+        be->weight_free(l->w[i]);
+    l->n = 0;
+}
+
+/* y[:, cols of group g] = x W_g^T (+ the bias's matching slice). */
+static void run_stacked(const ia_backend *be, const dec_linear *l, const float *bias,
+                        ia_activation act, const float *x, size_t ldx, float *y, size_t ldy,
+                        size_t m, ia_threadpool *pool) {
+    size_t off = 0;
+    for (int i = 0; i < l->n; i++) {
+        be->linear(l->w[i], bias ? bias + off : NULL, act, x, ldx, y + off, ldy, m, pool);
+        off += l->rows[i];
+    }
 }
 
 /* A linear layer: weight [n_out, n_in] and, when has_bias, its bias. */
@@ -499,9 +569,12 @@ static ia_status load_qkv(const loader *ld, ia_dtype compute, int i, decoder_lay
     const ia_decoder *dec = ld->dec;
     const decoder_tensor_names *nm = ld->names;
     int64_t h = dec->config.hidden_size, qd = (int64_t)dec->q_dim, kvd = (int64_t)dec->kv_dim;
-    if (dec->arch->fused_qkv)
-        return load_linear(ld, compute, nm->qkv, i, qd + 2 * kvd, h, dec->arch->qkv_bias, &l->qkv,
-                           &l->qkv_bias);
+    if (dec->arch->fused_qkv) {
+        l->qkv.rows[0] = (size_t)(qd + 2 * kvd);
+        l->qkv.n = 1;
+        return load_linear(ld, compute, nm->qkv, i, qd + 2 * kvd, h, dec->arch->qkv_bias,
+                           &l->qkv.w[0], &l->qkv_bias);
+    }
     bool permuted = dec->gguf && dec->arch->gguf_permuted_qk;
     const char *names[3] = {nm->q, nm->k, nm->v};
     int64_t rows[3] = {qd, kvd, kvd};
@@ -515,7 +588,7 @@ static ia_status load_qkv(const loader *ld, ia_dtype compute, int i, decoder_lay
     for (int p = 0; p < 2 && st == IA_OK && permuted; p++)
         st = unpermute_weight(ld, &parts[p], heads[p], &copies[p]);
     if (st == IA_OK)
-        st = pack_parts(ld, compute, parts, 3, false, &l->qkv);
+        st = pack_stacked(ld, compute, parts, 3, &l->qkv);
     if (st == IA_OK && dec->arch->qkv_bias) {
         l->qkv_bias = ia_malloc_array((size_t)(qd + 2 * kvd), sizeof(float));
         tmp = permuted ? ia_malloc_array((size_t)qd, sizeof(float)) : NULL;
@@ -552,10 +625,13 @@ static ia_status load_mlp(const loader *ld, ia_dtype compute, int i, decoder_lay
         ia_tensor parts[2];
         if ((st = get_tensor(ld, nm->gate, i, ".weight", f, h, false, &parts[0])) ||
             (st = get_tensor(ld, nm->up, i, ".weight", f, h, false, &parts[1])) ||
-            (st = pack_parts(ld, compute, parts, 2, false, &l->up)))
+            (st = pack_stacked(ld, compute, parts, 2, &l->up)))
             return st;
-    } else if ((st = load_linear(ld, compute, nm->up, i, f, h, bias, &l->up, &l->up_bias))) {
-        return st;
+    } else {
+        l->up.rows[0] = (size_t)f;
+        l->up.n = 1;
+        if ((st = load_linear(ld, compute, nm->up, i, f, h, bias, &l->up.w[0], &l->up_bias)))
+            return st;
     }
     return load_linear(ld, compute, nm->down, i, h, f, bias, &l->down, &l->down_bias);
 }
@@ -794,10 +870,12 @@ void ia_decoder_free(ia_decoder *dec) {
         return;
     for (int64_t i = 0; dec->layers && i < dec->config.num_layers; i++) {
         decoder_layer *l = &dec->layers[i];
-        ia_packed_weight *w[] = {l->qkv, l->attn_out, l->up, l->down};
-        for (int k = 0; k < 4; k++)
+        ia_packed_weight *w[] = {l->attn_out, l->down};
+        for (int k = 0; k < 2; k++)
             if (w[k])
                 dec->backend->weight_free(w[k]);
+        dec_linear_free(dec->backend, &l->qkv);
+        dec_linear_free(dec->backend, &l->up);
         float *v[] = {l->qkv_bias,    l->attn_out_bias, l->up_bias,    l->down_bias,
                       l->attn_norm_w, l->attn_norm_b,   l->ffn_norm_w, l->ffn_norm_b};
         for (int k = 0; k < 8; k++)
@@ -821,7 +899,8 @@ const ia_decoder_config *ia_decoder_get_config(const ia_decoder *dec) { return &
 
 struct ia_kv_cache {
     const ia_decoder *dec;
-    size_t max_tokens, length, elem;
+    size_t max_tokens, length;
+    size_t row_bytes; /* one token's keys (or values) of one layer */
     ia_dtype dtype;
     void *k, *v; /* [layers][max_tokens][kv_dim] */
     /* forward scratch for up to `cap` tokens */
@@ -835,9 +914,15 @@ ia_status ia_kv_cache_create(const ia_decoder *dec, size_t max_tokens, ia_dtype 
                              ia_kv_cache **out) {
     *out = NULL;
     size_t ctx = (size_t)dec->config.max_positions;
-    if (kv_dtype != IA_DTYPE_F32 && kv_dtype != IA_DTYPE_F16)
-        return ia_error_set(IA_EUNSUPPORTED, "KV cache: type %s is not supported (f32 or f16)",
+    if (kv_dtype != IA_DTYPE_F32 && kv_dtype != IA_DTYPE_F16 && kv_dtype != IA_DTYPE_Q8_0)
+        return ia_error_set(IA_EUNSUPPORTED,
+                            "KV cache: type %s is not supported (f32, f16 or q8_0)",
                             ia_dtype_name(kv_dtype));
+    if (kv_dtype == IA_DTYPE_Q8_0 && dec->config.head_dim % 32)
+        return ia_error_set(IA_EUNSUPPORTED,
+                            "KV cache: q8_0 needs heads of a multiple of 32 values; this "
+                            "model's have %lld",
+                            (long long)dec->config.head_dim);
     if (max_tokens == 0)
         max_tokens = ctx;
     if (max_tokens > ctx)
@@ -849,10 +934,10 @@ ia_status ia_kv_cache_create(const ia_decoder *dec, size_t max_tokens, ia_dtype 
     kv->dec = dec;
     kv->max_tokens = max_tokens;
     kv->dtype = kv_dtype;
-    kv->elem = kv_dtype == IA_DTYPE_F32 ? 4 : 2;
     size_t bytes;
-    if (!ia_size_mul((size_t)dec->config.num_layers, max_tokens, &bytes) ||
-        !ia_size_mul(bytes, dec->kv_dim, &bytes) || !ia_size_mul(bytes, kv->elem, &bytes)) {
+    if (ia_dtype_bytes(kv_dtype, dec->kv_dim, &kv->row_bytes) != IA_OK ||
+        !ia_size_mul((size_t)dec->config.num_layers, max_tokens, &bytes) ||
+        !ia_size_mul(bytes, kv->row_bytes, &bytes)) {
         ia_kv_cache_free(kv);
         return ia_error_set(IA_ENOMEM, "KV cache of %zu tokens overflows memory sizes", max_tokens);
     }
@@ -943,7 +1028,11 @@ static void append_kv(ia_kv_cache *kv, int l, const float *qkv, size_t ld, size_
     for (size_t t = 0; t < n; t++) {
         const float *k = qkv + t * ld + dec->q_dim, *v = k + kvd;
         size_t off = base + t * kvd;
-        if (kv->dtype == IA_DTYPE_F32) {
+        if (kv->dtype == IA_DTYPE_Q8_0) { /* heads are whole blocks: checked at creation */
+            size_t row = ((size_t)l * kv->max_tokens + kv->length + t) * kv->row_bytes;
+            ia_quantize_row(IA_DTYPE_Q8_0, k, (char *)kv->k + row, kvd);
+            ia_quantize_row(IA_DTYPE_Q8_0, v, (char *)kv->v + row, kvd);
+        } else if (kv->dtype == IA_DTYPE_F32) {
             memcpy((float *)kv->k + off, k, kvd * sizeof(float));
             memcpy((float *)kv->v + off, v, kvd * sizeof(float));
         } else {
@@ -964,7 +1053,7 @@ static void run_layer(const ia_decoder *dec, ia_kv_cache *kv, int li, size_t n,
     size_t h = (size_t)c->hidden_size, qkv_w = dec->q_dim + 2 * dec->kv_dim, f = dec->ffn_dim;
     int hd = (int)c->head_dim;
 
-    be->linear(l->qkv, l->qkv_bias, IA_ACT_NONE, kv->xn, h, kv->qkv, qkv_w, n, pool);
+    run_stacked(be, &l->qkv, l->qkv_bias, IA_ACT_NONE, kv->xn, h, kv->qkv, qkv_w, n, pool);
     if (dec->inv_freq) {
         be->rope(kv->qkv, qkv_w, n, (int)c->num_heads, hd, kv->length, dec->inv_freq,
                  dec->rope_mode);
@@ -972,7 +1061,7 @@ static void run_layer(const ia_decoder *dec, ia_kv_cache *kv, int li, size_t n,
                  dec->inv_freq, dec->rope_mode);
     }
     append_kv(kv, li, kv->qkv, qkv_w, n);
-    size_t layer_off = (size_t)li * kv->max_tokens * dec->kv_dim * kv->elem;
+    size_t layer_off = (size_t)li * kv->max_tokens * kv->row_bytes;
     ia_kv_attention_args att = {
         .q = kv->qkv,
         .ld_q = qkv_w,
@@ -995,11 +1084,11 @@ static void run_layer(const ia_decoder *dec, ia_kv_cache *kv, int li, size_t n,
                pool);
     add_norm(dec, kv->x, kv->tmp, l->ffn_norm_w, l->ffn_norm_b, n, kv->xn, pool);
     if (dec->arch->mlp == DEC_MLP_SWIGLU) {
-        be->linear(l->up, NULL, IA_ACT_NONE, kv->xn, h, kv->ffn, 2 * f, n, pool);
+        run_stacked(be, &l->up, NULL, IA_ACT_NONE, kv->xn, h, kv->ffn, 2 * f, n, pool);
         be->swiglu(kv->ffn, 2 * f, kv->ffn + f, 2 * f, n, f, kv->ffn, 2 * f);
         be->linear(l->down, l->down_bias, IA_ACT_NONE, kv->ffn, 2 * f, kv->tmp, h, n, pool);
     } else {
-        be->linear(l->up, l->up_bias, dec->act, kv->xn, h, kv->ffn, f, n, pool);
+        run_stacked(be, &l->up, l->up_bias, dec->act, kv->xn, h, kv->ffn, f, n, pool);
         be->linear(l->down, l->down_bias, IA_ACT_NONE, kv->ffn, f, kv->tmp, h, n, pool);
     }
 }
@@ -1024,6 +1113,25 @@ static ia_status check_tokens(const ia_decoder *dec, const ia_kv_cache *kv, cons
     return IA_OK;
 }
 
+/* Embedding rows for ids (checked); a quantised table (llama.cpp files keep
+ * token_embd quantised) is dequantised row by row through tmp (h floats). */
+static void gather(const ia_backend *be, const ia_tensor *table, const int32_t *ids, size_t n,
+                   bool accumulate, float *out, size_t h, float *tmp) {
+    if (!ia_dtype_is_quantized(table->dtype)) {
+        be->embedding_gather(table, ids, n, accumulate, out, h);
+        return;
+    }
+    size_t row_bytes = 0;
+    ia_dtype_bytes(table->dtype, h, &row_bytes); /* whole blocks: checked at load */
+    for (size_t i = 0; i < n; i++) {
+        const char *row = (const char *)table->data + (size_t)ids[i] * row_bytes;
+        float *dst = accumulate ? tmp : out + i * h;
+        ia_dequantize_row(table->dtype, row, dst, h);
+        for (size_t j = 0; accumulate && j < h; j++)
+            out[i * h + j] += tmp[j];
+    }
+}
+
 ia_status ia_decoder_forward(const ia_decoder *dec, ia_kv_cache *kv, const int32_t *tokens,
                              size_t n, bool all_logits, float *logits, ia_threadpool *pool) {
     const ia_backend *be = dec->backend;
@@ -1033,11 +1141,11 @@ ia_status ia_decoder_forward(const ia_decoder *dec, ia_kv_cache *kv, const int32
         st = reserve_scratch(kv, n);
     if (st != IA_OK)
         return st;
-    be->embedding_gather(&dec->embed, tokens, n, false, kv->x, h);
+    gather(be, &dec->embed, tokens, n, false, kv->x, h, kv->tmp);
     if (dec->arch->learned_positions) {
         for (size_t i = 0; i < n; i++)
             kv->pos[i] = (int32_t)(kv->length + i);
-        be->embedding_gather(&dec->positions, kv->pos, n, true, kv->x, h);
+        gather(be, &dec->positions, kv->pos, n, true, kv->x, h, kv->tmp);
     }
     const decoder_layer *first = &dec->layers[0];
     add_norm(dec, kv->x, NULL, first->attn_norm_w, first->attn_norm_b, n, kv->xn, pool);

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "ia/formats.h"
+#include "ia/quant.h"
 #include "ia/runtime.h"
 
 #define DEFAULT_BATCH_TOKENS 8192
@@ -220,10 +221,12 @@ ia_status ia_embedder_load(const char *dir, const ia_embedder_options *opts_in, 
         return IA_ENOMEM;
     ia_status st;
     emb->backend = opts.backend ? opts.backend : ia_backend_cpu();
-    if (opts.dtype != IA_DTYPE_F32 && opts.dtype != IA_DTYPE_BF16) {
-        st =
-            ia_error_set(IA_EINVAL, "compute type %s is not available for embeddings (f32 or bf16)",
-                         ia_dtype_name(opts.dtype));
+    if (opts.dtype != IA_DTYPE_F32 && opts.dtype != IA_DTYPE_BF16 &&
+        (!ia_dtype_is_quantized(opts.dtype) || opts.dtype == IA_DTYPE_Q8_K)) {
+        st = ia_error_set(IA_EINVAL,
+                          "compute type %s is not available for embeddings (f32, bf16 or a "
+                          "weight quantisation type: q8_0, q4_0, ..., q6_k)",
+                          ia_dtype_name(opts.dtype));
         goto fail;
     }
     if (!opts.skip_tokenizer && (st = ia_tokenizer_load_dir(dir, &emb->tokenizer)))

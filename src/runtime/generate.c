@@ -141,8 +141,8 @@ ia_status ia_generator_load(const char *path, const ia_generator_options *opts,
     ia_generator *g = ia_calloc(1, sizeof *g);
     if (!g)
         return ia_error_set(IA_ENOMEM, "generator: out of memory");
-    if (o.kv_dtype != IA_DTYPE_F32 && o.kv_dtype != IA_DTYPE_F16) {
-        st = ia_error_set(IA_EINVAL, "generator: KV cache type %s is not f32 or f16",
+    if (o.kv_dtype != IA_DTYPE_F32 && o.kv_dtype != IA_DTYPE_F16 && o.kv_dtype != IA_DTYPE_Q8_0) {
+        st = ia_error_set(IA_EINVAL, "generator: KV cache type %s is not f32, f16 or q8_0",
                           ia_dtype_name(o.kv_dtype));
         goto fail;
     }

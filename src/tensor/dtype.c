@@ -9,9 +9,24 @@
 #include <string.h>
 
 static const ia_dtype_info dtype_infos[IA_DTYPE_COUNT] = {
-    [IA_DTYPE_F32] = {"f32", 1, 4, true},   [IA_DTYPE_F16] = {"f16", 1, 2, true},
-    [IA_DTYPE_BF16] = {"bf16", 1, 2, true}, [IA_DTYPE_I8] = {"i8", 1, 1, false},
-    [IA_DTYPE_I32] = {"i32", 1, 4, false},  [IA_DTYPE_I64] = {"i64", 1, 8, false},
+    [IA_DTYPE_F32] = {"f32", 1, 4, true},
+    [IA_DTYPE_F16] = {"f16", 1, 2, true},
+    [IA_DTYPE_BF16] = {"bf16", 1, 2, true},
+    [IA_DTYPE_I8] = {"i8", 1, 1, false},
+    [IA_DTYPE_I32] = {"i32", 1, 4, false},
+    [IA_DTYPE_I64] = {"i64", 1, 8, false},
+    /* ggml's block geometry: elements per block, bytes per block. */
+    [IA_DTYPE_Q4_0] = {"q4_0", 32, 18, true},
+    [IA_DTYPE_Q4_1] = {"q4_1", 32, 20, true},
+    [IA_DTYPE_Q5_0] = {"q5_0", 32, 22, true},
+    [IA_DTYPE_Q5_1] = {"q5_1", 32, 24, true},
+    [IA_DTYPE_Q8_0] = {"q8_0", 32, 34, true},
+    [IA_DTYPE_Q2_K] = {"q2_k", 256, 84, true},
+    [IA_DTYPE_Q3_K] = {"q3_k", 256, 110, true},
+    [IA_DTYPE_Q4_K] = {"q4_k", 256, 144, true},
+    [IA_DTYPE_Q5_K] = {"q5_k", 256, 176, true},
+    [IA_DTYPE_Q6_K] = {"q6_k", 256, 210, true},
+    [IA_DTYPE_Q8_K] = {"q8_k", 256, 292, true},
 };
 
 const ia_dtype_info *ia_dtype_get_info(ia_dtype dtype) {

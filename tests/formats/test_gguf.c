@@ -387,9 +387,16 @@ TEST(tensor_dtypes_and_views) {
     CHECK_OK(ia_gguf_tensor_dtype(g, ia_gguf_tensor_find(g, "ids.i32"), &dt));
     CHECK(dt == IA_DTYPE_I32);
     const ia_gguf_tensor *q = ia_gguf_tensor_find(g, "weight.q8_0");
-    CHECK_ERR(ia_gguf_tensor_dtype(g, q, &dt), IA_EUNSUPPORTED,
-              "all_types.gguf: tensor 'weight.q8_0' has ggml type Q8_0, a quantized type");
-    CHECK_ERR(ia_gguf_tensor_view(g, q, &view), IA_EUNSUPPORTED, "not computable yet");
+    CHECK_OK(ia_gguf_tensor_dtype(g, q, &dt));
+    CHECK(dt == IA_DTYPE_Q8_0);
+    CHECK_OK(ia_gguf_tensor_view(g, q, &view));
+    CHECK(view.dtype == IA_DTYPE_Q8_0 && view.ndim == 2 && view.shape[0] == 2 &&
+          view.shape[1] == 64);
+    ia_gguf_tensor iq = *q; /* a type that is read but not computed */
+    iq.type = IA_GGML_IQ2_XXS;
+    CHECK_ERR(ia_gguf_tensor_dtype(g, &iq, &dt), IA_EUNSUPPORTED,
+              "all_types.gguf: tensor 'weight.q8_0' has ggml type IQ2_XXS, which is read and "
+              "size-checked but not computable");
     CHECK(q && q->n_bytes == 2 * 2 * 34); /* 2 rows of 64 = 4 blocks of 34 bytes */
 
     const ia_gguf_tensor *b = ia_gguf_tensor_find(g, "weight.bf16");

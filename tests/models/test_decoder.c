@@ -604,19 +604,20 @@ TEST(errors_name_what_is_wrong) {
                   "imply [32, 64]");
     unlink(path);
 
-    /* a quantized weight: named with its type */
-    path = tmp_path("q8.gguf");
+    /* a weight of a ggml type we read but do not compute: named with its type */
+    path = tmp_path("iq2.gguf");
     {
         ia_gguf_writer *w = NULL;
         CHECK_OK(ia_gguf_writer_create(&w));
         CHECK_OK(ia_gguf_writer_add_string(w, "general.architecture", "llama", 5));
-        uint64_t dims[2] = {32, 96};
-        static uint8_t q8[96 * 34];
-        CHECK_OK(ia_gguf_writer_add_tensor(w, "token_embd.weight", 2, dims, IA_GGML_Q8_0, q8,
-                                           sizeof q8));
+        uint64_t dims[2] = {256, 96};
+        static uint8_t iq2[96 * 66];
+        CHECK_OK(ia_gguf_writer_add_tensor(w, "token_embd.weight", 2, dims, IA_GGML_IQ2_XXS, iq2,
+                                           sizeof iq2));
         CHECK_OK(ia_gguf_writer_write(w, path));
         ia_gguf_writer_free(w);
-        CHECK_ERR(ia_decoder_load(path, be, IA_DTYPE_F32, &dec), IA_EUNSUPPORTED, "Q8_0");
+        CHECK_ERR(ia_decoder_load(path, be, IA_DTYPE_F32, &dec), IA_EUNSUPPORTED,
+                  "tensor 'token_embd.weight' has ggml type IQ2_XXS");
         unlink(path);
     }
 
@@ -645,7 +646,8 @@ TEST(errors_name_what_is_wrong) {
         int32_t ids[6] = {1, 2, 3, 4, 5, 6};
         CHECK_ERR(ia_kv_cache_create(dec, 65, IA_DTYPE_F32, &kv), IA_ERANGE,
                   "the model's context is 64 tokens");
-        CHECK_ERR(ia_kv_cache_create(dec, 4, IA_DTYPE_BF16, &kv), IA_EUNSUPPORTED, "f32 or f16");
+        CHECK_ERR(ia_kv_cache_create(dec, 4, IA_DTYPE_BF16, &kv), IA_EUNSUPPORTED,
+                  "f32, f16 or q8_0");
         CHECK_OK(ia_kv_cache_create(dec, 4, IA_DTYPE_F32, &kv));
         if (kv) {
             CHECK_OK(ia_decoder_forward(dec, kv, ids, 3, false, logits, NULL));

@@ -10,6 +10,8 @@
  */
 #include "kernels/cpu/cpu_internal.h"
 
+#include "ia/quant.h"
+
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +49,7 @@ static void detect(void) {
     bool f512 = b & (1u << 16), dq = b & (1u << 17), bw = b & (1u << 30), vl = b & (1u << 31);
     features.avx2 = ymm_os && avx2 && fma && f16c;
     features.avx512 = features.avx2 && zmm_os && f512 && dq && bw && vl;
+    features.avx512_vnni = features.avx512 && (c & (1u << 11));
     if (features.avx512 && __get_cpuid_count(7, 1, &a, &b, &c, &d))
         features.avx512_bf16 = a & (1u << 5);
 #endif
@@ -84,8 +87,14 @@ static void linear_avx2(const ia_packed_weight *w, const float *bias, ia_activat
 static void linear_avx512(const ia_packed_weight *w, const float *bias, ia_activation act,
                           const float *x, size_t ldx, float *y, size_t ldy, size_t m,
                           ia_threadpool *pool) {
-    const cpu_gemm_kernel *k =
-        cpu_get_features()->avx512_bf16 ? &cpu_gemm_avx512_bf16 : &cpu_gemm_avx512;
+    const cpu_features *f = cpu_get_features();
+    if (ia_dtype_is_quantized(w->compute)) {
+        /* Integer dot products: vpdpbusd where the CPU has VNNI. */
+        cpu_quant_linear(f->avx512_vnni ? &cpu_quant_avx512 : &cpu_quant_avx2, w, bias, act, x, ldx,
+                         y, ldy, m, pool);
+        return;
+    }
+    const cpu_gemm_kernel *k = f->avx512_bf16 ? &cpu_gemm_avx512_bf16 : &cpu_gemm_avx512;
     cpu_linear_run(k, w, bias, act, x, ldx, y, ldy, m, pool);
 }
 

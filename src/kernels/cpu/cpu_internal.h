@@ -30,13 +30,51 @@
  *         even with zeros) - the operand order of vdpbf16ps, and on AVX2 one
  *         256-bit load yields 8 outputs for k (low halves) and k+1 (high). */
 struct ia_packed_weight {
-    ia_dtype compute; /* IA_DTYPE_F32, IA_DTYPE_F16 or IA_DTYPE_BF16 */
+    ia_dtype compute; /* IA_DTYPE_F32, IA_DTYPE_F16, IA_DTYPE_BF16 or a quantised type */
     size_t n, k;
     int nr;             /* panel width of the variant that packed it */
     size_t n_panels;    /* ceil(n / nr) */
     size_t panel_elems; /* elements per panel: nr * k (f32, f16) or nr * round_up(k, 2) */
-    void *data;         /* 64-byte aligned; float or uint16_t */
+    void *data;         /* 64-byte aligned; float or uint16_t, or quantised rows */
+    size_t row_bytes;   /* quantised types: bytes of one row of k / block_elems blocks */
 };
+
+/* Quantised weights (compute a block type of quant.h) are not panelled: row
+ * r of W is row_bytes of ggml blocks at data + r * row_bytes, exactly as a
+ * GGUF file stores it, so packing a GGUF tensor is a copy. linear quantises
+ * the rows of x once per call (cpu_qa32 blocks for the 32-element types,
+ * Q8_K for the k-quants) and takes integer dot products of whole rows. */
+typedef struct cpu_qa32 {
+    float d;     /* scale: x ~ d * qs */
+    int32_t sum; /* sum of qs: folds the weights' offsets (-8, -16) and minimums */
+    int8_t qs[32];
+} cpu_qa32;
+
+/* Dot products of one weight row (nb blocks) with m <= CPU_GEMV_MAX_M
+ * quantised activation rows, a_stride bytes apart: out[r] = w . a_r. */
+typedef void (*cpu_qdot_fn)(size_t nb, const void *w, const void *a, size_t a_stride, int m,
+                            float *out);
+
+typedef struct cpu_quant_kernels {
+    cpu_qdot_fn dot[IA_DTYPE_COUNT]; /* NULL: the generic one */
+} cpu_quant_kernels;
+
+extern const cpu_quant_kernels cpu_quant_generic;
+extern const cpu_quant_kernels cpu_quant_avx2;
+extern const cpu_quant_kernels cpu_quant_avx512; /* AVX-512 VNNI (vpdpbusd) */
+
+/* Packs quantised weights (see above): parts of that very type are copied
+ * (their blocks validated), f32/f16/bf16 parts quantised row by row. */
+ia_status cpu_quant_weight_pack(const ia_tensor *const *parts, int n_parts, ia_dtype compute,
+                                int nr, ia_packed_weight **out);
+/* linear on quantised weights, with the variant's dot products. */
+void cpu_quant_linear(const cpu_quant_kernels *qk, const ia_packed_weight *w, const float *bias,
+                      ia_activation act, const float *x, size_t ldx, float *y, size_t ldy, size_t m,
+                      ia_threadpool *pool);
+/* The activation side, in the layouts the dot products read (scalar,
+ * shared by every variant): k must be a whole number of blocks. */
+void cpu_quantize_qa32(const float *x, cpu_qa32 *dst, size_t k);
+void cpu_quantize_q8k(const float *x, void *dst, size_t k);
 
 /* Shared packing: validates the parts and packs them for panel width nr. */
 ia_status cpu_weight_pack(const ia_tensor *const *parts, int n_parts, ia_dtype compute, int nr,
@@ -91,9 +129,10 @@ typedef struct cpu_gemm_kernel {
     int mr, nr;
     cpu_ukr_fn f32;
     cpu_ukr_fn bf16;
-    cpu_pack_a_fn bf16_pack_a; /* NULL: the bf16 kernel reads f32 rows of x */
-    cpu_ukr_fn f16;            /* f16 panels widened in registers; x in f32 */
-    cpu_gemv_fn gemv;          /* optional: m <= CPU_GEMV_MAX_M, any compute type */
+    cpu_pack_a_fn bf16_pack_a;      /* NULL: the bf16 kernel reads f32 rows of x */
+    cpu_ukr_fn f16;                 /* f16 panels widened in registers; x in f32 */
+    cpu_gemv_fn gemv;               /* optional: m <= CPU_GEMV_MAX_M, any compute type */
+    const cpu_quant_kernels *quant; /* dot products for quantised weights */
 } cpu_gemm_kernel;
 
 /* The tiled, threaded driver shared by every variant. m <= CPU_GEMV_MAX_M
@@ -132,6 +171,12 @@ void cpu_activate_generic(ia_activation act, float *x, size_t n);
 
 /* generic decoder ops (ops_decoder.c) */
 #define CPU_KV_QBLOCK 16 /* queries per kv_attention task */
+
+/* Checks the parts of a stacked weight (non-empty 2-D matrices of f32, f16,
+ * bf16 or `also`, pass IA_DTYPE_COUNT for none, sharing k) and gives the
+ * stacked rows n and columns k. Errors name the part. */
+ia_status cpu_weight_parts_shape(const ia_tensor *const *parts, int n_parts, ia_dtype also,
+                                 size_t *n, size_t *k);
 void cpu_rms_norm_generic(const float *x, size_t ldx, float *residual, size_t ldr,
                           const float *gamma, float eps, size_t rows, size_t cols, float *out,
                           size_t ldo, ia_threadpool *pool);
@@ -169,6 +214,7 @@ typedef struct cpu_features {
     bool avx2;        /* AVX2 + FMA + F16C with OS-enabled ymm state */
     bool avx512;      /* AVX512 F/BW/VL/DQ with OS-enabled zmm state */
     bool avx512_bf16; /* and AVX512_BF16 */
+    bool avx512_vnni; /* and AVX512_VNNI (vpdpbusd) */
 } cpu_features;
 
 const cpu_features *cpu_get_features(void);

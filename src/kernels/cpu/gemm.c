@@ -20,12 +20,17 @@
  * f16 weights (IA_DTYPE_F16) keep the f32 panel layout at 2 bytes a value;
  * packing from an F16 tensor copies the bits, from f32 or bf16 it rounds to
  * nearest even.
+ *
+ * Quantised weights (quant.h types) are packed and run by quant_dot.c; this
+ * file only routes them there.
  */
 #include "kernels/cpu/cpu_internal.h"
 
 #include <assert.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "ia/quant.h"
 
 #define KC_TARGET 192 /* floats of k per block: a 16-wide f32 panel block is 12 KiB */
 #define MB_GROUPS 8   /* mr-row groups per tile for large m */
@@ -35,48 +40,55 @@
 
 static size_t round_up(size_t v, size_t to) { return (v + to - 1) / to * to; }
 
+ia_status cpu_weight_parts_shape(const ia_tensor *const *parts, int n_parts, ia_dtype also,
+                                 size_t *n_out, size_t *k_out) {
+    size_t n = 0, k = 0;
+    if (n_parts < 1 || !parts)
+        return ia_error_set(IA_EINVAL, "linear weights: no tensors to pack");
+    for (int p = 0; p < n_parts; p++) {
+        const ia_tensor *t = parts[p];
+        const char *name = t->name ? t->name : "(unnamed)";
+        if (t->ndim != 2 || t->shape[0] <= 0 || t->shape[1] <= 0)
+            return ia_error_set(IA_EINVAL, "linear weight '%s' must be a non-empty 2-D matrix",
+                                name);
+        if (t->dtype != IA_DTYPE_F32 && t->dtype != IA_DTYPE_F16 && t->dtype != IA_DTYPE_BF16 &&
+            t->dtype != also)
+            return ia_error_set(IA_EUNSUPPORTED,
+                                "linear weight '%s' has type %s; f32, f16, bf16%s%s "
+                                "expected",
+                                name, ia_dtype_name(t->dtype), also != IA_DTYPE_COUNT ? " or " : "",
+                                also != IA_DTYPE_COUNT ? ia_dtype_name(also) : "");
+        if (p > 0 && (size_t)t->shape[1] != k)
+            return ia_error_set(IA_EINVAL,
+                                "linear weight '%s' has %lld inputs but the first part has %zu; "
+                                "fused parts must share k",
+                                name, (long long)t->shape[1], k);
+        k = (size_t)t->shape[1];
+        n += (size_t)t->shape[0];
+    }
+    *n_out = n;
+    *k_out = k;
+    return IA_OK;
+}
+
 ia_status cpu_weight_pack(const ia_tensor *const *parts, int n_parts, ia_dtype compute, int nr,
                           ia_packed_weight **out) {
     ia_packed_weight *w = NULL;
     float *row = NULL;
     ia_status st = IA_OK;
     *out = NULL;
+    if (ia_dtype_is_quantized(compute))
+        return cpu_quant_weight_pack(parts, n_parts, compute, nr, out);
     if (compute != IA_DTYPE_F32 && compute != IA_DTYPE_F16 && compute != IA_DTYPE_BF16) {
         st = ia_error_set(IA_EUNSUPPORTED,
                           "linear weights: compute type %s is not supported "
-                          "by the CPU backend (use f32, f16 or bf16)",
+                          "by the CPU backend (use f32, f16, bf16 or a quantised type)",
                           ia_dtype_name(compute));
         goto fail;
     }
-    if (n_parts < 1 || !parts) {
-        st = ia_error_set(IA_EINVAL, "linear weights: no tensors to pack");
-        goto fail;
-    }
     size_t n = 0, k = 0;
-    for (int p = 0; p < n_parts; p++) {
-        const ia_tensor *t = parts[p];
-        const char *name = t->name ? t->name : "(unnamed)";
-        if (t->ndim != 2 || t->shape[0] <= 0 || t->shape[1] <= 0) {
-            st = ia_error_set(IA_EINVAL, "linear weight '%s' must be a non-empty 2-D matrix", name);
-            goto fail;
-        }
-        if (t->dtype != IA_DTYPE_F32 && t->dtype != IA_DTYPE_F16 && t->dtype != IA_DTYPE_BF16) {
-            st = ia_error_set(IA_EUNSUPPORTED,
-                              "linear weight '%s' has type %s; f32, f16 or bf16 "
-                              "expected",
-                              name, ia_dtype_name(t->dtype));
-            goto fail;
-        }
-        if (p > 0 && (size_t)t->shape[1] != k) {
-            st = ia_error_set(IA_EINVAL,
-                              "linear weight '%s' has %lld inputs but the first part "
-                              "has %zu; fused parts must share k",
-                              name, (long long)t->shape[1], k);
-            goto fail;
-        }
-        k = (size_t)t->shape[1];
-        n += (size_t)t->shape[0];
-    }
+    if ((st = cpu_weight_parts_shape(parts, n_parts, IA_DTYPE_COUNT, &n, &k)))
+        goto fail;
 
     w = ia_calloc(1, sizeof *w);
     if (!w) {
@@ -291,6 +303,11 @@ void cpu_linear_run(const cpu_gemm_kernel *kern, const ia_packed_weight *w, cons
     assert(w->nr == kern->nr && "weights packed by another CPU variant");
     if (m == 0)
         return;
+    if (ia_dtype_is_quantized(w->compute)) {
+        cpu_quant_linear(kern->quant ? kern->quant : &cpu_quant_generic, w, bias, act, x, ldx, y,
+                         ldy, m, pool);
+        return;
+    }
     if (m <= CPU_GEMV_MAX_M && kern->gemv) {
         gemv_run(kern, w, bias, act, x, ldx, y, ldy, m, pool);
         return;
@@ -375,4 +392,5 @@ const cpu_gemm_kernel cpu_gemm_generic = {.mr = GEN_MR,
                                           .nr = GEN_NR,
                                           .f32 = ukr_generic_f32,
                                           .bf16 = ukr_generic_bf16,
-                                          .f16 = ukr_generic_f16};
+                                          .f16 = ukr_generic_f16,
+                                          .quant = &cpu_quant_generic};

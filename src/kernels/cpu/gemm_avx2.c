@@ -357,5 +357,10 @@ static void gemv(const cpu_gemv_args *a) {
     }
 }
 
-const cpu_gemm_kernel cpu_gemm_avx2 = {
-    .mr = MR, .nr = NR, .f32 = ukr_f32, .bf16 = ukr_bf16, .f16 = ukr_f16, .gemv = gemv};
+const cpu_gemm_kernel cpu_gemm_avx2 = {.mr = MR,
+                                       .nr = NR,
+                                       .f32 = ukr_f32,
+                                       .bf16 = ukr_bf16,
+                                       .f16 = ukr_f16,
+                                       .gemv = gemv,
+                                       .quant = &cpu_quant_avx2};

@@ -222,12 +222,17 @@ static void pack_a_bf16(const float *x, size_t ldx, size_t rows, size_t k0, size
     }
 }
 
-const cpu_gemm_kernel cpu_gemm_avx512 = {
-    .mr = MR, .nr = NR, .f32 = ukr_f32, .bf16 = ukr_bf16_cvt, .f16 = ukr_f16};
+const cpu_gemm_kernel cpu_gemm_avx512 = {.mr = MR,
+                                         .nr = NR,
+                                         .f32 = ukr_f32,
+                                         .bf16 = ukr_bf16_cvt,
+                                         .f16 = ukr_f16,
+                                         .quant = &cpu_quant_avx2};
 
 const cpu_gemm_kernel cpu_gemm_avx512_bf16 = {.mr = MR,
                                               .nr = NR,
                                               .f32 = ukr_f32,
                                               .bf16 = ukr_dpbf16,
                                               .bf16_pack_a = pack_a_bf16,
-                                              .f16 = ukr_f16};
+                                              .f16 = ukr_f16,
+                                              .quant = &cpu_quant_avx2};

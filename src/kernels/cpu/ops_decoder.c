@@ -14,6 +14,10 @@
 #include <math.h>
 #include <string.h>
 
+/* A Q8_0 KV cache row: blocks of 32 values, each an f16 scale and 32 int8. */
+#define KV_Q8_BLOCK 32
+#define KV_Q8_BYTES 34
+
 /* ---- RMSNorm ------------------------------------------------------------------------ */
 
 typedef struct rms_job {
@@ -102,12 +106,22 @@ void cpu_swiglu_generic(const float *gate, size_t ldg, const float *up, size_t l
 /* ---- attention against a KV cache ------------------------------------------------------ */
 
 /* Cache row j of kv head `kvh` as f32 (a pointer into the cache when it is
- * f32, else converted into buf). */
+ * f32, else converted into buf). A Q8_0 cache holds each row as blocks of
+ * 32 values (an f16 scale, 32 int8), heads being whole blocks. */
 static const float *kv_row(const ia_kv_attention_args *a, const void *base, size_t j, int kvh,
                            float *buf) {
     size_t off = j * a->ld_kv + (size_t)kvh * (size_t)a->head_dim;
     if (a->kv_dtype == IA_DTYPE_F32)
         return (const float *)base + off;
+    if (a->kv_dtype == IA_DTYPE_Q8_0) {
+        const uint8_t *blk = (const uint8_t *)base + off / KV_Q8_BLOCK * KV_Q8_BYTES;
+        for (int b = 0; b < a->head_dim / KV_Q8_BLOCK; b++, blk += KV_Q8_BYTES) {
+            float d = ia_f16_to_f32((uint16_t)(blk[0] | blk[1] << 8));
+            for (int i = 0; i < KV_Q8_BLOCK; i++)
+                buf[b * KV_Q8_BLOCK + i] = d * (float)(int8_t)blk[2 + i];
+        }
+        return buf;
+    }
     const uint16_t *h = (const uint16_t *)base + off;
     for (int d = 0; d < a->head_dim; d++)
         buf[d] = ia_f16_to_f32(h[d]);

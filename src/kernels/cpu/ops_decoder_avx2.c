@@ -14,6 +14,11 @@
 #include "kernels/cpu/simd_avx2.h"
 
 #include <math.h>
+#include <string.h>
+
+/* A Q8_0 KV cache row: blocks of 32 values, each an f16 scale and 32 int8. */
+#define KV_Q8_BLOCK 32
+#define KV_Q8_BYTES 34
 
 /* ---- RMSNorm ------------------------------------------------------------------------ */
 
@@ -135,9 +140,20 @@ void cpu_swiglu_avx2(const float *gate, size_t ldg, const float *up, size_t ldu,
 
 #define KV_BLOCK 64
 
+/* Eight cache values from element offset off (a multiple of 8). */
 static inline __m256 load8(const void *base, ia_dtype dt, size_t off) {
     if (dt == IA_DTYPE_F32)
         return _mm256_loadu_ps((const float *)base + off);
+    if (dt == IA_DTYPE_Q8_0) {
+        const uint8_t *blk = (const uint8_t *)base + off / KV_Q8_BLOCK * KV_Q8_BYTES;
+        uint16_t h;
+        memcpy(&h, blk, 2);
+        __m256 d = _mm256_cvtph_ps(_mm_set1_epi16((short)h));
+        int64_t q8;
+        memcpy(&q8, blk + 2 + off % KV_Q8_BLOCK, 8);
+        __m256i q = _mm256_cvtepi8_epi32(_mm_cvtsi64_si128(q8));
+        return _mm256_mul_ps(d, _mm256_cvtepi32_ps(q));
+    }
     return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)base + off)));
 }
 
