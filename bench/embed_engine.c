@@ -3,9 +3,18 @@
  *
  *   bench_embed_engine --model DIR --workload fixed|corpus|latency --threads N
  *                      --input FILE --out-embeddings FILE.f32 [--iterations K]
- *                      [--dtype f32|bf16] [--batch 32]
+ *                      [--dtype f32|bf16|q8_0|q4_0|q4_1|q5_0|q5_1|q2_k|...|q6_k]
+ *                      [--batch 32]
  *
- * and printing one JSON line with the timings. Timing covers what a user
+ * and printing one JSON line with the timings. --dtype takes every type
+ * ia_dtype_parse knows that the embedder runs (f32, bf16 and the quantised
+ * weight types but Q8_K; weights are quantised at load); the engine is named
+ * "ours" for f32 and "ours-<dtype>" otherwise. The JSON also gives the model
+ * file read (model_file, model_bytes: model.safetensors) and the planner's
+ * resident weight bytes at the compute type (weights_bytes_planned, from
+ * ia_model_plan_make: packed matrices at the type's bytes per element plus
+ * the f32 vectors; an estimate from the file's tensor shapes, not a count of
+ * the allocations). Timing covers what a user
  * waits for (tokenisation included) and excludes loading, which is reported
  * separately as load_seconds (process start to ready).
  *   fixed:   the inputs truncated to 128 tokens, run as one batch K times
@@ -16,8 +25,23 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
+#include "ia/quant.h"
 #include "ia/runtime.h"
+
+/* s as a JSON string body (quotes, backslashes and control bytes escaped). */
+static void print_json_string(const char *s) {
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\')
+            printf("\\%c", ch);
+        else if (ch < 0x20)
+            printf("\\u%04x", ch);
+        else
+            putchar(ch);
+    }
+}
 
 static int fail(const char *what) {
     fprintf(stderr, "bench_embed_engine: %s: %s\n", what, ia_error_message());
@@ -65,7 +89,15 @@ int main(int argc, char **argv) {
             batch = atoi(optarg);
             break;
         case 'd':
-            dtype = strcmp(optarg, "bf16") == 0 ? IA_DTYPE_BF16 : IA_DTYPE_F32;
+            if (ia_dtype_parse(optarg, &dtype) != IA_OK ||
+                !(dtype == IA_DTYPE_F32 || dtype == IA_DTYPE_BF16 ||
+                  (ia_dtype_is_quantized(dtype) && dtype != IA_DTYPE_Q8_K))) {
+                fprintf(stderr,
+                        "bench_embed_engine: --dtype '%s': expected f32, bf16, q8_0, q4_0, "
+                        "q4_1, q5_0, q5_1, q2_k, q3_k, q4_k, q5_k or q6_k\n",
+                        optarg);
+                return 2;
+            }
             break;
         default:
             return 2;
@@ -130,11 +162,30 @@ int main(int argc, char **argv) {
             return 1;
         }
     }
-    printf("{\"engine\": \"%s\", \"workload\": \"%s\", \"n_sentences\": %zu, \"seconds\": %.6f, "
-           "\"sentences_per_s\": %.3f, \"load_seconds\": %.4f, \"threads\": %d, "
-           "\"backend\": \"%s\", \"latencies_ms\": [",
-           dtype == IA_DTYPE_BF16 ? "ours-bf16" : "ours", workload, done, seconds,
-           (double)done / seconds, load_seconds, threads, ia_backend_cpu()->name);
+    /* Sizes, after timing: the file read and the planner's resident weights. */
+    char engine[32], model_file[4096];
+    snprintf(engine, sizeof engine, dtype == IA_DTYPE_F32 ? "ours" : "ours-%s",
+             ia_dtype_name(dtype));
+    snprintf(model_file, sizeof model_file, "%s/model.safetensors", model);
+    struct stat sb;
+    long long model_bytes = stat(model_file, &sb) == 0 ? (long long)sb.st_size : -1;
+    ia_plan_request preq = {.model = model,
+                            .batch = 1,
+                            .seq = 1,
+                            .batch_tokens = 1,
+                            .dtype = ia_dtype_name(dtype),
+                            .memory_only = true};
+    ia_model_plan plan;
+    long long weights_planned =
+        ia_model_plan_make(&preq, &plan) == IA_OK ? (long long)plan.weights_bytes : -1;
+    printf("{\"engine\": \"%s\", \"dtype\": \"%s\", \"workload\": \"%s\", \"n_sentences\": %zu, "
+           "\"seconds\": %.6f, \"sentences_per_s\": %.3f, \"load_seconds\": %.4f, \"threads\": %d, "
+           "\"backend\": \"%s\", \"model_bytes\": %lld, \"weights_bytes_planned\": %lld, "
+           "\"model_file\": \"",
+           engine, ia_dtype_name(dtype), workload, done, seconds, (double)done / seconds,
+           load_seconds, threads, ia_backend_cpu()->name, model_bytes, weights_planned);
+    print_json_string(model_file);
+    printf("\", \"latencies_ms\": [");
     for (size_t i = 0; latency && i < n; i++)
         printf(i ? ", %.4f" : "%.4f", lat[i]);
     printf("]}\n");

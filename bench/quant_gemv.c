@@ -1,17 +1,19 @@
 /*
- * bench_quant_gemv: decode-shaped linear (m = 1 and 4) on quantised weights.
+ * bench_quant_gemv: linear on quantised weights, decode- and prefill-shaped.
  *
  * For every CPU variant this machine runs, packs one LLaMA-1B FFN matrix
  * (5632 outputs x 2048 inputs, and its transpose shape 2048 x 5632) as f16,
- * Q8_0, Q6_K, Q4_K and Q2_K and prints the median time of linear with m = 1
- * and m = 4 and the rate in GB/s of weight bytes streamed (the packed size
- * divided by the time) - the figure that decides tokens per second, since a
- * decode step reads every weight once. Calls cycle through copies of the
+ * Q8_0, Q6_K, Q4_K, Q3_K and Q2_K and prints the median time of linear with
+ * m = 1 and m = 4, the m = 1 rate in GB/s of weight bytes streamed (the
+ * packed size divided by the time) - the figure that decides tokens per
+ * second, since a decode step reads every weight once - and the m = 512
+ * (prefill) rate in GFLOP/s (2 m n k / time). Calls cycle through copies of the
  * matrix that together exceed the last-level cache, so the weights come from
  * memory as in a real model. Each number is the median of 7 batches of about
  * 50 ms after a warm-up.
  *
- * Usage: bench_quant_gemv [threads] [variant]   (default 2 threads, all variants)
+ * Usage: bench_quant_gemv [threads] [variant] [type]
+ *   (default 2 threads, all variants, all types; type e.g. q2_k)
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +26,7 @@
  * call finds its weights in a 32 MiB last-level cache. */
 #define LLC_BYTES (96u << 20)
 #define MAX_COPIES 32
+#define PP_M 512 /* prefill rows */
 
 static double median(double *v, int n) {
     for (int i = 1; i < n; i++)
@@ -60,14 +63,15 @@ static double time_linear(const ia_backend *b, ia_packed_weight **w, int n_w, co
 int main(int argc, char **argv) {
     int threads = argc > 1 ? atoi(argv[1]) : 2;
     const char *only = argc > 2 ? argv[2] : NULL;
+    const char *only_type = argc > 3 ? argv[3] : NULL;
     static const char *const variants[] = {"generic", "avx2", "avx512"};
-    static const ia_dtype types[] = {IA_DTYPE_F16, IA_DTYPE_Q8_0, IA_DTYPE_Q6_K, IA_DTYPE_Q4_K,
-                                     IA_DTYPE_Q2_K};
+    static const ia_dtype types[] = {IA_DTYPE_F16,  IA_DTYPE_Q8_0, IA_DTYPE_Q6_K,
+                                     IA_DTYPE_Q4_K, IA_DTYPE_Q3_K, IA_DTYPE_Q2_K};
     static const size_t shapes[][2] = {{5632, 2048}, {2048, 5632}};
     ia_threadpool *pool = ia_threadpool_create(threads);
     size_t max = 5632 * 2048;
-    float *w = malloc(max * sizeof *w), *x = malloc(4 * 5632 * sizeof *x);
-    float *y = malloc(4 * 5632 * sizeof *y);
+    float *w = malloc(max * sizeof *w), *x = malloc(PP_M * 5632 * sizeof *x);
+    float *y = malloc(PP_M * 5632 * sizeof *y);
     if (!pool || !w || !x || !y)
         return 1;
     unsigned seed = 1;
@@ -75,10 +79,10 @@ int main(int argc, char **argv) {
         seed = seed * 1664525u + 1013904223u;
         w[i] = ((float)(seed >> 8) / 16777216.0f - 0.5f) * 0.1f;
     }
-    for (size_t i = 0; i < 4 * 5632; i++)
+    for (size_t i = 0; i < PP_M * 5632; i++)
         x[i] = (float)((i * 37) % 101) / 101.0f - 0.5f;
-    printf("%-12s %-6s %-11s %10s %10s %10s %10s\n", "variant", "type", "n x k", "MiB", "m=1 us",
-           "m=1 GB/s", "m=4 us");
+    printf("%-12s %-6s %-11s %8s %9s %9s %9s %11s\n", "variant", "type", "n x k", "MiB", "m=1 us",
+           "m=1 GB/s", "m=4 us", "m=512 GF/s");
     for (size_t v = 0; v < sizeof variants / sizeof variants[0]; v++) {
         if (only && strcmp(only, variants[v]) != 0)
             continue;
@@ -88,6 +92,8 @@ int main(int argc, char **argv) {
         for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
             size_t n = shapes[s][0], k = shapes[s][1];
             for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+                if (only_type && strcmp(only_type, ia_dtype_name(types[ti])) != 0)
+                    continue;
                 /* Quantised (or rounded) once; each copy is then a plain
                  * pack of those blocks: the path of a GGUF file's tensor. */
                 size_t bytes;
@@ -120,11 +126,12 @@ int main(int argc, char **argv) {
                 if (ok) {
                     double t1 = time_linear(b, pw, n_w, x, k, y, n, 1, pool);
                     double t4 = time_linear(b, pw, n_w, x, k, y, n, 4, pool);
+                    double tp = time_linear(b, pw, 1, x, k, y, n, PP_M, pool);
                     char shape[32];
                     snprintf(shape, sizeof shape, "%zux%zu", n, k);
-                    printf("%-12s %-6s %-11s %10.2f %10.1f %10.2f %10.1f\n", b->name,
+                    printf("%-12s %-6s %-11s %8.2f %9.1f %9.2f %9.1f %11.1f\n", b->name,
                            ia_dtype_name(types[ti]), shape, (double)bytes / (1 << 20), t1 * 1e6,
-                           (double)bytes / t1 / 1e9, t4 * 1e6);
+                           (double)bytes / t1 / 1e9, t4 * 1e6, 2.0 * PP_M * n * k / tp / 1e9);
                 } else {
                     fprintf(stderr, "pack %s: %s\n", ia_dtype_name(types[ti]), ia_error_message());
                 }

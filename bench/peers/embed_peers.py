@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
-"""Peer embedding engines for bench/embed: sentence-transformers, ONNX Runtime, OpenVINO.
+r"""Peer embedding engines for bench/embed: sentence-transformers, ONNX Runtime, OpenVINO, and the
+int8 variants of the last two.
 
 Each invocation is one fresh process that loads one engine, runs one workload and prints ONE
 JSON line on stdout (the engine protocol shared with our C engine, see bench/embed):
 
-  embed_peers.py --engine st|ort|ov --model DIR --workload fixed|corpus|latency --threads N
+  embed_peers.py --engine st|ort|ov|ort-int8|ov-int8 --model DIR --workload fixed|corpus|latency --threads N
                  --input FILE --out-embeddings FILE.f32 [--iterations K] [--cache-dir DIR]
 
   {"engine", "workload", "n_sentences", "seconds", "sentences_per_s", "latencies_ms",
-   "load_seconds", "threads", ...}
+   "load_seconds", "threads", "model_files": {path: bytes}, "model_bytes", ...}
 
 Workloads (timing includes tokenisation, excludes model load):
   fixed    the input's sentences as ONE batch, truncated at max_length 128, run --iterations times
@@ -31,6 +32,45 @@ Each peer is configured at its best as bench/BENCHMARKING.md (shared/BENCHMARKIN
        LATENCY for the latency workload and THROUGHPUT for batches (batches are then fed
        through an AsyncInferQueue with the compiled model's optimal number of requests, as
        OpenVINO's throughput guide describes).
+  ort-int8  ONNX Runtime's dynamic quantization (its documented int8 path for transformers on
+       CPU: optimise, then quantize): the fused model that `ort` runs (model.ort-fused.onnx) through
+       onnxruntime.quantization.quantize_dynamic(weight_type=QuantType.QInt8,
+       per_channel=--ort-int8-per-channel (default 1), reduce_range=--ort-int8-reduce-range
+       (default 0), op_types_to_quantize=--ort-int8-ops (default all: ORT's whole integer-op
+       registry, i.e. MatMul -> MatMulInteger, Attention -> QAttention, EmbedLayerNormalization
+       and Gather with int8 tables; activations quantised to uint8 per tensor at run time),
+       nodes_to_exclude=the nodes whose names match --ort-int8-exclude (default none),
+       extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT} (shape inference cannot type
+       the fused contrib ops' outputs)). Cached beside the fp32 export as
+       model.ort-fused.int8[-pc][-rr][-OPS][-xHASH].onnx. Session options as for `ort`.
+       Per-channel is the default because per-tensor is unusable here: mean cosine to
+       sentence-transformers fp32 0.947 (min 0.883) on the fixed 32 x 128 batch, per-channel
+       0.992 (2026-11-27, AMD EPYC AVX2 without VNNI; reduce_range changed nothing, 0.9916).
+       Even per-channel misses issue 5's mean-cosine bound 0.995 (corpus 0.9915, latency 0.990,
+       first 64 sentences), almost all of it from the FFN-down MatMuls, whose GELU inputs
+       quantise badly per tensor: without them (--ort-int8-ops MatMul+Attention
+       --ort-int8-exclude 'layer\.\d+/output/dense', 2/3 of the GEMM work int8) corpus 0.9952,
+       latency 0.9945; Attention alone (QKV, 1/4 of the work) 0.9984. bench/embed's engine
+       variants (ort-int8:per-channel=0, ort-int8:ops=...:exclude=...) time these side by side.
+  ov-int8  OpenVINO with int8 weights, without a calibration set, mode --ov-int8-mode:
+       nncf-int8-asym (default) / nncf-int8-sym: the plain ONNX export read by OpenVINO, then
+         nncf.compress_weights(model, mode=CompressWeightsMode.INT8_ASYM / INT8_SYM) (NNCF's
+         data-free int8 weight compression, per output channel, of every MatMul and the
+         embedding Gathers), saved once as IR (openvino.save_model, compress_to_fp16=False)
+         beside the export and loaded from there; the CPU plugin decompresses the int8 weights
+         inside its FullyConnected kernels and may quantise activations on the fly
+         (DYNAMIC_QUANTIZATION_GROUP_SIZE: --ov-int8-dq-group, plugin default when 0; this
+         machine's plugin reports 32). Accuracy: mean cosine 0.99964 (corpus), 0.99959 (fixed);
+         sym 0.99933 (fixed).
+       ort-dynamic: OpenVINO reading ORT's dynamically quantised ONNX of the plain (unfused)
+         export (DynamicQuantizeLinear + MatMulInteger, which its ONNX frontend imports); mean
+         cosine 0.9934 (fixed), below 0.995.
+       Same compile options as `ov` (INFERENCE_NUM_THREADS, PERFORMANCE_HINT per workload,
+       INFERENCE_PRECISION_HINT f32 for the parts that are not int8). INT8_ASYM is NNCF's default
+       int8 mode; which mode is fastest was not settled (the machine was loaded while this was
+       written): time ov-int8:mode=nncf-int8-sym and ov-int8:mode=ort-dynamic beside it.
+  Model sizes: model_files gives the bytes of every file the engine loads (ONNX, IR .xml+.bin,
+  safetensors), model_bytes their sum.
 
 load_seconds is measured from process start (the kernel's start time of this process) to
 "ready": libraries imported, model and tokenizer loaded/compiled, and one warm-up encode of
@@ -59,7 +99,7 @@ def process_age_seconds():
 
 def parse_args():
     ap = argparse.ArgumentParser(description="peer embedding engines (one workload per process)")
-    ap.add_argument("--engine", required=True, choices=["st", "ort", "ov"])
+    ap.add_argument("--engine", required=True, choices=["st", "ort", "ov", "ort-int8", "ov-int8"])
     ap.add_argument("--model", required=True)
     ap.add_argument("--workload", required=True, choices=["fixed", "corpus", "latency"])
     ap.add_argument("--threads", type=int, required=True)
@@ -71,9 +111,33 @@ def parse_args():
     ap.add_argument("--opset", type=int, default=17)
     ap.add_argument("--ort-fusion", type=int, default=1,
                     help="1: run ORT's transformer optimiser on the export (default); 0: plain export")
-    return ap.parse_args()
+    ap.add_argument("--ort-int8-per-channel", type=int, default=None,
+                    help=f"ort-int8: 1 per-channel weight scales, 0 per-tensor "
+                         f"(default {ORT_INT8_PER_CHANNEL_DEFAULT})")
+    ap.add_argument("--ort-int8-reduce-range", type=int, default=0,
+                    help="ort-int8 (and ov-int8 ort-dynamic): 1 quantise weights to 7 bits (quantize_dynamic "
+                         "reduce_range)")
+    ap.add_argument("--ort-int8-ops", default=ORT_INT8_OPS_DEFAULT,
+                    help="ort-int8: op types quantize_dynamic quantises (op_types_to_quantize), separated by ',' "
+                         "or '+'; "
+                         "'all' for its whole integer-op registry")
+    ap.add_argument("--ort-int8-exclude", default=ORT_INT8_EXCLUDE_DEFAULT,
+                    help="ort-int8: keep in float the nodes whose names match this regular expression "
+                         "(re.search; quantize_dynamic nodes_to_exclude); '' for none")
+    ap.add_argument("--ov-int8-mode", default=OV_INT8_MODE_DEFAULT, choices=list(OV_INT8_MODES))
+    ap.add_argument("--ov-int8-dq-group", type=int, default=0,
+                    help="ov-int8: CPU DYNAMIC_QUANTIZATION_GROUP_SIZE (0: the plugin's default)")
+    a = ap.parse_args()
+    if a.ort_int8_per_channel is None:
+        a.ort_int8_per_channel = ORT_INT8_PER_CHANNEL_DEFAULT
+    return a
 
 
+ORT_INT8_PER_CHANNEL_DEFAULT = 1
+ORT_INT8_OPS_DEFAULT = "all"
+ORT_INT8_EXCLUDE_DEFAULT = ""
+OV_INT8_MODES = ("nncf-int8-asym", "nncf-int8-sym", "ort-dynamic")
+OV_INT8_MODE_DEFAULT = "nncf-int8-asym"
 ARGS = parse_args()
 N = str(ARGS.threads)
 for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS",
@@ -154,6 +218,7 @@ class STEngine:
         self.model = SentenceTransformer(model_dir, device="cpu", model_kwargs={"dtype": torch.float32})
         self.model.eval()
         self.default_max = self.model.max_seq_length
+        self.model_files = [os.path.join(model_dir, "model.safetensors")]
 
     def encode(self, texts, max_length, batch_size):
         self.model.max_seq_length = max_length
@@ -213,7 +278,7 @@ class OnnxBase:
 class ORTEngine(OnnxBase):
     name = "ort"
 
-    def __init__(self, model_dir, threads):
+    def __init__(self, model_dir, threads, int8=False):
         super().__init__(model_dir, threads)
         import onnxruntime as ort
         so = ort.SessionOptions()
@@ -222,6 +287,15 @@ class ORTEngine(OnnxBase):
         so.inter_op_num_threads = 1
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         path = optimize_for_ort(self.onnx_path, model_dir) if ARGS.ort_fusion else self.onnx_path
+        if int8:
+            self.name = "ort-int8"
+            path = quantize_for_ort(path, ARGS.ort_int8_per_channel, ARGS.ort_int8_reduce_range, ARGS.ort_int8_ops,
+                                    ARGS.ort_int8_exclude)
+            self.info = {"ort_int8": {"per_channel": bool(ARGS.ort_int8_per_channel), "op_types": ARGS.ort_int8_ops,
+                                      "exclude": ARGS.ort_int8_exclude,
+                                      "reduce_range": bool(ARGS.ort_int8_reduce_range),
+                                      "weight_type": "QInt8", "fused_first": bool(ARGS.ort_fusion)}}
+        self.model_files = [path]
         self.sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
         self.input_names = {i.name for i in self.sess.get_inputs()}
 
@@ -232,15 +306,30 @@ class ORTEngine(OnnxBase):
 class OVEngine(OnnxBase):
     name = "ov"
 
-    def __init__(self, model_dir, threads, hint):
+    def __init__(self, model_dir, threads, hint, int8=False):
         super().__init__(model_dir, threads)
         import openvino as ov
         core = ov.Core()
-        model = core.read_model(self.onnx_path)
-        self.input_names = {i.get_any_name() for i in model.inputs}
         cfg = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": hint, "INFERENCE_PRECISION_HINT": "f32"}
+        if int8:
+            self.name = "ov-int8"
+            self.model_files = ov_int8_model(self.onnx_path, ARGS.ov_int8_mode)
+            model = core.read_model(self.model_files[0])
+            if ARGS.ov_int8_dq_group:
+                cfg["DYNAMIC_QUANTIZATION_GROUP_SIZE"] = ARGS.ov_int8_dq_group
+            self.info = {"ov_int8": {"mode": ARGS.ov_int8_mode,
+                                     "dynamic_quantization_group_size": ARGS.ov_int8_dq_group}}
+        else:
+            self.model_files = [self.onnx_path]
+            model = core.read_model(self.onnx_path)
+        self.input_names = {i.get_any_name() for i in model.inputs}
         self.compiled = core.compile_model(model, "CPU", cfg)
         self.hint = hint
+        try:
+            self.info = dict(getattr(self, "info", {}), ov_dq_group_effective=str(
+                self.compiled.get_property("DYNAMIC_QUANTIZATION_GROUP_SIZE")))
+        except Exception:  # noqa: BLE001 - property absent in some builds
+            pass
         self.nreq = int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
         self.request = self.compiled.create_infer_request()
         self.out_port = self.compiled.output("last_hidden_state")
@@ -299,6 +388,63 @@ def optimize_for_ort(onnx_path, model_dir):
     return out
 
 
+def quantize_for_ort(onnx_path, per_channel, reduce_range, ops="all", exclude=""):
+    """onnxruntime.quantization.quantize_dynamic of onnx_path (QInt8 weights), cached beside it."""
+    import hashlib
+    op_types = None if ops == "all" else [o for o in ops.replace("+", ",").split(",") if o]
+    import re
+    excl = re.compile(exclude) if exclude else None
+    tag = ".int8" + ("-pc" if per_channel else "") + ("-rr" if reduce_range else "") + \
+        ("" if op_types is None else "-" + "-".join(op_types)) + \
+        ("" if not excl else "-x" + hashlib.sha256(exclude.encode()).hexdigest()[:8])
+    out = onnx_path[:-len(".onnx")] + tag + ".onnx"
+    if os.path.exists(out):
+        return out
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    tmp = out[:-len(".onnx")] + ".tmp.onnx"
+    t0 = time.perf_counter()
+    nodes_to_exclude = []
+    if excl:
+        g = onnx.load(onnx_path, load_external_data=False).graph
+        nodes_to_exclude = [n.name for n in g.node if excl.search(n.name)]
+    # ONNX shape inference cannot type the outputs of ORT's fused contrib ops (Attention,
+    # SkipLayerNormalization, ...); every tensor in this model is float32, which DefaultTensorType says.
+    quantize_dynamic(onnx_path, tmp, weight_type=QuantType.QInt8, per_channel=bool(per_channel),
+                     reduce_range=bool(reduce_range), op_types_to_quantize=op_types, nodes_to_exclude=nodes_to_exclude,
+                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    os.replace(tmp, out)
+    print(f"ort int8: quantize_dynamic({os.path.basename(onnx_path)}, per_channel={bool(per_channel)}, "
+          f"reduce_range={bool(reduce_range)}, op_types_to_quantize={op_types}, "
+          f"{len(nodes_to_exclude)} nodes excluded ({exclude!r})) -> {out} in {time.perf_counter() - t0:.1f}s",
+          file=sys.stderr)
+    return out
+
+
+def ov_int8_model(onnx_path, mode):
+    """The files OpenVINO loads for ov-int8 (first: the one to read_model), made once and cached."""
+    if mode == "ort-dynamic":
+        return [quantize_for_ort(onnx_path, ARGS.ort_int8_per_channel, ARGS.ort_int8_reduce_range)]
+    xml = onnx_path[:-len(".onnx")] + f".ov-{mode}.xml"
+    files = [xml, xml[:-len(".xml")] + ".bin"]
+    if all(os.path.exists(f) for f in files):
+        return files
+    import nncf
+    import openvino as ov
+    t0 = time.perf_counter()
+    model = ov.Core().read_model(onnx_path)
+    cmode = {"nncf-int8-asym": nncf.CompressWeightsMode.INT8_ASYM,
+             "nncf-int8-sym": nncf.CompressWeightsMode.INT8_SYM}[mode]
+    model = nncf.compress_weights(model, mode=cmode)
+    tmp = xml[:-len(".xml")] + ".tmp.xml"
+    ov.save_model(model, tmp, compress_to_fp16=False)
+    os.replace(tmp[:-len(".xml")] + ".bin", files[1])
+    os.replace(tmp, xml)
+    print(f"ov int8: nncf {nncf.__version__} compress_weights(mode={cmode}) -> {xml} in "
+          f"{time.perf_counter() - t0:.1f}s", file=sys.stderr)
+    return files
+
+
 def export_onnx(model_dir, cache_dir, opset):
     """Export the bare transformer to ONNX once (cached by model path, size and mtime)."""
     st = os.stat(os.path.join(model_dir, "model.safetensors"))
@@ -344,10 +490,11 @@ def main():
     texts = read_lines(a.input)
     if a.engine == "st":
         eng = STEngine(a.model, a.threads)
-    elif a.engine == "ort":
-        eng = ORTEngine(a.model, a.threads)
+    elif a.engine in ("ort", "ort-int8"):
+        eng = ORTEngine(a.model, a.threads, int8=a.engine == "ort-int8")
     else:
-        eng = OVEngine(a.model, a.threads, "LATENCY" if a.workload == "latency" else "THROUGHPUT")
+        eng = OVEngine(a.model, a.threads, "LATENCY" if a.workload == "latency" else "THROUGHPUT",
+                       int8=a.engine == "ov-int8")
     max_len = FIXED_MAX_LENGTH if a.workload == "fixed" else eng.default_max
     eng.encode_one("Warm-up sentence.", max_len)  # first-call initialisation, part of load
     load_seconds = process_age_seconds()
@@ -385,6 +532,10 @@ def main():
     if isinstance(eng, OVEngine):
         rec["ov_hint"] = eng.hint
         rec["ov_requests"] = eng.nreq
+    rec.update(getattr(eng, "info", {}))
+    files = getattr(eng, "model_files", None) or []
+    rec["model_files"] = {os.path.abspath(f): os.path.getsize(f) for f in files if os.path.exists(f)}
+    rec["model_bytes"] = sum(rec["model_files"].values()) if files else None
     print(json.dumps(rec), flush=True)
 
 

@@ -35,6 +35,12 @@ int ia_dtype_to_ggml(ia_dtype dtype);
  * unknown. */
 ia_status ia_dtype_parse(const char *name, ia_dtype *out);
 
+/* The type rows of row_len values take when `type` is asked for: `type`
+ * itself when its blocks divide the row, else the legacy type of about the
+ * same size that llama.cpp falls back to (Q2_K/Q3_K -> Q4_0, Q4_K -> Q5_0,
+ * Q5_K -> Q5_1, Q6_K -> Q8_0), else f16. Plain types come back as they are. */
+ia_dtype ia_quant_fit(ia_dtype type, int64_t row_len);
+
 /* Quantises n floats (a whole number of blocks; IA_ERANGE otherwise) into
  * dst (n / block_elems * block_bytes bytes). Deterministic; for Q8_0, Q4_0,
  * Q4_1, Q5_0 and Q5_1 the bytes equal ggml's reference quantiser's, for the

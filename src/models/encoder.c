@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "ia/formats.h"
+#include "ia/quant.h"
 #include "models_internal.h"
 
 typedef struct encoder_layer {
@@ -116,7 +117,7 @@ static ia_status load_linear(const loader *ld, const char *pattern, int layer, i
     const ia_tensor *t;
     ia_status st = get_tensor(ld, pattern, layer, ".weight", n_out, n_in, &t);
     if (st == IA_OK)
-        st = ld->enc->backend->weight_pack(&t, 1, compute, w);
+        st = ld->enc->backend->weight_pack(&t, 1, ia_quant_fit(compute, n_in), w);
     if (st == IA_OK)
         st = load_vector(ld, pattern, layer, ".bias", n_out, bias);
     return st;
@@ -132,7 +133,7 @@ static ia_status load_layer(const loader *ld, int i, ia_dtype compute, encoder_l
     for (int p = 0; p < 3 && st == IA_OK; p++)
         st = get_tensor(ld, qkv_names[p], i, ".weight", h, h, &parts[p]);
     if (st == IA_OK)
-        st = enc->backend->weight_pack(parts, 3, compute, &layer->qkv);
+        st = enc->backend->weight_pack(parts, 3, ia_quant_fit(compute, h), &layer->qkv);
     if (st == IA_OK) {
         layer->qkv_bias = ia_malloc_array((size_t)(3 * h), sizeof(float));
         st = layer->qkv_bias ? IA_OK : IA_ENOMEM;

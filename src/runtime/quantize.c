@@ -121,7 +121,7 @@ const char *ia_quantize_recipe_names(void) {
 ia_status ia_quantize_recipe_base(const char *name, ia_dtype *out) {
     const recipe *r = recipe_find(name);
     if (!r)
-        return ia_error_set(IA_EINVAL, "quantize: unknown type '%s' (one of: %s)", name,
+        return ia_error_set(IA_EINVAL, "unknown type '%s' (one of: %s)", name,
                             ia_quantize_recipe_names());
     *out = r->base;
     return IA_OK;
@@ -163,32 +163,6 @@ static ia_dtype recipe_type(const recipe *r, const char *name, int layer, int n_
         t = r->attn_out;
     }
     return t == BASE ? r->base : t;
-}
-
-/* The legacy type of about the same size for a K type that does not fit. */
-static ia_dtype fallback_type(ia_dtype t, int64_t cols) {
-    const ia_dtype_info *info = ia_dtype_get_info(t);
-    if (cols % info->block_elems == 0)
-        return t;
-    switch (t) {
-    case IA_DTYPE_Q2_K:
-    case IA_DTYPE_Q3_K:
-        t = IA_DTYPE_Q4_0;
-        break;
-    case IA_DTYPE_Q4_K:
-        t = IA_DTYPE_Q5_0;
-        break;
-    case IA_DTYPE_Q5_K:
-        t = IA_DTYPE_Q5_1;
-        break;
-    case IA_DTYPE_Q6_K:
-        t = IA_DTYPE_Q8_0;
-        break;
-    default:
-        t = IA_DTYPE_F16;
-        break;
-    }
-    return cols % ia_dtype_get_info(t)->block_elems == 0 ? t : IA_DTYPE_F16;
 }
 
 /* ---- one run ----------------------------------------------------------------------- */
@@ -273,7 +247,7 @@ static ia_status choose_type(quantizer *q, const ia_gguf_tensor *t, ia_dtype *ou
         return IA_OK;
     }
     ia_dtype want = recipe_type(q->recipe, t->name, layer_of(t->name), q->n_layers, is_head);
-    *out = fallback_type(want, cols);
+    *out = ia_quant_fit(want, cols);
     *fell_back = *out != want;
     return IA_OK;
 }
@@ -412,7 +386,7 @@ ia_status ia_quantize_model(const char *model, const char *out_path,
     ia_status st = IA_OK;
     memset(report, 0, sizeof *report);
     if (!(q.recipe = recipe_find(opts->type))) {
-        st = ia_error_set(IA_EINVAL, "quantize: unknown type '%s' (one of: %s)", opts->type,
+        st = ia_error_set(IA_EINVAL, "unknown type '%s' (one of: %s)", opts->type,
                           ia_quantize_recipe_names());
         goto done;
     }
@@ -428,7 +402,7 @@ ia_status ia_quantize_model(const char *model, const char *out_path,
         goto done;
     q.pool = ia_threadpool_create(opts->n_threads > 0 ? opts->n_threads : ia_cpu_physical_cores());
     if (!q.pool) {
-        st = ia_error_set(IA_ENOMEM, "quantize: cannot start worker threads");
+        st = ia_error_set(IA_ENOMEM, "cannot start worker threads");
         goto done;
     }
     struct stat sb;

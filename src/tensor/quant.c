@@ -936,3 +936,26 @@ ia_status ia_quant_validate(ia_dtype type, const void *blocks, size_t n, size_t 
     }
     return IA_OK;
 }
+
+ia_dtype ia_quant_fit(ia_dtype type, int64_t row_len) {
+    if (!ia_dtype_is_quantized(type) || row_len % ia_dtype_get_info(type)->block_elems == 0)
+        return type;
+    switch (type) {
+    case IA_DTYPE_Q2_K:
+    case IA_DTYPE_Q3_K:
+        type = IA_DTYPE_Q4_0;
+        break;
+    case IA_DTYPE_Q4_K:
+        type = IA_DTYPE_Q5_0;
+        break;
+    case IA_DTYPE_Q5_K:
+        type = IA_DTYPE_Q5_1;
+        break;
+    case IA_DTYPE_Q6_K:
+        type = IA_DTYPE_Q8_0;
+        break;
+    default:
+        return IA_DTYPE_F16;
+    }
+    return row_len % ia_dtype_get_info(type)->block_elems == 0 ? type : IA_DTYPE_F16;
+}

@@ -8,15 +8,19 @@
  *     1e-5 of sum |w a|;
  *   - linear with every weight type, through weight_pack from f32 and from
  *     already-quantised (two-part) tensors, against the same backend's f32
- *     linear on the dequantised weights, m = 1, 3, 17, 64, with bias and
+ *     linear on the dequantised weights, m = 1, 3, 5, 17, 64, 65 (decode
+ *     kernels, and tiles of 64 activation rows with a partial one), with bias and
  *     activation. The difference is the activations' 8-bit quantisation:
  *     bounded by 5e-3 of sum |w x| per output (measured: 1.0e-3 for the
  *     32-element types, 2.5e-3 for the k-quants, whose Q8_K activations
  *     have one scale per 256 values, on inputs whose scale varies per 32);
+ *   - each vector variant's activation quantisers (Q8_K and the 32-element
+ *     blocks) byte-identical to the scalar ones, NaN / inf / zero blocks included;
  *   - packing errors name the tensor.
  */
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "ia/kernels.h"
 #include "ia/quant.h"
@@ -93,32 +97,157 @@ static void check_dots(const cpu_quant_kernels *qk, const char *variant) {
     }
 }
 
-TEST(quant_dot_generic) { check_dots(&cpu_quant_generic, "generic"); }
+/* A variant's activation quantisers against the scalar ones, byte for
+ * byte: random values of several magnitudes, and blocks holding NaN, inf,
+ * all zeros, -0, subnormals and exact halves (round to even). */
+static void check_act_quant(const cpu_quant_kernels *qk, const char *variant) {
+    enum { K = 2048 };
+    static float x[K];
+    static uint8_t a_ref[K / 256 * 292], a_var[K / 256 * 292];
+    static cpu_qa32 q_ref[K / 32], q_var[K / 32];
+    CHECK(qk->quantize_q8k != NULL && qk->quantize_qa32 != NULL);
+    if (!qk->quantize_q8k || !qk->quantize_qa32)
+        return;
+    rng_seed(11);
+    for (int round = 0; round < 4; round++) {
+        fill_varied(x, K);
+        if (round > 0)
+            for (size_t i = 0; i < K; i += 97)
+                x[i] *= (float)(round * 40);
+        if (round == 2) {
+            x[5] = NAN;
+            x[300] = INFINITY;
+            x[301] = -INFINITY;
+            for (int i = 512; i < 544; i++)
+                x[i] = 0.0f;
+            for (int i = 768; i < 1024; i++)
+                x[i] = 0.0f;
+            x[600] = -0.0f;
+            x[700] = 1e-40f;
+            for (int i = 1024; i < 1280; i++) /* levels hit exact .5 */
+                x[i] = (float)(i % 9 - 4) * 0.5f + (i == 1024 ? 127.0f : 0.0f);
+        }
+        if (round == 3)
+            for (int i = 1280; i < 1536; i++) /* one block of NaN */
+                x[i] = NAN;
+        cpu_quantize_q8k(x, a_ref, K);
+        qk->quantize_q8k(x, a_var, K);
+        cpu_quantize_qa32(x, q_ref, K);
+        qk->quantize_qa32(x, q_var, K);
+        for (size_t b = 0; b < K / 256; b++)
+            CHECK_MSG(memcmp(a_ref + b * 292, a_var + b * 292, 292) == 0,
+                      "%s q8_k round %d block %zu differs", variant, round, b);
+        for (size_t b = 0; b < K / 32; b++)
+            CHECK_MSG(memcmp(&q_ref[b], &q_var[b], sizeof q_ref[b]) == 0,
+                      "%s qa32 round %d block %zu differs", variant, round, b);
+    }
+}
+
+/* Dot products on blocks of random bytes (every scale, minimum, high bit and
+ * level pattern, e.g. Q6_K scales of -128 and Q2_K's 15 x 3) against
+ * activations mostly at +-127: the extremes of the integer paths (vpmaddubsw
+ * saturation, the i16 sums), checked as check_dots does. */
+static void check_dots_random(const cpu_quant_kernels *qk, const char *variant) {
+    enum { K = 1024, M = 4 };
+    static float wd[K], xf[M][K], xd[M][K];
+    static uint8_t wq[K / 32 * 34 + K / 256 * 292], aq[M][K / 256 * 292 + K / 32 * 40];
+    /* where each type keeps its f16 scale (and minimum, or -1) */
+    static const struct {
+        ia_dtype t;
+        int d, m;
+    } f16s[] = {{IA_DTYPE_Q8_0, 0, -1},   {IA_DTYPE_Q4_0, 0, -1}, {IA_DTYPE_Q4_1, 0, 2},
+                {IA_DTYPE_Q5_0, 0, -1},   {IA_DTYPE_Q5_1, 0, 2},  {IA_DTYPE_Q2_K, 80, 82},
+                {IA_DTYPE_Q3_K, 108, -1}, {IA_DTYPE_Q4_K, 0, 2},  {IA_DTYPE_Q5_K, 0, 2},
+                {IA_DTYPE_Q6_K, 208, -1}};
+    rng_seed(5);
+    for (size_t t = 0; t < sizeof f16s / sizeof f16s[0]; t++) {
+        ia_dtype type = f16s[t].t;
+        const ia_dtype_info *info = ia_dtype_get_info(type);
+        bool kq = is_k(type);
+        size_t nb = K / info->block_elems;
+        for (size_t i = 0; i < nb * info->block_bytes; i++)
+            wq[i] = (uint8_t)(rng_uniform(0.0f, 256.0f));
+        for (size_t b = 0; b < nb; b++) {
+            uint8_t *blk = wq + b * info->block_bytes;
+            uint16_t d = ia_f32_to_f16(rng_uniform(0.001f, 0.01f));
+            memcpy(blk + f16s[t].d, &d, 2);
+            if (f16s[t].m >= 0) {
+                uint16_t mn = ia_f32_to_f16(rng_uniform(-0.01f, 0.01f));
+                memcpy(blk + f16s[t].m, &mn, 2);
+            }
+        }
+        CHECK_OK(ia_dequantize_row(type, wq, wd, K));
+        for (int r = 0; r < M; r++) {
+            for (size_t i = 0; i < K; i++) {
+                float v = rng_uniform(-1.0f, 1.0f);
+                xf[r][i] = fabsf(v) < 0.6f ? (v < 0 ? -1.0f : 1.0f) : v;
+            }
+            if (kq)
+                cpu_quantize_q8k(xf[r], aq[r], K);
+            else
+                cpu_quantize_qa32(xf[r], (cpu_qa32 *)aq[r], K);
+            act_values(kq, aq[r], K, xd[r]);
+        }
+        for (int m = 1; m <= M; m++) {
+            float out[M];
+            qk->dot[type](nb, wq, aq, sizeof aq[0], m, out);
+            for (int r = 0; r < m; r++) {
+                double ref = 0, mag = 0;
+                for (size_t i = 0; i < K; i++) {
+                    ref += (double)wd[i] * xd[r][i];
+                    mag += fabs((double)wd[i] * xd[r][i]);
+                }
+                CHECK_MSG(fabs(out[r] - ref) <= 1e-5 * mag + 1e-6,
+                          "%s %s random blocks m=%d row %d: %.9g vs %.9g (|w a| %.6g)", variant,
+                          ia_dtype_name(type), m, r, (double)out[r], ref, mag);
+            }
+        }
+    }
+}
+
+TEST(quant_dot_generic) {
+    check_dots(&cpu_quant_generic, "generic");
+    check_dots_random(&cpu_quant_generic, "generic");
+}
+
+TEST(quant_act_avx2) {
+    if (!cpu_get_features()->avx2)
+        SKIP("this CPU lacks AVX2+FMA");
+    check_act_quant(&cpu_quant_avx2, "avx2");
+}
+
+TEST(quant_act_avx512_vnni) {
+    if (!cpu_get_features()->avx512_vnni)
+        SKIP("this CPU lacks AVX-512 VNNI");
+    check_act_quant(&cpu_quant_avx512, "avx512-vnni");
+}
 
 TEST(quant_dot_avx2) {
     if (!cpu_get_features()->avx2)
         SKIP("this CPU lacks AVX2+FMA");
     check_dots(&cpu_quant_avx2, "avx2");
+    check_dots_random(&cpu_quant_avx2, "avx2");
 }
 
 TEST(quant_dot_avx512_vnni) {
     if (!cpu_get_features()->avx512_vnni)
         SKIP("this CPU lacks AVX-512 VNNI");
     check_dots(&cpu_quant_avx512, "avx512-vnni");
+    check_dots_random(&cpu_quant_avx512, "avx512-vnni");
 }
 
 /* linear on each weight type vs the f32 linear of the dequantised weights. */
 static void check_linear(const ia_backend *b) {
     enum { N = 37, K = 512 };
-    static const size_t ms[] = {1, 3, 17, 64};
+    static const size_t ms[] = {1, 3, 5, 17, 64, 65};
     float *wf = malloc(N * K * sizeof *wf), *wd = malloc(N * K * sizeof *wd);
-    float *x = malloc(64 * K * sizeof *x), bias[N];
-    float *y = malloc(64 * N * sizeof *y), *yref = malloc(64 * N * sizeof *yref);
+    float *x = malloc(65 * K * sizeof *x), bias[N];
+    float *y = malloc(65 * N * sizeof *y), *yref = malloc(65 * N * sizeof *yref);
     uint8_t *wq = malloc(N * K / 32 * 34 + N * K / 256 * 292);
     ia_threadpool *pool = ia_threadpool_create(2);
     rng_seed(7);
     fill_varied(wf, N * K);
-    fill_varied(x, 64 * K);
+    fill_varied(x, 65 * K);
     rng_fill(bias, N, -1.0f, 1.0f);
     double worst = 0;
     for (size_t t = 0; t < N_WTYPES; t++) {

@@ -57,6 +57,10 @@ typedef void (*cpu_qdot_fn)(size_t nb, const void *w, const void *a, size_t a_st
 
 typedef struct cpu_quant_kernels {
     cpu_qdot_fn dot[IA_DTYPE_COUNT]; /* NULL: the generic one */
+    /* Activation quantisers, bit-identical to cpu_quantize_qa32 / _q8k
+     * below; NULL: those. */
+    void (*quantize_qa32)(const float *x, cpu_qa32 *dst, size_t k);
+    void (*quantize_q8k)(const float *x, void *dst, size_t k);
 } cpu_quant_kernels;
 
 extern const cpu_quant_kernels cpu_quant_generic;

@@ -12,6 +12,9 @@
  *   Q4_1 / Q5_1: dw da sum(q a) + m da sum a
  *   k-quants: da (d sum_j sc_j sum(q a)_j - dmin sum_j mn_j sum(a)_j)
  * where the per-16 sums of Q8_K supply sum(a)_j without touching a again.
+ * The quantisers here are the scalar reference; a vector variant's table
+ * may bring its own, byte-identical ones (the driver quantises every row of
+ * x on each call, so at decode their speed is part of every token's time).
  *
  * Decode (m <= 4) streams each weight row once for all m activation rows and
  * gives every thread a few contiguous runs of rows; larger m cuts the work
@@ -397,6 +400,8 @@ fail:
 
 typedef struct qlinear_job {
     cpu_qdot_fn dot;
+    void (*quantize_qa32)(const float *x, cpu_qa32 *dst, size_t k);
+    void (*quantize_q8k)(const float *x, void *dst, size_t k);
     const ia_packed_weight *w;
     const float *bias;
     ia_activation act;
@@ -419,10 +424,10 @@ static void qlinear_quantize_task(void *ctx, size_t task, int thread) {
     size_t i0 = task * 16, i1 = i0 + 16 < job->m ? i0 + 16 : job->m;
     for (size_t i = i0; i < i1; i++) {
         if (job->k_quant)
-            cpu_quantize_q8k(job->x + i * job->ldx, job->xq + i * job->xq_bytes, job->w->k);
+            job->quantize_q8k(job->x + i * job->ldx, job->xq + i * job->xq_bytes, job->w->k);
         else
-            cpu_quantize_qa32(job->x + i * job->ldx, (cpu_qa32 *)(job->xq + i * job->xq_bytes),
-                              job->w->k);
+            job->quantize_qa32(job->x + i * job->ldx, (cpu_qa32 *)(job->xq + i * job->xq_bytes),
+                               job->w->k);
     }
     (void)thread;
 }
@@ -456,6 +461,8 @@ void cpu_quant_linear(const cpu_quant_kernels *qk, const ia_packed_weight *w, co
     bool k_quant = ia_dtype_get_info(w->compute)->block_elems == QK_K;
     qlinear_job job = {.dot = qk->dot[w->compute] ? qk->dot[w->compute]
                                                   : cpu_quant_generic.dot[w->compute],
+                       .quantize_qa32 = qk->quantize_qa32 ? qk->quantize_qa32 : cpu_quantize_qa32,
+                       .quantize_q8k = qk->quantize_q8k ? qk->quantize_q8k : cpu_quantize_q8k,
                        .w = w,
                        .bias = bias,
                        .act = act,

@@ -53,7 +53,7 @@ static inline float half_to_f32(const uint8_t *p) {
 /* mul_sum: 8 i32 lanes, each the sum of 4 adjacent u8 x s8 products (with
  * AVX2 the pairs pass through i16). mul_sum_scaled: the same times a scale
  * vector sc - 8 x i32 with VNNI, 16 x i16 (one per product pair) with AVX2,
- * as scales_of16 / scales_of32 below build it. */
+ * as pick_scales16 / pick_scales32 below build it. */
 #if QDOT_VNNI
 static inline __m256i mul_sum_scaled(__m256i u, __m256i s, __m256i sc) {
     return _mm256_mullo_epi32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s), sc);
@@ -193,24 +193,18 @@ BODY32(dot_q8_0, 4, 34)
 
 /* ---- k-quants against Q8_K -------------------------------------------------------------- */
 
-/* Sub-block scales as vectors, from 16 int8 scales in a __m128i: for the
- * 16-element types vector c (elements 32c..32c+31) takes scales 2c (first
- * half) and 2c+1 (second half); for the 32-element types scale c. */
-static const uint8_t scale_pick16[8][16] __attribute__((aligned(16))) = {
+/* Sub-block scales as vectors, one per 32 levels (vector c: elements
+ * 32c..32c+31), from a block's 16 (or 8) int8 scales: for the 16-element
+ * types vector c takes scales 2c (first half) and 2c+1 (second half); for
+ * the 32-element types scale c. prep_scales* runs once per block,
+ * pick_scales* once per vector. */
 #if QDOT_VNNI
+/* VNNI: 8 x i32, lanes 0-3 and 4-7. */
+static const uint8_t scale_pick16[8][16] __attribute__((aligned(16))) = {
 #define P(c) \
     { 2 * c, 2 * c, 2 * c, 2 * c, 2 * c + 1, 2 * c + 1, 2 * c + 1, 2 * c + 1 }
-#else
-#define P(c)                                                                                     \
-    {                                                                                            \
-        2 * c, 2 * c, 2 * c, 2 * c, 2 * c, 2 * c, 2 * c, 2 * c, 2 * c + 1, 2 * c + 1, 2 * c + 1, \
-            2 * c + 1, 2 * c + 1, 2 * c + 1, 2 * c + 1, 2 * c + 1                                \
-    }
-#endif
     P(0), P(1), P(2), P(3), P(4), P(5), P(6), P(7)};
 #undef P
-
-#if QDOT_VNNI
 static ALWAYS_INLINE __m256i scales_of16(__m128i sc8, int c) {
     return _mm256_cvtepi8_epi32(
         _mm_shuffle_epi8(sc8, _mm_load_si128((const __m128i *)scale_pick16[c])));
@@ -218,14 +212,33 @@ static ALWAYS_INLINE __m256i scales_of16(__m128i sc8, int c) {
 static ALWAYS_INLINE __m256i scales_of32(__m128i sc8, int c) {
     return _mm256_cvtepi8_epi32(_mm_shuffle_epi8(sc8, _mm_set1_epi8((char)c)));
 }
+/* A block's scales kept as they are; each vector's are picked from them. */
+static ALWAYS_INLINE __m256i prep_scales16(__m128i sc8) { return _mm256_castsi128_si256(sc8); }
+static ALWAYS_INLINE __m256i prep_scales32(__m128i sc8) { return _mm256_castsi128_si256(sc8); }
+static ALWAYS_INLINE __m256i pick_scales16(__m256i p, int c) {
+    return scales_of16(_mm256_castsi256_si128(p), c);
+}
+static ALWAYS_INLINE __m256i pick_scales32(__m256i p, int c) {
+    return scales_of32(_mm256_castsi256_si128(p), c);
+}
 #else
-static ALWAYS_INLINE __m256i scales_of16(__m128i sc8, int c) {
-    return _mm256_cvtepi8_epi16(
-        _mm_shuffle_epi8(sc8, _mm_load_si128((const __m128i *)scale_pick16[c])));
+/* With AVX2 a block's scales are widened to i16 once (prep_*), in an order
+ * where one in-lane vpshufb picks a vector's scales: for the 16-element
+ * types the low lane holds the even scales and the high lane the odd ones,
+ * so picking i16 element c of each lane gives 2c for elements 32c..+15 and
+ * 2c+1 for 32c+16..+31; for the 32-element types both lanes hold scales
+ * 0-7. This keeps the lane-crossing widening out of the inner loop. */
+static ALWAYS_INLINE __m256i prep_scales16(__m128i sc8) {
+    const __m128i even_odd = _mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
+    return _mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc8, even_odd));
 }
-static ALWAYS_INLINE __m256i scales_of32(__m128i sc8, int c) {
-    return _mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc8, _mm_set1_epi8((char)c)));
+static ALWAYS_INLINE __m256i prep_scales32(__m128i sc8) {
+    return _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sc8));
 }
+static ALWAYS_INLINE __m256i pick_scales16(__m256i p, int c) {
+    return _mm256_shuffle_epi8(p, _mm256_set1_epi16((short)((2 * c) | ((2 * c + 1) << 8))));
+}
+static ALWAYS_INLINE __m256i pick_scales32(__m256i p, int c) { return pick_scales16(p, c); }
 #endif
 
 /* A block's integer sums, one per activation row: isum[r] += sc_c (u_c . a_c)
@@ -282,6 +295,36 @@ static ALWAYS_INLINE void kfinish(const __m256i *isum, __m256i off_w, bool has_o
     _Pragma("GCC unroll 4") for (int r = 0; r < m; r++) out[r] = \
         hsum_ps(_mm256_sub_ps(acc[r], acc_min[r]));
 
+#if !QDOT_VNNI
+/* Q2_K's group g (vectors c = 4g .. 4g+3) for several activation rows: a
+ * level (0-3) times its scale (0-15) is at most 45, so one vpmullw per
+ * vector applies the scales to the weights' bytes (the products carry into
+ * no neighbour byte), shared by all rows; each row then needs only
+ * vpmaddubsw per vector (pairs at most 45 * 127 * 2 = 11430 in magnitude,
+ * so two vectors add in i16 without overflow) and one vpmaddwd per two
+ * vectors, instead of one vpmaddwd by the scales per vector. */
+static ALWAYS_INLINE void q2_prescaled(__m256i q, __m256i scv, int g, size_t i, const void *a,
+                                       size_t a_stride, const int m, __m256i *isum) {
+    const __m256i low2 = _mm256_set1_epi8(0x03), ones = _mm256_set1_epi16(1);
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; h++) {
+        int c0 = 4 * g + 2 * h;
+        __m256i u0 = _mm256_and_si256(_mm256_srli_epi16(q, 4 * h), low2);
+        __m256i u1 = _mm256_and_si256(_mm256_srli_epi16(q, 4 * h + 2), low2);
+        u0 = _mm256_mullo_epi16(u0, pick_scales16(scv, c0));
+        u1 = _mm256_mullo_epi16(u1, pick_scales16(scv, c0 + 1));
+#pragma GCC unroll 4
+        for (int r = 0; r < m; r++) {
+            const __m256i *aq =
+                (const __m256i *)((const uint8_t *)a + (size_t)r * a_stride + i * Q8K_BYTES + 4);
+            __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(u0, _mm256_loadu_si256(aq + c0)),
+                                         _mm256_maddubs_epi16(u1, _mm256_loadu_si256(aq + c0 + 1)));
+            isum[r] = _mm256_add_epi32(isum[r], _mm256_madd_epi16(p, ones));
+        }
+    }
+}
+#endif
+
 /* Q2_K and Q3_K share the 2-bit layout: the 32 bytes of group g shifted
  * right by 2s hold levels 128g + 32s .. +31, vector c = 4g + s. */
 static ALWAYS_INLINE void dot_q2_k_body(size_t nb, const void *wv, const void *a, size_t a_stride,
@@ -292,16 +335,22 @@ static ALWAYS_INLINE void dot_q2_k_body(size_t nb, const void *wv, const void *a
         KBLOCK_BEGIN
         prefetch_block(w, 84);
         __m128i raw = _mm_loadu_si128((const __m128i *)w);
-        __m128i sc8 = _mm_and_si128(raw, _mm_set1_epi8(0x0f));
+        __m256i scv = prep_scales16(_mm_and_si128(raw, _mm_set1_epi8(0x0f)));
         __m256i min_w =
             _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(raw, 4), _mm_set1_epi8(0x0f)));
 #pragma GCC unroll 2
         for (int g = 0; g < 2; g++) {
             __m256i q = _mm256_loadu_si256((const __m256i *)(w + 16 + 32 * g));
+#if !QDOT_VNNI
+            if (m > 1) {
+                q2_prescaled(q, scv, g, i, a, a_stride, m, isum);
+                continue;
+            }
+#endif
 #pragma GCC unroll 4
             for (int s = 0; s < 4; s++)
                 kacc(_mm256_and_si256(_mm256_srli_epi16(q, 2 * s), low2),
-                     scales_of16(sc8, 4 * g + s), 4 * g + s, i, a, a_stride, m, isum);
+                     pick_scales16(scv, 4 * g + s), 4 * g + s, i, a, a_stride, m, isum);
         }
         kfinish(isum, min_w, false, min_w, true, half_to_f32(w + 80), half_to_f32(w + 82), i, a,
                 a_stride, m, acc, acc_min);
@@ -334,6 +383,7 @@ static ALWAYS_INLINE void dot_q3_k_body(size_t nb, const void *wv, const void *a
         __m128i sc8 = q3_scales(w + 96);
         /* levels are stored + 4: subtract 4 sc_j bsum_j */
         __m256i off_w = _mm256_mullo_epi16(_mm256_cvtepi8_epi16(sc8), _mm256_set1_epi16(-4));
+        __m256i scv = prep_scales16(sc8);
         __m256i hm = _mm256_loadu_si256((const __m256i *)w);
 #pragma GCC unroll 2
         for (int g = 0; g < 2; g++) {
@@ -342,8 +392,14 @@ static ALWAYS_INLINE void dot_q3_k_body(size_t nb, const void *wv, const void *a
             for (int s = 0; s < 4; s++) {
                 int c = 4 * g + s;
                 __m256i u = _mm256_and_si256(_mm256_srli_epi16(q, 2 * s), low2);
-                u = _mm256_or_si256(u, mask_to_bytes(hm, (char)(1 << c), 4));
-                kacc(u, scales_of16(sc8, c), c, i, a, a_stride, m, isum);
+                /* bit c of each hmask byte moved to bit 2 (value 4): the
+                 * 16-bit shifts bring no bits from the neighbour byte
+                 * into bit 2 for these distances */
+                __m256i h = c < 2    ? _mm256_slli_epi16(hm, 2 - c)
+                            : c == 2 ? hm
+                                     : _mm256_srli_epi16(hm, c - 2);
+                u = _mm256_or_si256(u, _mm256_and_si256(h, _mm256_set1_epi8(4)));
+                kacc(u, pick_scales16(scv, c), c, i, a, a_stride, m, isum);
             }
         }
         kfinish(isum, off_w, true, off_w, false, half_to_f32(w + 108), 0.0f, i, a, a_stride, m, acc,
@@ -381,6 +437,7 @@ static ALWAYS_INLINE void dot_k4(size_t nb, const uint8_t *w, bool five, const v
         prefetch_block(w, wb);
         __m128i sc8, mn8;
         k4_scales(w + 4, &sc8, &mn8);
+        __m256i scv = prep_scales32(sc8);
         __m256i min_w = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(mn8, dup));
         const uint8_t *qs = w + (five ? 48 : 16);
         __m256i qh = five ? _mm256_loadu_si256((const __m256i *)(w + 16)) : _mm256_setzero_si256();
@@ -393,8 +450,8 @@ static ALWAYS_INLINE void dot_k4(size_t nb, const uint8_t *w, bool five, const v
                 lo = _mm256_or_si256(lo, mask_to_bytes(qh, (char)(1 << (2 * c)), 16));
                 hi = _mm256_or_si256(hi, mask_to_bytes(qh, (char)(2 << (2 * c)), 16));
             }
-            kacc(lo, scales_of32(sc8, 2 * c), 2 * c, i, a, a_stride, m, isum);
-            kacc(hi, scales_of32(sc8, 2 * c + 1), 2 * c + 1, i, a, a_stride, m, isum);
+            kacc(lo, pick_scales32(scv, 2 * c), 2 * c, i, a, a_stride, m, isum);
+            kacc(hi, pick_scales32(scv, 2 * c + 1), 2 * c + 1, i, a, a_stride, m, isum);
         }
         kfinish(isum, min_w, false, min_w, true, half_to_f32(w), half_to_f32(w + 2), i, a, a_stride,
                 m, acc, acc_min);
@@ -427,6 +484,7 @@ static ALWAYS_INLINE void dot_q6_k_body(size_t nb, const void *wv, const void *a
         /* levels are stored + 32: subtract 32 sc_j bsum_j */
         __m256i off_w = _mm256_slli_epi16(_mm256_cvtepi8_epi16(sc8), 5);
         off_w = _mm256_sub_epi16(_mm256_setzero_si256(), off_w);
+        __m256i scv = prep_scales16(sc8);
 #pragma GCC unroll 2
         for (int g = 0; g < 2; g++) {
             __m256i l0 = _mm256_loadu_si256((const __m256i *)(w + 64 * g));
@@ -436,9 +494,14 @@ static ALWAYS_INLINE void dot_q6_k_body(size_t nb, const void *wv, const void *a
             for (int s = 0; s < 4; s++) {
                 __m256i l = s & 1 ? l1 : l0;
                 __m256i lo = _mm256_and_si256(s < 2 ? l : _mm256_srli_epi16(l, 4), low4);
-                __m256i hi = _mm256_and_si256(_mm256_srli_epi16(h, 2 * s), low2);
-                kacc(_mm256_or_si256(lo, _mm256_slli_epi16(hi, 4)), scales_of16(sc8, 4 * g + s),
-                     4 * g + s, i, a, a_stride, m, isum);
+                /* bits 2s, 2s+1 of qh to bits 4, 5 (the 16-bit shifts
+                 * bring no neighbour bits there for these distances) */
+                __m256i hs = s < 2    ? _mm256_slli_epi16(h, 4 - 2 * s)
+                             : s == 2 ? h
+                                      : _mm256_srli_epi16(h, 2);
+                __m256i hi = _mm256_and_si256(hs, _mm256_set1_epi8(0x30));
+                kacc(_mm256_or_si256(lo, hi), pick_scales16(scv, 4 * g + s), 4 * g + s, i, a,
+                     a_stride, m, isum);
             }
         }
         kfinish(isum, off_w, true, off_w, false, half_to_f32(w + 208), 0.0f, i, a, a_stride, m, acc,
@@ -451,7 +514,87 @@ QDOT_DISPATCH(dot_q2_k, dot_q2_k_body)
 QDOT_DISPATCH(dot_q3_k, dot_q3_k_body)
 QDOT_DISPATCH(dot_q6_k, dot_q6_k_body)
 
-const cpu_quant_kernels QDOT_TABLE = {.dot = {
+/* ---- activation quantisers --------------------------------------------------------------- */
+
+/* The largest |x| of n floats (n a multiple of 32); NaNs are passed over as
+ * fmaxf does (vmaxps returns its second operand when either is NaN). */
+static inline float amax_ps(const float *x, size_t n) {
+    const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    __m256 m0 = _mm256_setzero_ps(), m1 = _mm256_setzero_ps();
+    for (size_t j = 0; j < n; j += 16) {
+        m0 = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(x + j), abs_mask), m0);
+        m1 = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(x + j + 8), abs_mask), m1);
+    }
+    __m256 m = _mm256_max_ps(m0, m1);
+    __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_max_ss(h, _mm_movehdup_ps(h));
+    return _mm_cvtss_f32(h);
+}
+
+/* 32 floats times id, clamped to +-127 and rounded to nearest even (the
+ * default MXCSR mode, as lrintf and cpu_quantize_*'s rounding), as 32 int8
+ * in element order. A NaN product becomes 127 as fminf / fmaxf make it, or
+ * 0 where nan_zero (cpu_quantize_qa32 tests for NaN first). */
+static inline __m256i quant32(const float *x, __m256 id, bool nan_zero) {
+    const __m256 hi = _mm256_set1_ps(127.0f), lo = _mm256_set1_ps(-127.0f);
+    __m256i q[4];
+    for (int j = 0; j < 4; j++) {
+        __m256 v = _mm256_mul_ps(_mm256_loadu_ps(x + 8 * j), id);
+        __m256 c = _mm256_max_ps(_mm256_min_ps(v, hi), lo); /* NaN -> 127 */
+        if (nan_zero)
+            c = _mm256_and_ps(c, _mm256_cmp_ps(v, v, _CMP_ORD_Q));
+        q[j] = _mm256_cvtps_epi32(c);
+    }
+    __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+    return _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+/* Sums of bytes 0-7, 8-15, 16-23 and 24-31 of 32 int8 (in 64-bit lanes). */
+static inline __m256i sums8_epi8(__m256i q) {
+    const __m256i bias = _mm256_set1_epi8((char)0x80);
+    return _mm256_sub_epi64(_mm256_sad_epu8(_mm256_xor_si256(q, bias), _mm256_setzero_si256()),
+                            _mm256_set1_epi64x(8 * 128));
+}
+
+static void quantize_qa32_simd(const float *x, cpu_qa32 *dst, size_t k) {
+    for (size_t b = 0; b < k / 32; b++, x += 32) {
+        float amax = amax_ps(x, 32);
+        float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+        __m256i q = quant32(x, _mm256_set1_ps(id), true);
+        _mm256_storeu_si256((__m256i *)dst[b].qs, q);
+        __m256i s = sums8_epi8(q);
+        __m128i s2 = _mm_add_epi64(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+        s2 = _mm_add_epi64(s2, _mm_unpackhi_epi64(s2, s2));
+        dst[b].d = d;
+        dst[b].sum = (int32_t)_mm_cvtsi128_si64(s2);
+    }
+}
+
+static void quantize_q8k_simd(const float *x, void *dst, size_t k) {
+    uint8_t *out = dst;
+    for (size_t b = 0; b < k / QK_K; b++, x += QK_K, out += Q8K_BYTES) {
+        float amax = amax_ps(x, QK_K);
+        float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+        __m256 vid = _mm256_set1_ps(id);
+        int16_t sums[16];
+        for (int j = 0; j < QK_K / 32; j++) {
+            __m256i q = quant32(x + 32 * j, vid, false);
+            _mm256_storeu_si256((__m256i *)(out + 4 + 32 * j), q);
+            __m256i s = sums8_epi8(q);
+            int64_t l[4];
+            _mm256_storeu_si256((__m256i *)l, s);
+            sums[2 * j] = (int16_t)(l[0] + l[1]);
+            sums[2 * j + 1] = (int16_t)(l[2] + l[3]);
+        }
+        memcpy(out, &d, sizeof d);
+        memcpy(out + 260, sums, sizeof sums);
+    }
+}
+
+const cpu_quant_kernels QDOT_TABLE = {.quantize_qa32 = quantize_qa32_simd,
+                                      .quantize_q8k = quantize_q8k_simd,
+                                      .dot = {
                                           [IA_DTYPE_Q4_0] = dot_q4_0,
                                           [IA_DTYPE_Q4_1] = dot_q4_1,
                                           [IA_DTYPE_Q5_0] = dot_q5_0,
