@@ -188,6 +188,19 @@ bool ia_utf8_valid(const char *s, size_t len, size_t *bad_offset);
 /* Monotonic clock in seconds. */
 double ia_time_now(void);
 
+/* ---- random numbers ---------------------------------------------------------- */
+
+/* xoshiro256** seeded through splitmix64 (src/base/rng.c): the same sequence
+ * for a seed everywhere; not for secrets. A plain value, no cleanup. */
+typedef struct ia_rng {
+    uint64_t s[4];
+} ia_rng;
+void ia_rng_seed(ia_rng *r, uint64_t seed);
+uint64_t ia_rng_next(ia_rng *r);
+/* Uniform in [0, 1): 53 random bits (double), 24 (float). */
+double ia_rng_uniform(ia_rng *r);
+float ia_rng_uniform_f32(ia_rng *r);
+
 #ifdef __cplusplus
 }
 #endif

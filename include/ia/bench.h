@@ -78,7 +78,7 @@ ia_status ia_stats_change_points(const double *x, size_t n, double penalty, size
 
 /* ==== the results database ================================================== */
 
-#define IA_BENCH_SCHEMA_VERSION 1
+#define IA_BENCH_SCHEMA_VERSION 2
 
 typedef struct ia_bench_db ia_bench_db;
 
@@ -142,7 +142,18 @@ typedef struct ia_bench_run_info {
     const char *governor, *build_commit, *build_flags, *command;
     const char *env_json;   /* everything else about the environment, a JSON object */
     const char *started_at; /* NULL: now (UTC, ISO 8601) */
+    /* Reuse an existing hardware row whose normalised CPU model
+     * (ia_bench_cpu_key) equals this cpu_model's, whatever its hw_key, before
+     * creating one keyed by hw_key (imports, whose CPU and accelerator names
+     * are spelled by another program). */
+    bool hw_match_cpu;
 } ia_bench_run_info;
+
+/* The normalised CPU model that hardware rows are matched on: lower case,
+ * without "(R)", "(TM)", "CPU", "Processor", "N-Core", a trailing
+ * "@ 2.20GHz" and repeated spaces ("Intel(R) Xeon(R) CPU @ 2.20GHz" ->
+ * "intel xeon", "AMD EPYC 7B13 64-Core Processor" -> "amd epyc 7b13"). */
+void ia_bench_cpu_key(const char *cpu_model, char *out, size_t cap);
 
 /* Creates the run row (status 'running', this process's pid, host and start
  * time) in its own transaction, with its hardware and model rows. */
@@ -154,16 +165,30 @@ ia_status ia_bench_run_finish(ia_bench_db *db, int64_t run_id, const char *statu
                               double cold_start_s, double peak_rss_bytes, double energy_j,
                               const char *error);
 
-/* One configuration's measurement. samples are per-query latencies in
- * seconds (for offline, one query is one batch). */
+/* One configuration's measurement. samples are latencies in seconds: per
+ * query (for offline, one query is one batch; server: from the query's
+ * arrival to its completion), or per output token for metric "tpot".
+ *
+ * metric says what the samples are: "latency" (per query), "ttft" (time to
+ * first token: prefill of seq prompt tokens plus picking the first output
+ * token), "tpot" (time per output token after the first: one decode step
+ * each), "server" (one rate tried by the server scenario; params_json has
+ * target_rate, latency_bound_s, percentile, passed, ...). throughput_unit
+ * names the throughput's unit: "samples/s" (sequences), "tokens/s"
+ * (ttft: prefill tokens/s; tpot: decode tokens/s; llama-bench imports) or
+ * "queries/s" (server: completed queries per second). */
 typedef struct ia_bench_result {
     const char *device, *dtype, *scenario;
     int batch, seq;
     const double *samples;
     size_t n_samples;
-    double throughput; /* samples (sequences) per second; NAN: unknown */
-    double duration_s; /* measured wall time, warm-up excluded */
-    double energy_j;   /* NAN: not readable */
+    double throughput;           /* in throughput_unit; NAN: unknown */
+    double duration_s;           /* measured wall time, warm-up excluded */
+    double energy_j;             /* NAN: not readable */
+    const char *metric;          /* NULL: "latency" */
+    const char *throughput_unit; /* NULL: "samples/s" */
+    int gen_tokens;              /* generation: output tokens per query; 0: none */
+    const char *params_json;     /* scenario parameters, a JSON object; NULL: none */
 } ia_bench_result;
 
 /* Stores a result (its summary statistics computed here) with all its
@@ -184,12 +209,13 @@ ia_status ia_bench_failure_add(ia_bench_db *db, int64_t run_id, const char *devi
 /* ==== the runner ============================================================ */
 
 typedef struct ia_bench_run_options {
-    const char *model;     /* a model directory (embeddings) */
+    const char *model;     /* a model directory (embeddings), or a decoder's directory or
+                              .gguf file (generation) */
     const char *devices;   /* comma-separated; NULL: "auto" */
     const char *dtypes;    /* comma-separated; NULL: "f32" */
     const char *batches;   /* comma-separated; NULL: "1" */
-    const char *seqs;      /* comma-separated; NULL: "128" */
-    const char *scenario;  /* "single-stream" (default) or "offline" */
+    const char *seqs;      /* comma-separated; NULL: "128" (decoders: prompt tokens) */
+    const char *scenario;  /* "single-stream" (default), "offline" or "server" */
     double min_duration_s; /* 0: 1 s */
     size_t min_queries;    /* 0: 10 */
     size_t warmup;         /* warm-up queries; 0 means 0 */
@@ -197,6 +223,17 @@ typedef struct ia_bench_run_options {
                               fails with class timeout (checked between queries) */
     int threads;           /* 0: physical cores */
     const char *command;   /* the command line, recorded */
+    /* decoders: output tokens per query (0: 64); the first is timed in TTFT, the
+     * others each give a TPOT sample */
+    int gen_tokens;
+    /* server scenario: the latency bound (required), the percentile that must
+     * meet it (0: 99), fixed rates to try (comma-separated queries/s; NULL:
+     * search), the number of search steps (0: 6) and the arrival seed */
+    double latency_bound_s;
+    double latency_percentile;
+    const char *rates;
+    int search_steps;
+    uint64_t seed;
     /* Progress lines ("f32 batch 8 seq 128: p50 ..."); NULL for none. */
     void (*progress)(void *ctx, const char *line);
     void *progress_ctx;
@@ -211,6 +248,38 @@ typedef struct ia_bench_run_options {
  * exists (-1 before). */
 ia_status ia_bench_run_embeddings(ia_bench_db *db, const ia_bench_run_options *opts,
                                   int64_t *run_id);
+
+/* The model's kind decides the measurement: a decoder (a .gguf file, or a
+ * directory whose config.json the registry classes as a text decoder) runs
+ * generation, anything else the embeddings runner above.
+ *
+ * Generation (scenario single-stream): per query the KV cache is emptied, a
+ * prompt of seq synthetic tokens is prefilled in one forward call and the
+ * first output token picked (greedy, from the logits): that is one TTFT
+ * sample; then gen_tokens - 1 decode steps (one forward call and the pick
+ * each) each give one TPOT sample. Stored per configuration: a "ttft"
+ * result (throughput: prefill tokens/s over all queries) and a "tpot"
+ * result (throughput: decode tokens/s). batch must be 1 (one sequence).
+ * dtype is the weights' type in memory: f32, f16, bf16 or a quantisation
+ * type applied at load (q8_0, q4_k, ...); tensors a GGUF stores quantised
+ * keep their type.
+ *
+ * Server (either kind): a dispatcher thread issues queries at exponentially
+ * distributed inter-arrival times (a Poisson process at the target rate,
+ * from a seeded RNG) into a FIFO queue drained by one worker (the engine
+ * computes one query at a time, with all its threads); a query's latency runs
+ * from its scheduled arrival to its completion, so queueing counts. Each
+ * rate issues arrivals for the minimum duration and at least min_queries
+ * (but for at most 4 x the duration); queries still queued duration + 1 s
+ * after issuing stopped are abandoned and fail the rate. Without fixed
+ * rates, the service time is measured (median of 5 queries) and
+ * search_steps bisection steps run between 0 and the capacity it implies
+ * (1 / service time), up after a pass, down after a miss. Every rate tried
+ * is a "server" result; params_json "best" marks the highest that passed. */
+ia_status ia_bench_run(ia_bench_db *db, const ia_bench_run_options *opts, int64_t *run_id);
+
+/* Whether a model path is a decoder the generation runner takes. */
+bool ia_bench_model_is_decoder(const char *model);
 
 /* ==== reading: named queries, compare, regressions ========================== */
 

@@ -15,6 +15,13 @@
  *   failures(id, run_id, device, dtype, scenario, batch, seq, class, message)
  * Timestamps are ISO 8601 UTC text (they sort as text on both engines).
  *
+ * Version 2 adds results.throughput_unit ('samples/s', 'tokens/s',
+ * 'queries/s': llama-bench imports were tokens/s where our runs were
+ * sequences/s, now said rather than implied), results.gen_tokens and
+ * results.params_json (generation and server scenarios), and
+ * hardware.cpu_key (the normalised CPU model imports are matched on).
+ * Existing rows are filled in by the migration.
+ *
  * Migrations are SQL scripts indexed by the version they produce, applied in
  * one exclusive transaction on open; a database whose schema_version is
  * newer than this build knows is refused rather than written. A run is
@@ -270,9 +277,71 @@ static const char *const migrations[] = {
     " scenario TEXT, batch INTEGER, seq INTEGER,"
     " class TEXT NOT NULL CHECK (class IN ('timeout','execution_error','unsupported')),"
     " message TEXT NOT NULL);",
+    /* 2: units, generation and server parameters, hardware matching */
+    "ALTER TABLE results ADD COLUMN throughput_unit TEXT;"
+    "ALTER TABLE results ADD COLUMN gen_tokens INTEGER;"
+    "ALTER TABLE results ADD COLUMN params_json TEXT;"
+    "ALTER TABLE hardware ADD COLUMN cpu_key TEXT;"
+    "UPDATE results SET throughput_unit = CASE WHEN run_id IN (SELECT id FROM runs WHERE"
+    " engine = 'llama.cpp') THEN 'tokens/s' ELSE 'samples/s' END;"
+    "CREATE INDEX hardware_cpu_key ON hardware (cpu_key);",
 };
 #define N_MIGRATIONS (sizeof migrations / sizeof migrations[0])
 _Static_assert(N_MIGRATIONS == IA_BENCH_SCHEMA_VERSION, "one migration per schema version");
+
+void ia_bench_cpu_key(const char *cpu_model, char *out, size_t cap) {
+    if (!cap)
+        return;
+    out[0] = '\0';
+    if (!cpu_model)
+        return;
+    char buf[512];
+    size_t n = 0;
+    /* lower case, marks dropped, cut at '@' (the clock) */
+    for (const char *p = cpu_model; *p && *p != '@' && n + 1 < sizeof buf; p++) {
+        if (*p == '(') {
+            const char *e = strchr(p, ')');
+            if (e && e - p <= 3) { /* (R), (TM), (C) */
+                p = e;
+                buf[n++] = ' ';
+                continue;
+            }
+        }
+        char c = *p;
+        buf[n++] = (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c == '\t' ? ' ' : c;
+    }
+    buf[n] = '\0';
+    size_t o = 0;
+    char *save = NULL;
+    for (char *w = strtok_r(buf, " ", &save); w; w = strtok_r(NULL, " ", &save)) {
+        size_t wl = strlen(w);
+        if (strcmp(w, "cpu") == 0 || strcmp(w, "processor") == 0)
+            continue;
+        if (wl > 5 && strcmp(w + wl - 5, "-core") == 0 && strspn(w, "0123456789") == wl - 5)
+            continue; /* "64-core" */
+        if (o + wl + 2 > cap)
+            break;
+        if (o)
+            out[o++] = ' ';
+        memcpy(out + o, w, wl);
+        o += wl;
+    }
+    out[o] = '\0';
+}
+
+/* Version 2: the normalised CPU model of the hardware rows already there. */
+static ia_status fill_cpu_keys(ia_bench_db *db) {
+    ia_bench_rows rows = {0};
+    ia_status st = ia_bench_db_query(db, "SELECT id, cpu_model FROM hardware", NULL, 0, &rows);
+    for (size_t i = 0; !st && i < rows.n_rows; i++) {
+        char key[512];
+        ia_bench_cpu_key(ia_bench_rows_get(&rows, i, 1), key, sizeof key);
+        const char *p[] = {key, ia_bench_rows_get(&rows, i, 0)};
+        st = ia_bench_db_query(db, "UPDATE hardware SET cpu_key = ? WHERE id = ?", p, 2, NULL);
+    }
+    ia_bench_rows_free(&rows);
+    return st;
+}
 
 /* The script with @ID@ replaced; caller frees. */
 static char *migration_sql(const char *tmpl, const char *id_column) {
@@ -323,6 +392,8 @@ static ia_status migrate(ia_bench_db *db) {
         }
         st = db->drv->exec(db->conn, sql);
         free(sql);
+        if (!st && v + 1 == 2)
+            st = fill_cpu_keys(db);
         if (st) {
             ia_error_prefix("migration to schema version %lld", (long long)v + 1);
             goto fail;
@@ -503,15 +574,31 @@ ia_status bench_run_insert(ia_bench_db *db, const ia_bench_run_info *info, const
     snprintf(threads, sizeof threads, "%d", info->threads);
     int64_t hw_id = 0, model_id = 0;
     const char *hw_key = info->hw_key && *info->hw_key ? info->hw_key : "unknown";
-    const char *hw_p[] = {
-        hw_key, info->cpu_model, info->cpu_flags, phys, logi, mem, info->accelerators, now};
-    const char *hw_sel[] = {hw_key};
-    ia_status st = upsert_id(
-        db,
-        "INSERT INTO hardware (hw_key, cpu_model, cpu_flags, physical_cores, logical_cores, "
-        "memory_bytes, accelerators, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
-        "ON CONFLICT (hw_key) DO NOTHING",
-        hw_p, 8, "SELECT id FROM hardware WHERE hw_key = ?", hw_sel, 1, &hw_id);
+    char cpu_key[512];
+    ia_bench_cpu_key(info->cpu_model, cpu_key, sizeof cpu_key);
+    ia_status st = IA_ENOTFOUND;
+    if (info->hw_match_cpu && cpu_key[0]) {
+        /* The row of our own runs on this CPU first, else the oldest. */
+        const char *kp[] = {cpu_key};
+        st = bench_query_int(db,
+                             "SELECT h.id FROM hardware h WHERE h.cpu_key = ? ORDER BY"
+                             " (SELECT COUNT(*) FROM runs u WHERE u.hardware_id = h.id AND"
+                             " u.engine = 'ipfs-accelerate') DESC, h.id LIMIT 1",
+                             kp, 1, &hw_id);
+        if (st && st != IA_ENOTFOUND)
+            return st;
+    }
+    if (st == IA_ENOTFOUND) {
+        const char *hw_p[] = {
+            hw_key, info->cpu_model, info->cpu_flags, phys, logi, mem, info->accelerators,
+            now,    cpu_key};
+        const char *hw_sel[] = {hw_key};
+        st = upsert_id(db,
+                       "INSERT INTO hardware (hw_key, cpu_model, cpu_flags, physical_cores, "
+                       "logical_cores, memory_bytes, accelerators, created_at, cpu_key) VALUES "
+                       "(?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (hw_key) DO NOTHING",
+                       hw_p, 9, "SELECT id FROM hardware WHERE hw_key = ?", hw_sel, 1, &hw_id);
+    }
     if (st)
         return st;
     const char *name = info->model_name ? info->model_name : "unknown";
@@ -555,6 +642,13 @@ ia_status bench_run_insert(ia_bench_db *db, const ia_bench_run_info *info, const
         r_p, 15, run_id);
 }
 
+ia_status bench_run_set_env(ia_bench_db *db, int64_t run_id, const char *env_json) {
+    char id[24];
+    snprintf(id, sizeof id, "%lld", (long long)run_id);
+    const char *p[] = {env_json, id};
+    return ia_bench_db_query(db, "UPDATE runs SET env_json = ? WHERE id = ?", p, 2, NULL);
+}
+
 ia_status ia_bench_run_begin(ia_bench_db *db, const ia_bench_run_info *info, int64_t *run_id) {
     ia_status st = bench_begin(db, false);
     if (st)
@@ -593,10 +687,11 @@ ia_status bench_result_insert(ia_bench_db *db, int64_t run_id, const ia_bench_re
     ia_status st = ia_stats_summarize(res->samples, res->n_samples, &s);
     if (st)
         return st;
-    char run_s[24], batch[16], seq[16], n[24], v[10][40];
+    char run_s[24], batch[16], seq[16], n[24], v[10][40], gen[16];
     snprintf(run_s, sizeof run_s, "%lld", (long long)run_id);
     snprintf(batch, sizeof batch, "%d", res->batch);
     snprintf(seq, sizeof seq, "%d", res->seq);
+    snprintf(gen, sizeof gen, "%d", res->gen_tokens);
     snprintf(n, sizeof n, "%zu", res->n_samples);
     const char *p[] = {run_s,
                        res->device,
@@ -614,14 +709,19 @@ ia_status bench_result_insert(ia_bench_db *db, int64_t run_id, const ia_bench_re
                        bench_fmt_double(v[6], 40, s.p99),
                        bench_fmt_double(v[7], 40, res->throughput),
                        bench_fmt_double(v[8], 40, res->duration_s),
-                       bench_fmt_double(v[9], 40, res->energy_j)};
+                       bench_fmt_double(v[9], 40, res->energy_j),
+                       res->metric ? res->metric : "latency",
+                       res->throughput_unit ? res->throughput_unit : "samples/s",
+                       res->gen_tokens > 0 ? gen : NULL,
+                       res->params_json};
     int64_t rid = 0;
     if ((st = bench_query_int(db,
                               "INSERT INTO results (run_id, device, dtype, scenario, batch, seq, "
-                              "metric, unit, n_samples, mean, stddev, min, max, p50, p90, p99, "
-                              "throughput, duration_s, energy_j) VALUES (?, ?, ?, ?, ?, ?, "
-                              "'latency', 's', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-                              p, 17, &rid)))
+                              "n_samples, mean, stddev, min, max, p50, p90, p99, "
+                              "throughput, duration_s, energy_j, metric, unit, throughput_unit, "
+                              "gen_tokens, params_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+                              "?, ?, ?, ?, ?, ?, ?, 's', ?, ?, ?) RETURNING id",
+                              p, 21, &rid)))
         return st;
     /* Samples: three text cells per row, formatted into one block. */
     size_t n_cells;

@@ -8,10 +8,15 @@
  * samples_ns, samples_ts, ...). Tests are grouped into one run per
  * (model_filename, n_threads, cpu_info, gpu_info); each test becomes a
  * result whose samples are its repetitions' times in seconds (samples_ns /
- * 1e9) and whose throughput is llama-bench's avg_ts (tokens/s). Scenario:
+ * 1e9) and whose throughput is llama-bench's avg_ts (throughput_unit
+ * "tokens/s", where our embeddings runs store samples/s). Scenario:
  * "llama-pp" (prompt only), "llama-tg" (generation only) or "llama-pg"
  * (both); seq is the tokens processed, batch 1. The dtype is the last word
  * of model_type ("llama 7B Q4_0" -> "q4_0").
+ *
+ * The hardware row is the one of our own runs on the same CPU when there is
+ * one (matched on the normalised CPU model, ia_bench_cpu_key: llama.cpp
+ * names the CPU and the accelerators its own way), else a row of its own.
  *
  * The whole file is validated before anything is written, and everything is
  * written in one transaction: a malformed file changes nothing.
@@ -176,6 +181,8 @@ static ia_status import_test(ia_bench_db *db, int64_t run_id, const json_t *t) {
         .throughput = json_number_value(json_object_get(t, "avg_ts")),
         .duration_s = total,
         .energy_j = NAN,
+        .metric = "latency",
+        .throughput_unit = "tokens/s",
     };
     ia_status st = bench_result_insert(db, run_id, &res, NULL);
     free(samples);
@@ -239,6 +246,7 @@ ia_status ia_bench_import_llama_text(ia_bench_db *db, const char *text, size_t l
             .command = path,
             .env_json = threads_env,
             .started_at = jstr(t, "test_time", NULL),
+            .hw_match_cpu = true,
         };
         int64_t rid;
         if ((st = bench_run_insert(db, &info, "complete", &rid)))

@@ -36,7 +36,7 @@
     " r2.run_id = u2.id WHERE u2.model_id = u.model_id AND u2.hardware_id = u.hardware_id" \
     " AND u2.engine = u.engine AND u2.status = 'complete' AND r2.device = r.device"        \
     " AND r2.dtype = r.dtype AND r2.scenario = r.scenario AND r2.batch = r.batch"          \
-    " AND r2.seq = r.seq)"
+    " AND r2.seq = r.seq AND r2.metric = r.metric)"
 
 #define FROM_RESULTS                                                                    \
     " FROM results r JOIN runs u ON u.id = r.run_id JOIN models m ON m.id = u.model_id" \
@@ -48,16 +48,19 @@ static const struct named_query {
 } named_queries[] = {
     {"performance",
      "SELECT m.name AS model, m.family, h.cpu_model AS hardware, u.engine, r.device, r.dtype,"
-     " r.scenario, r.batch, r.seq, r.p50 * 1000 AS p50_ms, r.p90 * 1000 AS p90_ms,"
-     " r.p99 * 1000 AS p99_ms, r.throughput AS samples_per_s, r.n_samples, u.id AS run_id,"
-     " u.started_at" FROM_RESULTS FILTERS LATEST
-     " ORDER BY m.name, h.cpu_model, u.engine, r.device, r.dtype, r.scenario, r.batch, r.seq",
+     " r.scenario, r.metric, r.batch, r.seq, r.gen_tokens, r.p50 * 1000 AS p50_ms,"
+     " r.p90 * 1000 AS p90_ms, r.p99 * 1000 AS p99_ms, r.mean * 1000 AS mean_ms,"
+     " r.throughput, r.throughput_unit AS unit, r.n_samples, u.id AS run_id,"
+     " u.started_at, r.params_json AS params" FROM_RESULTS FILTERS LATEST
+     " ORDER BY m.name, h.cpu_model, u.engine, r.device, r.dtype, r.scenario, r.metric,"
+     " r.batch, r.seq, r.id",
      1},
     {"batch",
-     "SELECT m.name AS model, h.cpu_model AS hardware, u.engine, r.dtype, r.scenario, r.seq,"
-     " r.batch, r.throughput AS samples_per_s, r.p50 * 1000 AS p50_ms, u.id AS run_id"
-     " " FROM_RESULTS FILTERS LATEST
-     " ORDER BY m.name, h.cpu_model, u.engine, r.dtype, r.scenario, r.seq, r.batch",
+     "SELECT m.name AS model, h.cpu_model AS hardware, u.engine, r.dtype, r.scenario,"
+     " r.metric, r.seq, r.batch, r.throughput, r.throughput_unit AS unit,"
+     " r.p50 * 1000 AS p50_ms, u.id AS run_id"
+     " " FROM_RESULTS FILTERS LATEST " AND r.metric <> 'server'"
+     " ORDER BY m.name, h.cpu_model, u.engine, r.dtype, r.scenario, r.metric, r.seq, r.batch",
      1},
     {"hardware",
      "SELECT h.id, h.cpu_model, h.physical_cores, h.logical_cores, h.memory_bytes,"
@@ -197,13 +200,24 @@ static ia_status push(ia_bench_comparison **list, size_t *n, size_t *cap,
     return IA_OK;
 }
 
-#define RESULT_COLS "SELECT r.id, m.name, u.engine, r.device, r.dtype, r.scenario, r.batch, r.seq"
+/* Columns 0 result id, 1-9 the configuration. Server results (one per rate
+ * tried, rates differing between runs) are not compared. */
+#define RESULT_COLS                                                                           \
+    "SELECT r.id, m.name, u.engine, r.device, r.dtype, r.scenario, r.batch, r.seq, r.metric," \
+    " r.gen_tokens"
+#define COMPARED " AND r.metric <> 'server'"
 
+/* "model engine device dtype scenario b=B s=S", then the metric unless it
+ * is latency ("ttft", "tpot") and g=N for generation. */
 static void config_name(const ia_bench_rows *rows, size_t i, char *out, size_t cap) {
-    snprintf(out, cap, "%s %s %s %s %s b=%s s=%s", ia_bench_rows_get(rows, i, 1),
+    const char *metric = ia_bench_rows_get(rows, i, 8);
+    const char *gen = ia_bench_rows_get(rows, i, 9);
+    bool lat = !metric || strcmp(metric, "latency") == 0;
+    snprintf(out, cap, "%s %s %s %s %s b=%s s=%s%s%s%s%s", ia_bench_rows_get(rows, i, 1),
              ia_bench_rows_get(rows, i, 2), ia_bench_rows_get(rows, i, 3),
              ia_bench_rows_get(rows, i, 4), ia_bench_rows_get(rows, i, 5),
-             ia_bench_rows_get(rows, i, 6), ia_bench_rows_get(rows, i, 7));
+             ia_bench_rows_get(rows, i, 6), ia_bench_rows_get(rows, i, 7), gen ? " g=" : "",
+             gen ? gen : "", lat ? "" : " ", lat ? "" : metric);
 }
 
 ia_status ia_bench_compare(ia_bench_db *db, int64_t run_a, int64_t run_b, double threshold,
@@ -227,8 +241,10 @@ ia_status ia_bench_compare(ia_bench_db *db, int64_t run_a, int64_t run_b, double
             goto fail;
     }
     const char *pa[] = {ida}, *pb[] = {idb};
-    if ((st = ia_bench_db_query(db, RESULT_COLS FROM_RESULTS " AND r.run_id = ?", pa, 1, &ra)) ||
-        (st = ia_bench_db_query(db, RESULT_COLS FROM_RESULTS " AND r.run_id = ?", pb, 1, &rb)))
+    if ((st = ia_bench_db_query(db, RESULT_COLS FROM_RESULTS COMPARED " AND r.run_id = ?", pa, 1,
+                                &ra)) ||
+        (st = ia_bench_db_query(db, RESULT_COLS FROM_RESULTS COMPARED " AND r.run_id = ?", pb, 1,
+                                &rb)))
         goto fail;
     /* FROM_RESULTS keeps complete runs only; say so rather than compare nothing. */
     if (!ra.n_rows || !rb.n_rows) {
@@ -286,14 +302,14 @@ static ia_status regress_one(ia_bench_db *db, const ia_bench_rows *rows, size_t 
     memset(c, 0, sizeof *c);
     config_name(rows, last, c->config, sizeof c->config);
     c->result_b = strtoll(ia_bench_rows_get(rows, last, 0), NULL, 10);
-    c->run_id = strtoll(ia_bench_rows_get(rows, last, 8), NULL, 10);
+    c->run_id = strtoll(ia_bench_rows_get(rows, last, 10), NULL, 10);
     c->history_runs = n_hist;
     if (!(medians = ia_malloc_array(count, sizeof *medians))) {
         st = IA_ENOMEM;
         goto done;
     }
     for (size_t i = 0; i < count; i++) {
-        const char *p50 = ia_bench_rows_get(rows, first + i, 9);
+        const char *p50 = ia_bench_rows_get(rows, first + i, 11);
         medians[i] = p50 ? strtod(p50, NULL) : NAN;
     }
     if ((st = load_samples(db, ia_bench_rows_get(rows, last, 0), &latest, &n_latest)))
@@ -317,7 +333,7 @@ static ia_status regress_one(ia_bench_db *db, const ia_bench_rows *rows, size_t 
     }
     if (n_hist && n_pool && n_latest) {
         st = compare_samples(pool, n_pool, latest, n_latest, threshold, alpha, c);
-        c->run_id = strtoll(ia_bench_rows_get(rows, last, 8), NULL, 10);
+        c->run_id = strtoll(ia_bench_rows_get(rows, last, 10), NULL, 10);
         if (st)
             goto done;
     } else {
@@ -348,13 +364,13 @@ ia_status ia_bench_regressions(ia_bench_db *db, const char *since, double thresh
     *n = 0;
     size_t cap = 0;
     ia_bench_rows rows = {0};
-    /* Columns: 0 result id, 1-7 config (as RESULT_COLS), 8 run id, 9 p50,
-     * 10 started_at, 11 model id, 12 hardware id. */
+    /* Columns: 0 result id, 1-9 config (as RESULT_COLS), 10 run id, 11 p50,
+     * 12 started_at, 13 model id, 14 hardware id. */
     ia_status st = ia_bench_db_query(
         db,
-        RESULT_COLS ", u.id, r.p50, u.started_at, u.model_id, u.hardware_id" FROM_RESULTS
+        RESULT_COLS ", u.id, r.p50, u.started_at, u.model_id, u.hardware_id" FROM_RESULTS COMPARED
                     " ORDER BY u.model_id, u.hardware_id, u.engine, r.device, r.dtype, "
-                    "r.scenario, r.batch, r.seq, u.started_at, u.id",
+                    "r.scenario, r.batch, r.seq, r.metric, r.gen_tokens, u.started_at, u.id",
         NULL, 0, &rows);
     if (st)
         return st;
@@ -363,17 +379,17 @@ ia_status ia_bench_regressions(ia_bench_db *db, const char *since, double thresh
         char key_i[300], key_j[300];
         config_name(&rows, i, key_i, sizeof key_i);
         size_t kl = strlen(key_i);
-        snprintf(key_i + kl, sizeof key_i - kl, " %s %s", ia_bench_rows_get(&rows, i, 11),
-                 ia_bench_rows_get(&rows, i, 12));
+        snprintf(key_i + kl, sizeof key_i - kl, " %s %s", ia_bench_rows_get(&rows, i, 13),
+                 ia_bench_rows_get(&rows, i, 14));
         for (; j < rows.n_rows; j++) {
             config_name(&rows, j, key_j, sizeof key_j);
             kl = strlen(key_j);
-            snprintf(key_j + kl, sizeof key_j - kl, " %s %s", ia_bench_rows_get(&rows, j, 11),
-                     ia_bench_rows_get(&rows, j, 12));
+            snprintf(key_j + kl, sizeof key_j - kl, " %s %s", ia_bench_rows_get(&rows, j, 13),
+                     ia_bench_rows_get(&rows, j, 14));
             if (strcmp(key_i, key_j) != 0)
                 break;
         }
-        const char *latest_at = ia_bench_rows_get(&rows, j - 1, 10);
+        const char *latest_at = ia_bench_rows_get(&rows, j - 1, 12);
         if (!since || (latest_at && strcmp(latest_at, since) >= 0)) {
             ia_bench_comparison c;
             if (!(st = regress_one(db, &rows, i, j - i, threshold, alpha, &c)))

@@ -95,15 +95,20 @@ enum {
     P_DEVICE,
     P_DTYPE,
     P_SCEN,
+    P_METRIC,
     P_BATCH,
     P_SEQ,
+    P_GEN,
     P_P50,
     P_P90,
     P_P99,
+    P_MEAN,
     P_THR,
+    P_UNIT,
     P_N,
     P_RUN,
-    P_STARTED
+    P_STARTED,
+    P_PARAMS
 };
 /* history columns */
 enum {
@@ -114,8 +119,10 @@ enum {
     H_DEVICE,
     H_DTYPE,
     H_SCEN,
+    H_METRIC,
     H_BATCH,
     H_SEQ,
+    H_GEN,
     H_RUN,
     H_STARTED,
     H_P50,
@@ -139,15 +146,16 @@ static ia_status data_load(ia_bench_db *db, const ia_bench_filter *filter, repor
         return st;
     st = ia_bench_db_query(
         db,
-        "SELECT r.id, m.name, h.cpu_model, u.engine, r.device, r.dtype, r.scenario, r.batch,"
-        " r.seq, u.id, u.started_at, r.p50 * 1000, r.min * 1000, r.max * 1000"
+        "SELECT r.id, m.name, h.cpu_model, u.engine, r.device, r.dtype, r.scenario, r.metric,"
+        " r.batch, r.seq, r.gen_tokens, u.id, u.started_at, r.p50 * 1000, r.min * 1000,"
+        " r.max * 1000"
         " FROM results r JOIN runs u ON u.id = r.run_id JOIN models m ON m.id = u.model_id"
         " JOIN hardware h ON h.id = u.hardware_id WHERE u.status = 'complete'"
         " AND (CAST(? AS TEXT) IS NULL OR m.name LIKE ?)"
         " AND (CAST(? AS TEXT) IS NULL OR h.hw_key LIKE ?)"
-        " AND (CAST(? AS TEXT) IS NULL OR r.dtype = ?)"
-        " ORDER BY m.name, h.cpu_model, u.engine, r.device, r.dtype, r.scenario, r.batch, r.seq,"
-        " u.started_at, u.id",
+        " AND (CAST(? AS TEXT) IS NULL OR r.dtype = ?) AND r.metric <> 'server'"
+        " ORDER BY m.name, h.cpu_model, u.engine, r.device, r.dtype, r.scenario, r.metric,"
+        " r.batch, r.seq, r.gen_tokens, u.started_at, u.id",
         p, 6, &d->history);
     if (st)
         return st;
@@ -177,7 +185,7 @@ static void data_free(report_data *d) {
 
 /* Whether two history rows are the same configuration. */
 static bool same_config(const ia_bench_rows *h, size_t a, size_t b) {
-    for (size_t c = H_MODEL; c <= H_SEQ; c++)
+    for (size_t c = H_MODEL; c <= H_GEN; c++)
         if (strcmp(str(h, a, c), str(h, b, c)) != 0)
             return false;
     return true;
@@ -185,10 +193,12 @@ static bool same_config(const ia_bench_rows *h, size_t a, size_t b) {
 
 /* Whether two performance rows differ only in batch. */
 static bool same_batch_group(const ia_bench_rows *p, size_t a, size_t b) {
-    for (size_t c = P_MODEL; c <= P_SEQ; c++)
+    for (size_t c = P_MODEL; c <= P_GEN; c++)
         if (c != P_BATCH && strcmp(str(p, a, c), str(p, b, c)) != 0)
             return false;
-    return true;
+    /* the server scenario's rows are rates, not batch sizes */
+    return strcmp(str(p, a, P_UNIT), str(p, b, P_UNIT)) == 0 &&
+           strcmp(str(p, a, P_METRIC), "server") != 0;
 }
 
 static const ia_bench_comparison *regression_of(const report_data *d, int64_t result_id) {
@@ -209,15 +219,30 @@ static void cut_label(char *s) {
     memcpy(s + k, "...", 4);
 }
 
-static void perf_label(const ia_bench_rows *p, size_t i, bool with_batch, char *out, size_t cap) {
-    if (with_batch)
-        snprintf(out, cap, "%s | %s | %s %s %s %s b=%s s=%s", str(p, i, P_MODEL), str(p, i, P_HW),
-                 str(p, i, P_ENGINE), str(p, i, P_DEVICE), str(p, i, P_DTYPE), str(p, i, P_SCEN),
-                 str(p, i, P_BATCH), str(p, i, P_SEQ));
+/* " ttft g=64", " @12.5/s" (a server rate) or "" for plain latency results. */
+static void metric_suffix(const char *metric, const char *gen, const char *params, char *out,
+                          size_t cap) {
+    out[0] = '\0';
+    if (!metric || strcmp(metric, "latency") == 0)
+        return;
+    const char *rate = params ? strstr(params, "\"target_rate\":") : NULL;
+    if (rate)
+        snprintf(out, cap, " @%.4g/s", strtod(rate + 14, NULL)); /* the scenario says server */
     else
-        snprintf(out, cap, "%s | %s | %s %s %s %s s=%s", str(p, i, P_MODEL), str(p, i, P_HW),
-                 str(p, i, P_ENGINE), str(p, i, P_DEVICE), str(p, i, P_DTYPE), str(p, i, P_SCEN),
-                 str(p, i, P_SEQ));
+        snprintf(out, cap, " %s%s%s", metric, gen && *gen ? " g=" : "", gen ? gen : "");
+}
+
+/* "model dtype scenario[ metric] b=B s=S | hardware | engine device": the
+ * part that tells rows apart first, so that a cut label keeps it. */
+static void perf_label(const ia_bench_rows *p, size_t i, bool with_batch, char *out, size_t cap) {
+    char m[96], b[40] = "";
+    metric_suffix(ia_bench_rows_get(p, i, P_METRIC), ia_bench_rows_get(p, i, P_GEN),
+                  ia_bench_rows_get(p, i, P_PARAMS), m, sizeof m);
+    if (with_batch)
+        snprintf(b, sizeof b, " b=%s", str(p, i, P_BATCH));
+    snprintf(out, cap, "%s %s %s%s%s s=%s | %s | %s %s", str(p, i, P_MODEL), str(p, i, P_DTYPE),
+             str(p, i, P_SCEN), m, b, str(p, i, P_SEQ), str(p, i, P_HW), str(p, i, P_ENGINE),
+             str(p, i, P_DEVICE));
     cut_label(out);
 }
 
@@ -338,10 +363,15 @@ static void svg_line(FILE *f, const char *title, const char *xlab, const char *y
 /* min–max line, p50–p99 box, p50 tick, per configuration (log-free, ms). */
 static void svg_ranges(FILE *f, const report_data *d) {
     const ia_bench_rows *p = &d->perf;
-    size_t n = p->n_rows;
+    /* server rows are rates tried, an overloaded one's latency is queueing
+     * without end: they stay in the tables, out of this chart */
+    size_t n = 0;
     double max = 0;
-    for (size_t i = 0; i < n; i++)
-        max = fmax(max, num(p, i, P_P99));
+    for (size_t i = 0; i < p->n_rows; i++)
+        if (strcmp(str(p, i, P_METRIC), "server") != 0) {
+            n++;
+            max = fmax(max, num(p, i, P_P99));
+        }
     /* the max of a result is in the history rows; use p99 for the scale so
      * that a single outlier does not flatten every box */
     max = nice_max(max);
@@ -359,10 +389,12 @@ static void svg_ranges(FILE *f, const report_data *d) {
                 "<text x=\"%.1f\" y=\"%d\" font-size=\"11\" text-anchor=\"middle\">%.4g</text>\n",
                 x, x, h - 20, x, h - 6, max * t / 4);
     }
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0, row = 0; i < p->n_rows; i++) {
+        if (strcmp(str(p, i, P_METRIC), "server") == 0)
+            continue;
         char label[512];
         perf_label(p, i, true, label, sizeof label);
-        double y = 36 + (double)i * 22;
+        double y = 36 + (double)row++ * 22;
         double p50 = num(p, i, P_P50), p90 = num(p, i, P_P90), p99 = num(p, i, P_P99);
         fprintf(f, "<text x=\"%d\" y=\"%.1f\" font-size=\"11\" text-anchor=\"end\">", LABEL_W - 6,
                 y + 13);
@@ -532,6 +564,8 @@ static void html_rows(FILE *f, const ia_bench_rows *r) {
     fputs("</table>\n", f);
 }
 
+/* One bar chart per throughput unit: samples/s, tokens/s and queries/s
+ * never share an axis. */
 static ia_status html_throughput(FILE *f, const report_data *d) {
     const ia_bench_rows *p = &d->perf;
     size_t n = p->n_rows;
@@ -539,28 +573,48 @@ static ia_status html_throughput(FILE *f, const report_data *d) {
         return IA_OK;
     char **labels = ia_calloc(n, sizeof *labels);
     double *v = ia_calloc(n, sizeof *v);
+    bool *done_row = ia_calloc(n, sizeof *done_row);
     ia_status st = IA_OK;
-    if (!labels || !v) {
+    if (!labels || !v || !done_row) {
         st = IA_ENOMEM;
         goto done;
     }
+    bool heading = false;
     for (size_t i = 0; i < n && !st; i++) {
-        char label[512];
-        perf_label(p, i, true, label, sizeof label);
-        if (!(labels[i] = ia_strdup(label)))
-            st = IA_ENOMEM;
-        v[i] = num(p, i, P_THR);
-    }
-    if (!st) {
-        fputs("<h2>Throughput by hardware and dtype</h2>\n", f);
-        svg_bars(f, "throughput by configuration", "samples/s (llama.cpp: tokens/s)",
-                 (const char *const *)labels, v, n);
+        if (done_row[i])
+            continue;
+        const char *unit = str(p, i, P_UNIT);
+        size_t k = 0;
+        for (size_t j = i; j < n && !st; j++) {
+            if (done_row[j] || strcmp(str(p, j, P_UNIT), unit) != 0)
+                continue;
+            done_row[j] = true;
+            char label[512];
+            perf_label(p, j, true, label, sizeof label);
+            if (!(labels[k] = ia_strdup(label)))
+                st = IA_ENOMEM;
+            v[k++] = num(p, j, P_THR);
+        }
+        if (!st) {
+            if (!heading)
+                fputs("<h2>Throughput by hardware and dtype</h2>\n", f);
+            heading = true;
+            char title[128];
+            snprintf(title, sizeof title, "throughput by configuration, %s",
+                     *unit ? unit : "unit unknown");
+            svg_bars(f, title, *unit ? unit : "(unit unknown)", (const char *const *)labels, v, k);
+        }
+        for (size_t j = 0; j < k; j++) {
+            free(labels[j]);
+            labels[j] = NULL;
+        }
     }
 done:
     for (size_t i = 0; labels && i < n; i++)
         free(labels[i]);
     free(labels);
     free(v);
+    free(done_row);
     return st;
 }
 
@@ -604,7 +658,7 @@ static ia_status html_batch_scaling(FILE *f, const report_data *d) {
         char title[512];
         perf_label(p, i, false, title, sizeof title);
         fputs("<figure>", f);
-        svg_line(f, title, "batch", "samples/s", x, y, NULL, NULL, 0, k);
+        svg_line(f, title, "batch", str(p, i, P_UNIT), x, y, NULL, NULL, 0, k);
         fputs("<figcaption>", f);
         html_text(f, title);
         fputs("</figcaption></figure>\n", f);
@@ -651,9 +705,12 @@ static ia_status html_history(FILE *f, const report_data *d) {
                 fputs("<h2>History (p50 per run; red: regression, dashed: change point)</h2>\n", f);
             heading = true;
             char title[512];
-            snprintf(title, sizeof title, "%s | %s | %s %s %s %s b=%s s=%s", str(h, i, H_MODEL),
+            char m[96];
+            metric_suffix(ia_bench_rows_get(h, i, H_METRIC), ia_bench_rows_get(h, i, H_GEN), NULL,
+                          m, sizeof m);
+            snprintf(title, sizeof title, "%s | %s | %s %s %s %s b=%s s=%s%s", str(h, i, H_MODEL),
                      str(h, i, H_HW), str(h, i, H_ENGINE), str(h, i, H_DEVICE), str(h, i, H_DTYPE),
-                     str(h, i, H_SCEN), str(h, i, H_BATCH), str(h, i, H_SEQ));
+                     str(h, i, H_SCEN), str(h, i, H_BATCH), str(h, i, H_SEQ), m);
             fputs("<figure>", f);
             svg_line(f, title, "run (oldest first)", "p50 latency, ms", x, y, marked, cps, n_cps,
                      k);
@@ -688,7 +745,10 @@ static ia_status write_html(FILE *f, const report_data *d, const char *url, cons
     ia_status st;
     if ((st = html_throughput(f, d)))
         return st;
-    if (d->perf.n_rows) {
+    size_t n_ranges = 0;
+    for (size_t i = 0; i < d->perf.n_rows; i++)
+        n_ranges += strcmp(str(&d->perf, i, P_METRIC), "server") != 0;
+    if (n_ranges) {
         fputs("<h2>Latency distribution</h2>\n", f);
         svg_ranges(f, d);
     }

@@ -13,10 +13,20 @@
  * samples are the per-query latencies in both. Tokenisation is left out so
  * that the sequence length is exact. Energy comes from RAPL package counters
  * (/sys/class/powercap/intel-rapl:N/energy_uj) when they are readable, else
- * it is NULL. The server scenario (Poisson arrivals) is not implemented yet.
+ * it is NULL.
+ *
+ * Decoders (a .gguf file or an HF decoder directory) run generation instead
+ * (ia_bench_run in include/ia/bench.h says what is timed): TTFT per query,
+ * TPOT per output token, prefill and decode tokens/s. Prompt tokens are the
+ * synthetic sequence bench/generate_engine.c uses ((i * 7919 + 13) mod
+ * vocab), output tokens the greedy picks, so the work is the same on every
+ * run. The server scenario (server.c) runs either kind's query under Poisson
+ * arrivals. The thermal state (thermal.c) is sampled before the run, at each
+ * configuration's end and after the run, and stored in the environment JSON.
  */
 #include "bench/bench_internal.h"
 #include "ia/ipfs.h"
+#include "ia/models.h"
 #include "ia/quant.h"
 #include "ia/runtime.h"
 
@@ -75,6 +85,21 @@ static int cmp_str(const void *a, const void *b) {
 /* "sha256:" + SHA-256 over "name\tsha256(file)\n" lines of the directory's
  * regular files in name order: the model's content, whatever it is called. */
 static ia_status model_content_id(const char *dir, char *out, size_t cap) {
+    struct stat fsb;
+    if (stat(dir, &fsb) == 0 && S_ISREG(fsb.st_mode)) {
+        /* a single-file model (.gguf): its bytes */
+        uint8_t digest[32];
+        ia_mapped_file mf;
+        ia_status fst = ia_file_map(dir, &mf);
+        if (fst)
+            return fst;
+        ia_sha256(mf.data, mf.size, digest);
+        ia_file_unmap(&mf);
+        int o = snprintf(out, cap, "sha256:");
+        for (int k = 0; k < 32 && (size_t)o + 2 < cap; k++)
+            o += snprintf(out + o, cap - (size_t)o, "%02x", digest[k]);
+        return IA_OK;
+    }
     DIR *d = opendir(dir);
     if (!d)
         return ia_error_set(IA_ENOTFOUND, "%s: cannot read the model directory", dir);
@@ -161,8 +186,11 @@ typedef struct run_env {
     char hw_key[768];
     char content_id[80];
     char model_type[64], family[32];
+    bool decoder;
     char *env_json;
-    bool hwm; /* VmHWM was reset after the probe */
+    json_t *env_obj; /* env_json before the run; the thermal summary is added at the end */
+    bool hwm;        /* VmHWM was reset after the probe */
+    bench_thermal thermal;
 } run_env;
 
 static ia_status env_collect(const ia_bench_run_options *o, int threads, run_env *env) {
@@ -198,7 +226,8 @@ static ia_status env_collect(const ia_bench_run_options *o, int threads, run_env
     json_object_set_new(j, "threads", json_integer(threads));
     json_object_set_new(j, "build_commit", json_string(IA_BUILD_COMMIT));
     json_object_set_new(j, "build_flags", json_string(IA_BUILD_FLAGS));
-    json_object_set_new(j, "model_dir", json_string(o->model));
+    json_object_set_new(j, env->decoder ? "model_path" : "model_dir", json_string(o->model));
+    json_object_set_new(j, "model_kind", json_string(env->decoder ? "decoder" : "embeddings"));
     json_object_set_new(j, "model_content_id", json_string(env->content_id));
     json_object_set_new(j, "scenario", json_string(o->scenario ? o->scenario : "single-stream"));
     json_object_set_new(j, "min_duration_s", json_real(o->min_duration_s));
@@ -209,8 +238,22 @@ static ia_status env_collect(const ia_bench_run_options *o, int threads, run_env
                         isnan(baseline) ? json_null() : json_integer((json_int_t)baseline));
     json_object_set_new(j, "peak_rss_from",
                         json_string(env->hwm ? "after the hardware probe" : "process start"));
+    if (o->gen_tokens > 0 || env->decoder)
+        json_object_set_new(j, "gen_tokens", json_integer(o->gen_tokens > 0 ? o->gen_tokens : 64));
+    if (o->scenario && strcmp(o->scenario, "server") == 0) {
+        json_t *sv = json_object();
+        json_object_set_new(sv, "latency_bound_s", json_real(o->latency_bound_s));
+        json_object_set_new(sv, "percentile",
+                            json_real(o->latency_percentile > 0 ? o->latency_percentile : 99));
+        json_object_set_new(sv, "seed", json_integer((json_int_t)o->seed));
+        json_object_set_new(sv, "rates", o->rates ? json_string(o->rates) : json_null());
+        json_object_set_new(sv, "queue", json_string("one dispatcher thread, FIFO, one worker"));
+        json_object_set_new(j, "server", sv);
+    }
+    bench_thermal_begin(&env->thermal);
+    json_object_set_new(j, "thermal_before", json_incref(env->thermal.first));
     env->env_json = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
-    json_decref(j);
+    env->env_obj = j;
     return env->env_json ? IA_OK : IA_ENOMEM;
 }
 
@@ -308,6 +351,19 @@ typedef struct measured {
     double duration_s, energy_j;
 } measured;
 
+static ia_status push_sample(measured *m, double v) {
+    if (m->n == m->cap) {
+        size_t nc = m->cap ? 2 * m->cap : 256;
+        double *g = ia_realloc_array(m->samples, nc, sizeof *g);
+        if (!g)
+            return IA_ENOMEM;
+        m->samples = g;
+        m->cap = nc;
+    }
+    m->samples[m->n++] = v;
+    return IA_OK;
+}
+
 static void progress(const ia_bench_run_options *o, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 static void progress(const ia_bench_run_options *o, const char *fmt, ...) {
@@ -321,67 +377,166 @@ static void progress(const ia_bench_run_options *o, const char *fmt, ...) {
     o->progress(o->progress_ctx, line);
 }
 
-/* Runs the warm-up and the measured queries. IA_ERANGE with class timeout
- * (*cls) when the time limit passes before the stopping rule is met. */
-static ia_status measure(ia_embedder *emb, const ia_bench_run_options *o, const config *c,
-                         measured *m, const char **cls) {
+/* ---- queries: one embeddings batch, or one generation ------------------------------------- */
+
+typedef struct emb_query {
+    ia_embedder *emb;
+    int32_t *ids, *starts;
+    float *out;
+    size_t batch;
+} emb_query;
+
+static void emb_query_free(emb_query *q) {
+    free(q->ids);
+    free(q->starts);
+    free(q->out);
+}
+
+static ia_status emb_query_init(ia_embedder *emb, const config *c, emb_query *q) {
+    memset(q, 0, sizeof *q);
     const ia_encoder_config *ec = ia_encoder_get_config(ia_embedder_encoder(emb));
     int64_t vocab = ec && ec->vocab_size > 2 ? ec->vocab_size : 2;
     size_t n_tok = (size_t)c->batch * (size_t)c->seq;
-    int32_t *ids = ia_malloc_array(n_tok, sizeof *ids);
-    int32_t *starts = ia_malloc_array((size_t)c->batch + 1, sizeof *starts);
-    float *out = ia_malloc_array((size_t)c->batch * ia_embedder_dim(emb), sizeof *out);
-    ia_status st = IA_OK;
-    *cls = IA_BENCH_FAIL_EXECUTION;
-    if (!ids || !starts || !out) {
-        st = IA_ENOMEM;
-        goto done;
+    q->emb = emb;
+    q->batch = (size_t)c->batch;
+    q->ids = ia_malloc_array(n_tok, sizeof *q->ids);
+    q->starts = ia_malloc_array((size_t)c->batch + 1, sizeof *q->starts);
+    q->out = ia_malloc_array((size_t)c->batch * ia_embedder_dim(emb), sizeof *q->out);
+    if (!q->ids || !q->starts || !q->out) {
+        emb_query_free(q);
+        return IA_ENOMEM;
     }
     uint32_t rng = 12345; /* deterministic ids: the same work every run */
     for (size_t i = 0; i < n_tok; i++) {
         rng = rng * 1664525u + 1013904223u;
-        ids[i] = (int32_t)(1 + (rng >> 8) % (uint32_t)(vocab - 1));
+        q->ids[i] = (int32_t)(1 + (rng >> 8) % (uint32_t)(vocab - 1));
     }
     for (int b = 0; b <= c->batch; b++)
-        starts[b] = b * c->seq;
+        q->starts[b] = b * c->seq;
+    return IA_OK;
+}
+
+static ia_status emb_query_run(void *ctx) {
+    emb_query *q = ctx;
+    return ia_embedder_embed_ids(q->emb, q->ids, NULL, q->starts, q->batch, q->out);
+}
+
+typedef struct gen_query {
+    const ia_decoder *dec;
+    ia_kv_cache *kv;
+    ia_threadpool *pool;
+    int32_t *toks;
+    float *logits;
+    int64_t vocab;
+    int prompt, gen;
+    /* the last query's timings */
+    double ttft, prefill;
+    double *tpot; /* gen - 1 */
+} gen_query;
+
+static void gen_query_free(gen_query *q) {
+    ia_kv_cache_free(q->kv);
+    free(q->toks);
+    free(q->logits);
+    free(q->tpot);
+    memset(q, 0, sizeof *q);
+}
+
+/* The prompt: bench/generate_engine.c's sequence, token i = (i*7919+13) mod vocab. */
+static ia_status gen_query_init(const ia_decoder *dec, ia_threadpool *pool, int prompt, int gen,
+                                gen_query *q) {
+    memset(q, 0, sizeof *q);
+    const ia_decoder_config *dc = ia_decoder_get_config(dec);
+    q->dec = dec;
+    q->pool = pool;
+    q->vocab = dc->vocab_size;
+    q->prompt = prompt;
+    q->gen = gen;
+    ia_status st = ia_kv_cache_create(dec, (size_t)prompt + (size_t)gen, IA_DTYPE_F32, &q->kv);
+    if (st)
+        return st;
+    q->toks = ia_malloc_array((size_t)prompt, sizeof *q->toks);
+    q->logits = ia_malloc_array((size_t)q->vocab, sizeof *q->logits);
+    q->tpot = ia_malloc_array((size_t)(gen > 1 ? gen - 1 : 1), sizeof *q->tpot);
+    if (!q->toks || !q->logits || !q->tpot) {
+        gen_query_free(q);
+        return IA_ENOMEM;
+    }
+    for (int i = 0; i < prompt; i++)
+        q->toks[i] = (int32_t)(((uint64_t)i * 7919u + 13u) % (uint64_t)q->vocab);
+    return IA_OK;
+}
+
+static int32_t argmax(const float *x, int64_t n) {
+    int64_t best = 0;
+    for (int64_t i = 1; i < n; i++)
+        if (x[i] > x[best])
+            best = i;
+    return (int32_t)best;
+}
+
+/* One request: prefill the prompt into an empty cache and pick the first
+ * token (TTFT), then gen - 1 decode steps (one TPOT sample each). */
+static ia_status gen_query_run(void *ctx) {
+    gen_query *q = ctx;
+    ia_kv_cache_reset(q->kv);
+    double t0 = ia_time_now();
+    ia_status st =
+        ia_decoder_forward(q->dec, q->kv, q->toks, (size_t)q->prompt, false, q->logits, q->pool);
+    if (st)
+        return st;
+    double t1 = ia_time_now();
+    int32_t tok = argmax(q->logits, q->vocab);
+    double t2 = ia_time_now();
+    q->prefill = t1 - t0;
+    q->ttft = t2 - t0;
+    for (int i = 1; i < q->gen; i++) {
+        double s = ia_time_now();
+        if ((st = ia_decoder_forward(q->dec, q->kv, &tok, 1, false, q->logits, q->pool)))
+            return st;
+        tok = argmax(q->logits, q->vocab);
+        q->tpot[i - 1] = ia_time_now() - s;
+    }
+    return IA_OK;
+}
+
+/* ---- the stopping rule ----------------------------------------------------------------------- */
+
+/* Runs the warm-up, then queries until both the minimum duration and the
+ * minimum query count are met; `each` (may be NULL) records a query's
+ * samples, else its latency goes to m. IA_ERANGE with class timeout (*cls)
+ * when the limit passes first. */
+static ia_status measure(const ia_bench_run_options *o, bench_query_fn fn, void *ctx,
+                         ia_status (*each)(void *ectx, double latency), void *ectx, measured *m,
+                         size_t *n_queries, const char **cls) {
+    ia_status st = IA_OK;
+    *cls = IA_BENCH_FAIL_EXECUTION;
+    *n_queries = 0;
     for (size_t w = 0; w < o->warmup; w++)
-        if ((st = ia_embedder_embed_ids(emb, ids, NULL, starts, (size_t)c->batch, out)))
-            goto done;
+        if ((st = fn(ctx)))
+            return st;
     double min_dur = o->min_duration_s > 0 ? o->min_duration_s : 1.0;
     size_t min_q = o->min_queries ? o->min_queries : 10;
     double limit = o->timeout_s > 0 ? o->timeout_s : 600.0;
     double e0 = rapl_joules(), t0 = ia_time_now(), now = t0;
-    while (now - t0 < min_dur || m->n < min_q) {
+    while (now - t0 < min_dur || *n_queries < min_q) {
         if (now - t0 > limit) {
             *cls = IA_BENCH_FAIL_TIMEOUT;
-            st = ia_error_set(IA_ERANGE,
-                              "%zu of %zu queries in %.1f s: the %.0f s limit passed first", m->n,
-                              min_q, now - t0, limit);
-            goto done;
-        }
-        if (m->n == m->cap) {
-            size_t nc = m->cap ? 2 * m->cap : 256;
-            double *g = ia_realloc_array(m->samples, nc, sizeof *g);
-            if (!g) {
-                st = IA_ENOMEM;
-                goto done;
-            }
-            m->samples = g;
-            m->cap = nc;
+            return ia_error_set(IA_ERANGE,
+                                "%zu of %zu queries in %.1f s: the %.0f s limit passed first",
+                                *n_queries, min_q, now - t0, limit);
         }
         double q0 = ia_time_now();
-        if ((st = ia_embedder_embed_ids(emb, ids, NULL, starts, (size_t)c->batch, out)))
-            goto done;
+        if ((st = fn(ctx)))
+            return st;
         now = ia_time_now();
-        m->samples[m->n++] = now - q0;
+        (*n_queries)++;
+        if ((st = each ? each(ectx, now - q0) : push_sample(m, now - q0)))
+            return st;
     }
     m->duration_s = now - t0;
     m->energy_j = rapl_delta(e0, rapl_joules());
-done:
-    free(ids);
-    free(starts);
-    free(out);
-    return st;
+    return IA_OK;
 }
 
 /* ---- the run ------------------------------------------------------------------------------- */
@@ -393,6 +548,7 @@ typedef struct runner {
     int threads;
     size_t n_results;
     double cold_start_s, energy_j;
+    bench_thermal *thermal;
 } runner;
 
 static ia_status fail_config(runner *r, const config *c, const char *cls, const char *msg) {
@@ -401,6 +557,147 @@ static ia_status fail_config(runner *r, const config *c, const char *cls, const 
     return ia_bench_failure_add(r->db, r->run_id, c->device, c->dtype, c->scenario, c->batch,
                                 c->seq, cls, msg);
 }
+
+static ia_status store(runner *r, const ia_bench_result *res, int64_t *id) {
+    ia_status st = ia_bench_result_add(r->db, r->run_id, res, id);
+    if (!st) {
+        r->n_results++;
+        if (!isnan(res->energy_j))
+            r->energy_j = (isnan(r->energy_j) ? 0 : r->energy_j) + res->energy_j;
+    }
+    return st;
+}
+
+/* ---- the server scenario ------------------------------------------------------------------------
+ */
+
+static int cmp_dbl(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Rates tried: the fixed list, or a bisection between 0 and the capacity
+ * that the measured service time implies (1 / median service time: no
+ * single worker sustains more). Only database errors return. */
+static ia_status run_server(runner *r, const config *c, bench_query_fn fn, void *ctx,
+                            int gen_tokens) {
+    const ia_bench_run_options *o = r->o;
+    double bound = o->latency_bound_s, pct = o->latency_percentile > 0 ? o->latency_percentile : 99;
+    double min_dur = o->min_duration_s > 0 ? o->min_duration_s : 1.0;
+    size_t min_q = o->min_queries ? o->min_queries : 10;
+    uint64_t seed = o->seed ? o->seed : 1;
+    char why[1024];
+    ia_status st = IA_OK;
+    /* warm-up, then the service time from a few back-to-back queries */
+    double svc[5];
+    for (size_t w = 0; w < (o->warmup ? o->warmup : 1) && !st; w++)
+        st = fn(ctx);
+    for (int i = 0; i < 5 && !st; i++) {
+        double t0 = ia_time_now();
+        st = fn(ctx);
+        svc[i] = ia_time_now() - t0;
+    }
+    if (st) {
+        snprintf(why, sizeof why, "%s", ia_error_message());
+        return fail_config(r, c, IA_BENCH_FAIL_EXECUTION, why);
+    }
+    qsort(svc, 5, sizeof *svc, cmp_dbl);
+    double service = svc[2], capacity = 1.0 / svc[2];
+    double rates[MAX_LIST];
+    size_t n_fixed = 0;
+    if (o->rates) {
+        str_list l;
+        if ((st = list_split("--rate", o->rates, &l))) {
+            free(l.buf);
+            return st; /* checked before the run began */
+        }
+        for (size_t i = 0; i < l.n; i++)
+            rates[n_fixed++] = strtod(l.items[i], NULL);
+        free(l.buf);
+    }
+    int steps = n_fixed ? (int)n_fixed : (o->search_steps > 0 ? o->search_steps : 6);
+    double lo = 0, hi = capacity, best_rate = NAN;
+    int64_t best_id = -1;
+    json_t *best_params = NULL;
+    for (int i = 0; i < steps && !st; i++) {
+        double rate = n_fixed ? rates[i] : 0.5 * (lo + hi);
+        bench_server_rate sr;
+        ia_status qs = bench_server_run_rate(fn, ctx, rate, min_dur, min_q, seed, bound, pct, &sr);
+        if (r->thermal)
+            bench_thermal_update(r->thermal);
+        if (qs) {
+            snprintf(why, sizeof why, "rate %.4g/s: %s", rate, ia_error_message());
+            return fail_config(r, c, IA_BENCH_FAIL_EXECUTION, why);
+        }
+        if (!n_fixed) {
+            if (sr.passed)
+                lo = rate;
+            else
+                hi = rate;
+        }
+        progress(o,
+                 "%s %s server %.4g/s: p%g %.3f ms (bound %.3f ms), %zu done, %zu abandoned, "
+                 "%.4g/s achieved: %s",
+                 c->device, c->dtype, rate, pct, sr.pct_latency * 1e3, bound * 1e3, sr.n,
+                 sr.abandoned, sr.achieved, sr.passed ? "met" : "missed");
+        if (!sr.n) {
+            snprintf(why, sizeof why, "rate %.4g/s: no query completed in time", rate);
+            free(sr.latencies);
+            if ((st = fail_config(r, c, IA_BENCH_FAIL_TIMEOUT, why)))
+                return st;
+            continue;
+        }
+        json_t *pj = json_object();
+        json_object_set_new(pj, "target_rate", json_real(rate));
+        json_object_set_new(pj, "latency_bound_s", json_real(bound));
+        json_object_set_new(pj, "percentile", json_real(pct));
+        json_object_set_new(pj, "percentile_latency_s", json_real(sr.pct_latency));
+        json_object_set_new(pj, "passed", json_boolean(sr.passed));
+        json_object_set_new(pj, "issued", json_integer((json_int_t)sr.issued));
+        json_object_set_new(pj, "completed", json_integer((json_int_t)sr.n));
+        json_object_set_new(pj, "abandoned", json_integer((json_int_t)sr.abandoned));
+        json_object_set_new(pj, "seed", json_integer((json_int_t)seed));
+        json_object_set_new(pj, "service_time_s", json_real(service));
+        json_object_set_new(pj, "step", json_integer(i));
+        json_object_set_new(pj, "best", json_false());
+        char *pjs = json_dumps(pj, JSON_COMPACT | JSON_SORT_KEYS);
+        ia_bench_result res = {
+            c->device,   c->dtype,      "server", c->batch, c->seq,      sr.latencies, sr.n,
+            sr.achieved, sr.duration_s, NAN,      "server", "queries/s", gen_tokens,   pjs};
+        int64_t id = -1;
+        st = pjs ? store(r, &res, &id) : IA_ENOMEM;
+        free(pjs);
+        free(sr.latencies);
+        if (!st && sr.passed && (isnan(best_rate) || rate > best_rate)) {
+            best_rate = rate;
+            best_id = id;
+            json_decref(best_params);
+            best_params = json_incref(pj);
+        }
+        json_decref(pj);
+    }
+    if (!st && best_id >= 0) {
+        json_object_set_new(best_params, "best", json_true());
+        char *pjs = json_dumps(best_params, JSON_COMPACT | JSON_SORT_KEYS);
+        char ids[24];
+        snprintf(ids, sizeof ids, "%lld", (long long)best_id);
+        const char *p[] = {pjs, ids};
+        st = pjs ? ia_bench_db_query(r->db, "UPDATE results SET params_json = ? WHERE id = ?", p, 2,
+                                     NULL)
+                 : IA_ENOMEM;
+        free(pjs);
+        progress(o, "%s %s server: highest rate meeting p%g <= %.3f ms: %.4g queries/s", c->device,
+                 c->dtype, pct, bound * 1e3, best_rate);
+    } else if (!st) {
+        progress(o, "%s %s server: no rate tried met p%g <= %.3f ms", c->device, c->dtype, pct,
+                 bound * 1e3);
+    }
+    json_decref(best_params);
+    return st;
+}
+
+/* ---- embeddings --------------------------------------------------------------------------------
+ */
 
 /* Every (batch, seq) of one (device, dtype). Only database errors return. */
 static ia_status run_device_dtype(runner *r, const char *device, const char *dtype,
@@ -461,9 +758,24 @@ static ia_status run_device_dtype(runner *r, const char *device, const char *dty
                     goto done;
                 continue;
             }
+            emb_query q;
+            if ((st = emb_query_init(emb, &c, &q)))
+                goto done;
+            if (strcmp(scenario, "server") == 0) {
+                st = run_server(r, &c, emb_query_run, &q, 0);
+                emb_query_free(&q);
+                if (st)
+                    goto done;
+                continue;
+            }
             measured m = {0};
             const char *mcls;
-            if ((st = measure(emb, o, &c, &m, &mcls))) {
+            size_t nq;
+            st = measure(o, emb_query_run, &q, NULL, NULL, &m, &nq, &mcls);
+            emb_query_free(&q);
+            if (r->thermal)
+                bench_thermal_update(r->thermal);
+            if (st) {
                 snprintf(why, sizeof why, "%s", ia_error_message());
                 free(m.samples);
                 if ((st = fail_config(r, &c, mcls, why)))
@@ -471,18 +783,16 @@ static ia_status run_device_dtype(runner *r, const char *device, const char *dty
                 continue;
             }
             bool offline = strcmp(scenario, "offline") == 0;
-            ia_bench_result res = {chosen,    dtype, scenario, c.batch,      c.seq,
-                                   m.samples, m.n,   NAN,      m.duration_s, m.energy_j};
+            ia_bench_result res = {chosen,    dtype,       scenario, c.batch,      c.seq,
+                                   m.samples, m.n,         NAN,      m.duration_s, m.energy_j,
+                                   "latency", "samples/s", 0,        NULL};
             res.throughput = (double)m.n * c.batch / m.duration_s;
             ia_stats_summary s;
             ia_stats_summarize(m.samples, m.n, &s);
-            st = ia_bench_result_add(r->db, r->run_id, &res, NULL);
+            st = store(r, &res, NULL);
             free(m.samples);
             if (st)
                 goto done;
-            r->n_results++;
-            if (!isnan(m.energy_j))
-                r->energy_j = (isnan(r->energy_j) ? 0 : r->energy_j) + m.energy_j;
             if (offline)
                 progress(o, "%s %s batch %d seq %d: %.1f samples/s (%zu queries, %.2f s)", chosen,
                          dtype, c.batch, c.seq, res.throughput, m.n, m.duration_s);
@@ -508,22 +818,252 @@ done:
     return st;
 }
 
-ia_status ia_bench_run_embeddings(ia_bench_db *db, const ia_bench_run_options *o, int64_t *run_id) {
+/* ---- generation
+ * ---------------------------------------------------------------------------------- */
+
+bool ia_bench_model_is_decoder(const char *model) {
+    size_t l = model ? strlen(model) : 0;
+    if (l > 5 && strcmp(model + l - 5, ".gguf") == 0)
+        return true;
+    json_t *cfg = NULL;
+    if (!model || ia_model_config_load(model, &cfg) != IA_OK) {
+        ia_error_clear();
+        return false;
+    }
+    ia_model_class cls;
+    ia_classify_options co = {.use_registry = true};
+    bool dec = ia_model_classify(cfg, &co, &cls) == IA_OK && cls.family == IA_FAMILY_TEXT_DECODER;
+    json_decref(cfg);
+    ia_error_clear();
+    return dec;
+}
+
+typedef struct gen_samples {
+    gen_query *q;
+    measured ttft, tpot;
+    double prefill_s, decode_s;
+} gen_samples;
+
+static ia_status gen_each(void *ctx, double latency) {
+    (void)latency;
+    gen_samples *g = ctx;
+    ia_status st = push_sample(&g->ttft, g->q->ttft);
+    g->prefill_s += g->q->prefill;
+    for (int i = 0; !st && i < g->q->gen - 1; i++) {
+        st = push_sample(&g->tpot, g->q->tpot[i]);
+        g->decode_s += g->q->tpot[i];
+    }
+    return st;
+}
+
+/* Weight types a decoder loads at: floats, or a quantisation applied at load. */
+static bool decoder_dtype(const char *name, ia_dtype *dt) {
+    if (ia_dtype_parse(name, dt) != IA_OK)
+        return false;
+    const ia_dtype_info *info = ia_dtype_get_info(*dt);
+    return info && info->is_float && *dt != IA_DTYPE_Q8_K;
+}
+
+/* One configuration of a loaded decoder. Only database errors return. */
+static ia_status run_gen_config(runner *r, const ia_decoder *dec, ia_threadpool *pool, config *c) {
+    const ia_bench_run_options *o = r->o;
+    int gen = o->gen_tokens > 0 ? o->gen_tokens : 64;
+    char why[1024];
+    const ia_decoder_config *dc = ia_decoder_get_config(dec);
+    if (c->batch != 1) {
+        snprintf(why, sizeof why, "batch %d: generation runs one sequence at a time (batch 1)",
+                 c->batch);
+        return fail_config(r, c, IA_BENCH_FAIL_UNSUPPORTED, why);
+    }
+    if (strcmp(c->scenario, "offline") == 0)
+        return fail_config(r, c, IA_BENCH_FAIL_UNSUPPORTED,
+                           "offline: batched generation is not implemented (use single-stream "
+                           "or server)");
+    if ((int64_t)c->seq + gen > dc->max_positions) {
+        snprintf(why, sizeof why, "seq %d + %d generated tokens exceed the model's context of %lld",
+                 c->seq, gen, (long long)dc->max_positions);
+        return fail_config(r, c, IA_BENCH_FAIL_UNSUPPORTED, why);
+    }
+    gen_query q;
+    ia_status st = gen_query_init(dec, pool, c->seq, gen, &q);
+    if (st) {
+        snprintf(why, sizeof why, "%s", ia_error_message());
+        return fail_config(r, c, IA_BENCH_FAIL_EXECUTION, why);
+    }
+    if (strcmp(c->scenario, "server") == 0) {
+        st = run_server(r, c, gen_query_run, &q, gen);
+        gen_query_free(&q);
+        return st;
+    }
+    gen_samples g = {.q = &q};
+    measured all = {0};
+    const char *mcls;
+    size_t nq = 0;
+    st = measure(o, gen_query_run, &q, gen_each, &g, &all, &nq, &mcls);
+    gen_query_free(&q);
+    if (r->thermal)
+        bench_thermal_update(r->thermal);
+    if (st) {
+        snprintf(why, sizeof why, "%s", ia_error_message());
+        st = fail_config(r, c, mcls, why);
+        goto done;
+    }
+    /* energy goes with the TTFT result only (one number per configuration) */
+    ia_bench_result ttft = {c->device,
+                            c->dtype,
+                            c->scenario,
+                            1,
+                            c->seq,
+                            g.ttft.samples,
+                            g.ttft.n,
+                            (double)c->seq * (double)nq / g.prefill_s,
+                            all.duration_s,
+                            all.energy_j,
+                            "ttft",
+                            "tokens/s",
+                            gen,
+                            NULL};
+    if ((st = store(r, &ttft, NULL)))
+        goto done;
+    ia_stats_summary s1, s2 = {0};
+    ia_stats_summarize(g.ttft.samples, g.ttft.n, &s1);
+    double decode_tps = NAN;
+    if (g.tpot.n) {
+        decode_tps = (double)g.tpot.n / g.decode_s;
+        ia_bench_result tpot = {c->device, c->dtype,   c->scenario,    1,   c->seq, g.tpot.samples,
+                                g.tpot.n,  decode_tps, all.duration_s, NAN, "tpot", "tokens/s",
+                                gen,       NULL};
+        if ((st = store(r, &tpot, NULL)))
+            goto done;
+        ia_stats_summarize(g.tpot.samples, g.tpot.n, &s2);
+    }
+    progress(o,
+             "%s %s prompt %d gen %d: TTFT p50 %.3f ms, TPOT mean %.3f ms, prefill %.1f tok/s, "
+             "decode %.1f tok/s (%zu queries)",
+             c->device, c->dtype, c->seq, gen, s1.p50 * 1e3, s2.mean * 1e3, ttft.throughput,
+             decode_tps, nq);
+done:
+    free(g.ttft.samples);
+    free(g.tpot.samples);
+    free(all.samples);
+    return st;
+}
+
+static ia_status run_decoder_dtype(runner *r, const char *device, const char *dtype,
+                                   const int *batches, size_t n_b, const int *seqs, size_t n_s) {
+    const ia_bench_run_options *o = r->o;
+    const char *scenario = o->scenario ? o->scenario : "single-stream";
+    config c = {device, dtype, scenario, batches[0], seqs[0]};
+    ia_status st;
+    char why[1024];
+    const char *cls = IA_BENCH_FAIL_UNSUPPORTED;
+    ia_dtype dt;
+    ia_decoder *dec = NULL;
+    ia_threadpool *pool = NULL;
+    char chosen[32];
+    ia_device_kind kind;
+    int index;
+    if ((st = ia_device_parse(device, &kind, &index))) {
+        snprintf(why, sizeof why, "unknown device: %s", ia_error_message());
+        goto fail_all;
+    }
+    if (!decoder_dtype(dtype, &dt)) {
+        snprintf(why, sizeof why,
+                 "dtype '%s': decoders load f32, f16, bf16 or a weight quantisation type "
+                 "(q8_0, q4_0, q4_1, q5_0, q5_1, q2_k ... q6_k)",
+                 dtype);
+        goto fail_all;
+    }
+    if ((st = ia_model_device_select(o->model, device, "f32", chosen, sizeof chosen))) {
+        snprintf(why, sizeof why, "%s", ia_error_message());
+        goto fail_all;
+    }
+    if (strcmp(chosen, "cpu") != 0) {
+        snprintf(why, sizeof why, "device %s: generation runs on the CPU in this build", chosen);
+        goto fail_all;
+    }
+    double t0 = ia_time_now();
+    if ((st = ia_decoder_load(o->model, ia_backend_cpu(), dt, &dec))) {
+        cls = IA_BENCH_FAIL_EXECUTION;
+        snprintf(why, sizeof why, "load: %s", ia_error_message());
+        goto fail_all;
+    }
+    if (isnan(r->cold_start_s))
+        r->cold_start_s = ia_time_now() - t0;
+    if (r->threads > 1 && !(pool = ia_threadpool_create(r->threads))) {
+        st = IA_ENOMEM;
+        goto done;
+    }
+    for (size_t bi = 0; bi < n_b && !st; bi++)
+        for (size_t si = 0; si < n_s && !st; si++) {
+            c.batch = batches[bi];
+            c.seq = seqs[si];
+            c.device = chosen;
+            st = run_gen_config(r, dec, pool, &c);
+        }
+    goto done;
+fail_all:
+    st = IA_OK;
+    for (size_t bi = 0; bi < n_b && !st; bi++)
+        for (size_t si = 0; si < n_s && !st; si++) {
+            c.batch = batches[bi];
+            c.seq = seqs[si];
+            st = fail_config(r, &c, cls, why);
+        }
+done:
+    ia_threadpool_destroy(pool);
+    ia_decoder_free(dec);
+    return st;
+}
+
+/* ---- a whole run
+ * ------------------------------------------------------------------------------------ */
+
+static ia_status run_all(ia_bench_db *db, const ia_bench_run_options *o, bool decoder,
+                         int64_t *run_id) {
     *run_id = -1;
     run_env env = {0};
+    env.decoder = decoder;
     str_list devices = {0}, dtypes = {0};
     int batches[MAX_LIST], seqs[MAX_LIST];
     size_t n_b = 0, n_s = 0;
     json_t *cfg = NULL;
-    runner r = {db, o, -1, o->threads > 0 ? o->threads : ia_cpu_physical_cores(), 0, NAN, NAN};
+    runner r = {db, o,   -1,  o->threads > 0 ? o->threads : ia_cpu_physical_cores(),
+                0,  NAN, NAN, NULL};
     const char *scenario = o->scenario ? o->scenario : "single-stream";
     ia_status st;
-    if (strcmp(scenario, "single-stream") != 0 && strcmp(scenario, "offline") != 0) {
-        st = ia_error_set(IA_EUNSUPPORTED,
-                          "scenario '%s': single-stream and offline are implemented (server, "
-                          "with Poisson arrivals, is not yet)",
-                          scenario);
+    if (strcmp(scenario, "single-stream") != 0 && strcmp(scenario, "offline") != 0 &&
+        strcmp(scenario, "server") != 0) {
+        st = ia_error_set(IA_EINVAL, "scenario '%s': single-stream, offline or server", scenario);
         goto done;
+    }
+    if (strcmp(scenario, "server") == 0) {
+        if (!(o->latency_bound_s > 0)) {
+            st = ia_error_set(IA_EINVAL,
+                              "the server scenario needs a latency bound (--latency-bound-ms)");
+            goto done;
+        }
+        if (o->latency_percentile < 0 || o->latency_percentile > 100) {
+            st = ia_error_set(IA_EINVAL, "latency percentile %g is not within 0..100",
+                              o->latency_percentile);
+            goto done;
+        }
+        if (o->rates) {
+            str_list l;
+            st = list_split("--rate", o->rates, &l);
+            for (size_t i = 0; !st && i < l.n; i++) {
+                char *end;
+                double v = strtod(l.items[i], &end);
+                if (*end || !(v > 0) || !isfinite(v))
+                    st = ia_error_set(IA_EINVAL,
+                                      "--rate: '%s' is not a positive number of "
+                                      "queries per second",
+                                      l.items[i]);
+            }
+            free(l.buf);
+            if (st)
+                goto done;
+        }
     }
     /* Everything that makes the whole run impossible is checked before the
      * run row exists: a bad model writes nothing. */
@@ -545,12 +1085,20 @@ ia_status ia_bench_run_embeddings(ia_bench_db *db, const ia_bench_run_options *o
     if ((st = model_content_id(o->model, env.content_id, sizeof env.content_id)) ||
         (st = env_collect(o, r.threads, &env)))
         goto done;
+    r.thermal = &env.thermal;
     const char *base = strrchr(o->model, '/');
     char name[256];
     snprintf(name, sizeof name, "%s", base && base[1] ? base + 1 : o->model);
     size_t nl = strlen(name);
     while (nl > 1 && name[nl - 1] == '/')
         name[--nl] = '\0';
+    if (decoder && nl > 5 && strcmp(name + nl - 5, ".gguf") == 0 && base && base != o->model) {
+        /* "model.gguf" says little: "llama/model.gguf" */
+        const char *p = base - 1;
+        while (p > o->model && p[-1] != '/')
+            p--;
+        snprintf(name, sizeof name, "%.*s", (int)(strlen(p) < 255 ? strlen(p) : 255), p);
+    }
     ia_bench_run_info info = {
         .engine = "ipfs-accelerate",
         .model_name = name,
@@ -576,10 +1124,18 @@ ia_status ia_bench_run_embeddings(ia_bench_db *db, const ia_bench_run_options *o
     *run_id = r.run_id;
     for (size_t d = 0; d < devices.n && !st; d++)
         for (size_t t = 0; t < dtypes.n && !st; t++)
-            st = run_device_dtype(&r, devices.items[d], dtypes.items[t], batches, n_b, seqs, n_s);
+            st = decoder ? run_decoder_dtype(&r, devices.items[d], dtypes.items[t], batches, n_b,
+                                             seqs, n_s)
+                         : run_device_dtype(&r, devices.items[d], dtypes.items[t], batches, n_b,
+                                            seqs, n_s);
     double rss = peak_rss_bytes(env.hwm);
     char saved[1024];
     snprintf(saved, sizeof saved, "%s", st ? ia_error_message() : "");
+    /* the thermal state seen during the run joins the environment */
+    json_object_set_new(env.env_obj, "thermal", bench_thermal_finish(&env.thermal));
+    char *env_now = json_dumps(env.env_obj, JSON_COMPACT | JSON_SORT_KEYS);
+    ia_status est = env_now ? bench_run_set_env(db, r.run_id, env_now) : IA_ENOMEM;
+    free(env_now);
     ia_status fst = ia_bench_run_finish(db, r.run_id, !st && r.n_results ? "complete" : "failed",
                                         r.cold_start_s, rss, r.energy_j,
                                         st            ? saved
@@ -589,12 +1145,25 @@ ia_status ia_bench_run_embeddings(ia_bench_db *db, const ia_bench_run_options *o
     if (st)
         ia_error_set(st, "%s", saved);
     else
-        st = fst;
+        st = est ? est : fst;
 done:
+    bench_thermal_free(&env.thermal); /* a no-op once finished */
     json_decref(cfg);
     free(devices.buf);
     free(dtypes.buf);
     ia_hw_info_free(env.hw);
     free(env.env_json);
+    json_decref(env.env_obj);
     return st;
+}
+
+ia_status ia_bench_run_embeddings(ia_bench_db *db, const ia_bench_run_options *o, int64_t *run_id) {
+    return run_all(db, o, false, run_id);
+}
+
+ia_status ia_bench_run(ia_bench_db *db, const ia_bench_run_options *o, int64_t *run_id) {
+    *run_id = -1;
+    if (!o->model)
+        return ia_error_set(IA_EINVAL, "no model given");
+    return run_all(db, o, ia_bench_model_is_decoder(o->model), run_id);
 }

@@ -2,7 +2,7 @@
  * `ipfs-accelerate bench`: run benchmarks into the results database and
  * read them back.
  *
- *   bench run --model DIR [...]        measure the embeddings engine, store a run
+ *   bench run --model M [...]          measure embeddings or generation, store a run
  *   bench query NAME [filters]         performance | hardware | models | batch | stats,
  *                                      or --sql "SELECT ..." (read-only)
  *   bench compare RUN_A RUN_B          exit 1 when B is significantly slower than A
@@ -27,7 +27,8 @@
 static const char bench_usage[] =
     "usage: ipfs-accelerate bench COMMAND [options]\n"
     "\n"
-    "  run --model DIR       measure the embeddings engine and store the run\n"
+    "  run --model M         measure the model (embeddings, or generation for a decoder)\n"
+    "                        and store the run\n"
     "  query NAME            performance | hardware | models | batch | stats\n"
     "  query --sql \"SELECT ...\"  any read-only SQL\n"
     "  compare RUN_A RUN_B   per configuration: Mann-Whitney U + median change;\n"
@@ -44,14 +45,27 @@ static const char bench_usage[] =
     "  --format F            table (default), json or csv (report: md, json or html)\n"
     "  -o, --output FILE     report: write to FILE instead of stdout\n"
     "run:\n"
-    "  --model DIR           HF model directory (sentence-transformers embeddings)\n"
+    "  --model M             HF model directory (sentence-transformers embeddings), or a\n"
+    "                        decoder (a .gguf file or an HF decoder directory): generation\n"
     "  --device D[,D...]     auto (default), cpu, cuda:0, ...\n"
-    "  --dtype T[,T...]      f32 (default), f16, bf16; others are stored as unsupported\n"
-    "  --batch N[,N...]      sequences per query (default 1)\n"
-    "  --seq N[,N...]        tokens per sequence (default 128)\n"
-    "  --scenario S          single-stream (default: latency percentiles) or offline\n"
-    "                        (samples/s); server is not implemented yet\n"
-    "  --duration S          minimum measured seconds per configuration (default 1)\n"
+    "  --dtype T[,T...]      f32 (default), f16, bf16; decoders also take a quantisation\n"
+    "                        applied at load (q8_0, q4_k, ...; tensors a GGUF stores\n"
+    "                        quantised keep their type); others are stored as unsupported\n"
+    "  --batch N[,N...]      sequences per query (default 1; decoders: 1 only)\n"
+    "  --seq N[,N...]        tokens per sequence (default 128); decoders: prompt tokens\n"
+    "  --gen-tokens N        decoders: output tokens per query (default 64); records TTFT\n"
+    "                        (prefill + first token), TPOT (each later token), prefill and\n"
+    "                        decode tokens/s\n"
+    "  --scenario S          single-stream (default: latency percentiles), offline\n"
+    "                        (samples/s; embeddings only) or server (Poisson arrivals:\n"
+    "                        the highest rate whose latency percentile meets the bound)\n"
+    "  --latency-bound-ms X  server: the bound (required)\n"
+    "  --latency-percentile P  server: the percentile held to the bound (default 99)\n"
+    "  --rate R[,R...]       server: try these rates (queries/s) instead of searching\n"
+    "  --search-steps N      server: bisection steps between 0 and the capacity (default 6)\n"
+    "  --seed N              server: seed of the arrival times (default 1)\n"
+    "  --duration S          minimum measured seconds per configuration (default 1);\n"
+    "                        server: seconds of arrivals per rate\n"
     "  --min-queries N       minimum measured queries per configuration (default 10)\n"
     "  --warmup N            warm-up queries, not measured (default 2)\n"
     "  --timeout S           per-configuration limit (default 600): past it, a timeout failure\n"
@@ -71,8 +85,9 @@ typedef enum out_format { OUT_TABLE, OUT_JSON, OUT_CSV } out_format;
 typedef struct bench_args {
     const char *db, *model, *device, *dtype, *batch, *seq, *scenario, *hardware, *sql, *since;
     const char *format_name, *output;
-    double duration, threshold, alpha, timeout;
-    long min_queries, warmup, threads;
+    double duration, threshold, alpha, timeout, bound_ms, percentile;
+    long min_queries, warmup, threads, gen_tokens, steps, seed;
+    const char *rates;
     out_format format;
     int n_pos;
     char **pos;
@@ -204,6 +219,12 @@ static int parse_args(const char *cmd, bool report, int argc, char **argv, bench
         {"since", required_argument, NULL, 'n'},
         {"output", required_argument, NULL, 'o'},
         {"help", no_argument, NULL, 'h'},
+        {"gen-tokens", required_argument, NULL, 'g'},
+        {"latency-bound-ms", required_argument, NULL, 'L'},
+        {"latency-percentile", required_argument, NULL, 'P'},
+        {"rate", required_argument, NULL, 'R'},
+        {"search-steps", required_argument, NULL, 'K'},
+        {"seed", required_argument, NULL, 'e'},
         {NULL, 0, NULL, 0},
     };
     memset(a, 0, sizeof *a);
@@ -251,16 +272,33 @@ static int parse_args(const char *cmd, bool report, int argc, char **argv, bench
         case 'u':
         case 'T':
         case 'x':
+        case 'L':
+        case 'P':
         case 'a': {
             double v = strtod(optarg, &end);
-            if (!*optarg || *end || !(v > 0) || !isfinite(v))
-                return cli_usage_error(cmd, "'%s' is not a positive number", optarg);
+            if (!*optarg || *end || !(v > 0) || !isfinite(v) || (c == 'P' && v > 100))
+                return cli_usage_error(cmd, "'%s' is not a positive number%s", optarg,
+                                       c == 'P' ? " up to 100" : "");
             *(c == 'u'   ? &a->duration
               : c == 'T' ? &a->timeout
               : c == 'x' ? &a->threshold
+              : c == 'L' ? &a->bound_ms
+              : c == 'P' ? &a->percentile
                          : &a->alpha) = v;
             break;
         }
+        case 'g':
+            st = cli_parse_int("--gen-tokens", optarg, 1, 1 << 20, &a->gen_tokens);
+            break;
+        case 'K':
+            st = cli_parse_int("--search-steps", optarg, 1, 64, &a->steps);
+            break;
+        case 'e':
+            st = cli_parse_int("--seed", optarg, 0, LONG_MAX, &a->seed);
+            break;
+        case 'R':
+            a->rates = optarg;
+            break;
         case 'q':
             st = cli_parse_int("--min-queries", optarg, 1, 100000000, &a->min_queries);
             break;
@@ -322,7 +360,7 @@ static void print_progress(void *ctx, const char *line) {
 
 static int bench_run(const bench_args *a, int argc, char **argv) {
     if (!a->model)
-        return cli_usage_error("bench run", "--model DIR is required");
+        return cli_usage_error("bench run", "--model is required (a model directory or .gguf)");
     char command[2048];
     size_t used = 0;
     command[0] = '\0';
@@ -342,6 +380,12 @@ static int bench_run(const bench_args *a, int argc, char **argv) {
         .timeout_s = a->timeout,
         .threads = (int)a->threads,
         .command = command,
+        .gen_tokens = (int)a->gen_tokens,
+        .latency_bound_s = a->bound_ms * 1e-3,
+        .latency_percentile = a->percentile,
+        .rates = a->rates,
+        .search_steps = (int)a->steps,
+        .seed = (uint64_t)a->seed,
         .progress = print_progress,
     };
     ia_bench_db *db = NULL;
@@ -349,7 +393,7 @@ static int bench_run(const bench_args *a, int argc, char **argv) {
     int64_t run_id = -1;
     ia_status st = open_db(a, &db);
     if (!st)
-        st = ia_bench_run_embeddings(db, &o, &run_id);
+        st = ia_bench_run(db, &o, &run_id);
     int rc = 0;
     if (!st) {
         char id[24];
@@ -359,10 +403,14 @@ static int bench_run(const bench_args *a, int argc, char **argv) {
             db,
             "SELECT r.run_id, r.device, r.dtype, r.scenario, r.batch, r.seq, r.n_samples,"
             " r.p50 * 1000 AS p50_ms, r.p90 * 1000 AS p90_ms, r.p99 * 1000 AS p99_ms,"
-            " r.throughput AS samples_per_s, NULL AS failure, NULL AS message"
+            " CASE WHEN r.throughput_unit = 'samples/s' THEN r.throughput END AS samples_per_s,"
+            " NULL AS failure, NULL AS message, r.metric,"
+            " r.mean * 1000 AS mean_ms, r.throughput AS throughput, r.throughput_unit AS unit,"
+            " r.gen_tokens, r.params_json AS params"
             " FROM results r WHERE r.run_id = ?"
             " UNION ALL SELECT f.run_id, f.device, f.dtype, f.scenario, f.batch, f.seq, 0,"
-            " NULL, NULL, NULL, NULL, f.class, f.message FROM failures f WHERE f.run_id = ?",
+            " NULL, NULL, NULL, NULL, f.class, f.message, NULL, NULL, NULL, NULL, NULL, NULL"
+            " FROM failures f WHERE f.run_id = ?",
             p, 2, &rows);
         if (!st) {
             rc = print_rows(&rows, a->format);

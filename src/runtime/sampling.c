@@ -21,7 +21,7 @@
 struct ia_sampler {
     ia_sampling p;
     size_t vocab;
-    uint64_t rng[4];
+    ia_rng rng;
     float *scores;       /* penalised logits */
     uint8_t *seen;       /* tokens in the history (repetition penalty) */
     ia_token_prob *cand; /* scratch for ia_sampler_sample */
@@ -29,32 +29,6 @@ struct ia_sampler {
 
 ia_sampling ia_sampling_default(void) {
     return (ia_sampling){.temperature = 1.0f, .top_p = 1.0f, .repeat_penalty = 1.0f};
-}
-
-/* ---- the random number generator -------------------------------------------- */
-
-static uint64_t splitmix64(uint64_t *x) {
-    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-
-static uint64_t xoshiro_next(uint64_t s[4]) {
-    uint64_t result = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rotl(s[3], 45);
-    return result;
-}
-
-static float rng_uniform(uint64_t s[4]) {
-    return (float)(xoshiro_next(s) >> 40) * (1.0f / 16777216.0f);
 }
 
 /* ---- creation ---------------------------------------------------------------- */
@@ -90,9 +64,7 @@ ia_status ia_sampler_create(const ia_sampling *params, size_t vocab, ia_sampler 
         return ia_error_set(IA_ENOMEM, "sampler: out of memory");
     s->p = p;
     s->vocab = vocab;
-    uint64_t x = p.seed;
-    for (int i = 0; i < 4; i++)
-        s->rng[i] = splitmix64(&x);
+    ia_rng_seed(&s->rng, p.seed);
     s->scores = ia_malloc_array(vocab, sizeof *s->scores);
     s->seen = ia_calloc(vocab, 1);
     s->cand = ia_malloc_array(vocab, sizeof *s->cand);
@@ -221,7 +193,7 @@ int32_t ia_sampler_sample(ia_sampler *s, const float *logits, const int32_t *his
     size_t n = ia_sampler_distribution(s, logits, history, n_history, s->cand);
     if (s->p.temperature == 0.0f || n == 1)
         return s->cand[0].id;
-    float u = rng_uniform(s->rng), acc = 0.0f;
+    float u = ia_rng_uniform_f32(&s->rng), acc = 0.0f;
     for (size_t i = 0; i < n; i++) {
         acc += s->cand[i].prob;
         if (u < acc)

@@ -5,7 +5,11 @@
  * report, import; bad input (unknown model, unknown device, malformed import) gives
  * a clear error and writes nothing half-way; a `bench run` killed with
  * SIGKILL mid-run leaves a consistent database whose run the next open
- * marks incomplete.
+ * marks incomplete. Generation on the tiny LLaMA fixture (TTFT and TPOT with
+ * every sample kept, tokens/s units, a quantised GGUF, unsupported dtypes and
+ * batches stored as failures), the thermal record in the environment JSON,
+ * and the server scenario with fixed rates (decoder) and the rate search
+ * (embeddings).
  */
 #define _GNU_SOURCE
 #include <jansson.h>
@@ -140,7 +144,16 @@ TEST(bad_input_writes_nothing) {
     CHECK_EQ_INT(db_count(db, "SELECT COUNT(*) FROM failures WHERE class = 'unsupported'"), 1);
     r = RUN("bench", "run", "--db", db, "--model", tiny(), "--scenario", "server");
     EXPECT(r, 1);
-    CHECK(strstr(r.err, "not yet") != NULL);
+    CHECK(strstr(r.err, "--latency-bound-ms") != NULL);
+    run_free(&r);
+    r = RUN("bench", "run", "--db", db, "--model", tiny(), "--scenario", "server",
+            "--latency-bound-ms", "5", "--rate", "10,fast");
+    EXPECT(r, 1);
+    CHECK(strstr(r.err, "'fast'") != NULL);
+    run_free(&r);
+    r = RUN("bench", "run", "--db", db, "--model", tiny(), "--scenario", "burst");
+    EXPECT(r, 1);
+    CHECK(strstr(r.err, "burst") != NULL);
     run_free(&r);
     const char *bad = scratch_path("broken.json");
     FILE *f = fopen(bad, "w");
@@ -223,4 +236,114 @@ TEST(default_model_runs) {
     run_free(&r);
     CHECK_EQ_INT(db_count(db, "SELECT COUNT(*) FROM results WHERE seq = 128 AND n_samples >= 5"),
                  1);
+}
+
+static const char *llama_gguf(void) {
+    return test_source_path("tests/fixtures/decoders/llama/model.gguf");
+}
+
+TEST(generation_metrics_on_tiny_llama) {
+    const char *db = db_url("gen.db");
+    run_result r = RUN("bench", "run", "--db", db, "--model", llama_gguf(), "--seq", "8,16",
+                       "--gen-tokens", "4", "--dtype", "f32,q8_0,int3", "--duration", "0.1",
+                       "--min-queries", "5", "--warmup", "1", "--threads", "1", "--format", "json");
+    EXPECT(r, 0);
+    CHECK(strstr(r.err, "TTFT p50") && strstr(r.err, "TPOT mean"));
+    json_t *rows = NULL;
+    CHECK_OK(ia_json_parse(r.out, strlen(r.out), "bench run output", &rows));
+    /* (f32, q8_0) x (seq 8, 16) x (ttft, tpot) + int3's two failures */
+    CHECK_EQ_INT(json_array_size(rows), 10);
+    size_t ttft = 0, tpot = 0, failed = 0;
+    for (size_t i = 0; i < json_array_size(rows); i++) {
+        json_t *row = json_array_get(rows, i);
+        const char *metric = json_string_value(json_object_get(row, "metric"));
+        if (!metric) {
+            failed++;
+            CHECK(strcmp(json_string_value(json_object_get(row, "failure")), "unsupported") == 0);
+            CHECK(strstr(json_string_value(json_object_get(row, "message")), "int3") != NULL);
+            continue;
+        }
+        CHECK(strcmp(json_string_value(json_object_get(row, "unit")), "tokens/s") == 0);
+        CHECK(json_real_value(json_object_get(row, "throughput")) > 0);
+        CHECK(json_real_value(json_object_get(row, "p50_ms")) > 0);
+        CHECK_EQ_INT(json_integer_value(json_object_get(row, "gen_tokens")), 4);
+        CHECK(json_is_null(json_object_get(row, "samples_per_s")));
+        ttft += strcmp(metric, "ttft") == 0;
+        tpot += strcmp(metric, "tpot") == 0;
+    }
+    CHECK_EQ_INT(ttft, 4);
+    CHECK_EQ_INT(tpot, 4);
+    CHECK_EQ_INT(failed, 2);
+    json_decref(rows);
+    run_free(&r);
+    /* every per-token sample kept: 3 TPOT samples per query */
+    CHECK_EQ_INT(db_count(db, "SELECT COUNT(*) FROM results a JOIN results b ON a.run_id = b.run_id"
+                              " AND a.dtype = b.dtype AND a.seq = b.seq WHERE a.metric = 'ttft'"
+                              " AND b.metric = 'tpot' AND b.n_samples = 3 * a.n_samples"
+                              " AND a.n_samples >= 5"),
+                 4);
+    CHECK_EQ_INT(db_count(db, "SELECT COUNT(*) FROM runs WHERE status = 'complete' AND env_json"
+                              " LIKE '%\"thermal\":{%\"throttle_counters_moved\":%' AND env_json"
+                              " LIKE '%\"model_kind\":\"decoder\"%' AND cold_start_s > 0"),
+                 1);
+    /* batch 2 is not generation; a quantised GGUF keeps its own types */
+    r = RUN("bench", "run", "--db", db, "--model",
+            test_source_path("tests/fixtures/quant_interop/ours-q4_k_m.gguf"), "--seq", "8",
+            "--batch", "1,2", "--gen-tokens", "3", "--duration", "0.05", "--min-queries", "3",
+            "--threads", "1", "--format", "csv");
+    EXPECT(r, 0);
+    CHECK(strstr(r.out, ",unsupported,batch 2") != NULL);
+    CHECK(strstr(r.out, ",ttft,") && strstr(r.out, ",tpot,"));
+    run_free(&r);
+    r = RUN("bench", "query", "performance", "--db", db, "--format", "csv", "--model", "q4_k_m");
+    EXPECT(r, 0);
+    CHECK(strstr(r.out, "quant_interop/ours-q4_k_m.gguf,text-decoder,") != NULL);
+    run_free(&r);
+    /* run 1 against itself: per metric, no regression */
+    r = RUN("bench", "compare", "1", "1", "--db", db, "--format", "csv");
+    EXPECT(r, 0);
+    CHECK(strstr(r.out, "s=8 g=4 ttft") && strstr(r.out, "s=16 g=4 tpot"));
+    run_free(&r);
+}
+
+TEST(server_scenario) {
+    const char *db = db_url("server.db");
+    /* a decoder at two fixed rates: a trickle meets a generous bound, a
+     * flood far past the capacity cannot */
+    run_result r =
+        RUN("bench", "run", "--db", db, "--model", llama_gguf(), "--seq", "8", "--gen-tokens", "2",
+            "--scenario", "server", "--rate", "20,100000", "--latency-bound-ms", "250",
+            "--duration", "0.25", "--min-queries", "3", "--threads", "1", "--format", "json");
+    EXPECT(r, 0);
+    CHECK(strstr(r.err, "server 20/s") && strstr(r.err, "highest rate meeting p99"));
+    run_free(&r);
+    CHECK_EQ_INT(db_count(db, "SELECT COUNT(*) FROM results WHERE scenario = 'server' AND metric ="
+                              " 'server' AND throughput_unit = 'queries/s'"),
+                 2);
+    CHECK_EQ_INT(db_count(db, "SELECT COUNT(*) FROM results WHERE params_json LIKE"
+                              " '%\"passed\":true%' AND params_json LIKE '%\"best\":true%' AND"
+                              " params_json LIKE '%\"target_rate\":20.0%'"),
+                 1);
+    CHECK_EQ_INT(db_count(db, "SELECT COUNT(*) FROM results WHERE params_json LIKE"
+                              " '%\"passed\":false%' AND params_json LIKE '%\"best\":false%'"),
+                 1);
+    CHECK_EQ_INT(db_count(db, "SELECT COUNT(*) FROM runs WHERE env_json LIKE"
+                              " '%\"server\":{%\"latency_bound_s\":0.25%'"),
+                 1);
+    /* embeddings, searching: each step is a stored rate */
+    r = RUN("bench", "run", "--db", db, "--model", tiny(), "--seq", "16", "--scenario", "server",
+            "--latency-bound-ms", "100", "--latency-percentile", "90", "--search-steps", "2",
+            "--duration", "0.2", "--min-queries", "3", "--threads", "1");
+    EXPECT(r, 0);
+    CHECK(strstr(r.err, "p90") != NULL);
+    run_free(&r);
+    CHECK_EQ_INT(db_count(db, "SELECT COUNT(*) FROM results r JOIN runs u ON u.id = r.run_id"
+                              " WHERE u.id = 2 AND r.metric = 'server'"),
+                 2);
+    ia_bench_db *d = NULL;
+    CHECK_OK(ia_bench_db_open(db, &d));
+    if (d) {
+        CHECK_OK(ia_bench_db_check(d));
+        ia_bench_db_close(d);
+    }
 }

@@ -105,7 +105,8 @@ static int64_t write_run(ia_bench_db *db, const char *model, double center, size
     int64_t run = -1;
     CHECK_OK(ia_bench_run_begin(db, &info, &run));
     double *x = samples(center, n, seed);
-    ia_bench_result res = {"cpu", "f32", "single-stream", 1, 128, x, n, 1.0 / center, 1.0, NAN};
+    ia_bench_result res = {"cpu", "f32", "single-stream", 1,           128, x,   n, 1.0 / center,
+                           1.0,   NAN,   "latency",       "samples/s", 0,   NULL};
     CHECK_OK(ia_bench_result_add(db, run, &res, NULL));
     free(x);
     CHECK_OK(ia_bench_run_finish(db, run, "complete", 0.5, 1e8, NAN, NULL));
@@ -250,8 +251,9 @@ static void case_concurrent_writers(const char *url) {
                 ia_bench_run_info info = test_info(model);
                 int64_t run;
                 double *x = samples(0.001 * (w + 1), SAMPLES_EACH, (uint32_t)(w * 100 + r));
-                ia_bench_result res = {"cpu", "f32", "single-stream", 1, 128, x, SAMPLES_EACH, 1.0,
-                                       1.0,   NAN};
+                ia_bench_result res = {
+                    "cpu", "f32", "single-stream", 1,           128, x,   SAMPLES_EACH, 1.0,
+                    1.0,   NAN,   "latency",       "samples/s", 0,   NULL};
                 ia_status st = ia_bench_run_begin(db, &info, &run);
                 if (!st)
                     st = ia_bench_result_add(db, run, &res, NULL);
@@ -361,9 +363,126 @@ static void case_llama_import(const char *url) {
     }
     CHECK_EQ_INT(count(db, "SELECT COUNT(*) FROM runs"), 1);
     CHECK_EQ_INT(count(db, "SELECT COUNT(*) FROM results"), 2);
+    /* llama-bench's rates are tokens/s, and the schema says so. */
+    CHECK_EQ_INT(count(db, "SELECT COUNT(*) FROM results WHERE throughput_unit = 'tokens/s'"), 2);
     ia_bench_db_close(db);
 }
 ENGINE_TESTS(llama_import)
+
+/* An import lands on the hardware row of our own runs on the same CPU, even
+ * though llama.cpp spells the CPU and accelerators its own way. */
+static void case_import_matches_hardware(const char *url) {
+    ia_bench_db *db = NULL;
+    CHECK_OK(ia_bench_db_open(url, &db));
+    if (!db)
+        return;
+    ia_bench_run_info info = test_info("m");
+    info.cpu_model = "Intel(R) Xeon(R) Gold 6248 CPU @ 2.50GHz";
+    info.hw_key = "Intel(R) Xeon(R) Gold 6248 CPU @ 2.50GHz|llvmpipe";
+    int64_t ours = -1;
+    CHECK_OK(ia_bench_run_begin(db, &info, &ours));
+    char *text = NULL;
+    size_t len = 0;
+    CHECK_OK(ia_file_read_all(test_source_path("tests/fixtures/bench/llama-bench.json"), 1 << 20,
+                              &text, &len));
+    /* the fixture's cpu_info (every test's), as llama.cpp would print this CPU */
+    const char *from = "\"AMD EPYC\"", *to = "\"Intel(R) Xeon(R) Gold 6248 CPU @ 2.50GHz\"";
+    char *fixed = malloc(2 * len + 256);
+    size_t o = 0, hits = 0;
+    for (const char *p = text; fixed && p && *p;) {
+        const char *at = strstr(p, from);
+        size_t keep = at ? (size_t)(at - p) : strlen(p);
+        memcpy(fixed + o, p, keep);
+        o += keep;
+        if (!at)
+            break;
+        memcpy(fixed + o, to, strlen(to));
+        o += strlen(to);
+        hits++;
+        p = at + strlen(from);
+    }
+    CHECK_EQ_INT(hits, 2);
+    if (fixed) {
+        fixed[o] = '\0';
+        int64_t run = -1;
+        CHECK_OK(ia_bench_import_llama_text(db, fixed, o, "xeon.json", &run));
+        char q[200], buf[64];
+        snprintf(q, sizeof q,
+                 "SELECT COUNT(DISTINCT hardware_id) FROM runs WHERE id IN (%lld, %lld)",
+                 (long long)ours, (long long)run);
+        CHECK_EQ_INT(count(db, q), 1);
+        CHECK_EQ_INT(count(db, "SELECT COUNT(*) FROM hardware"), 1);
+        CHECK(strcmp(cell(db, "SELECT cpu_key FROM hardware", buf, sizeof buf),
+                     "intel xeon gold 6248") == 0);
+    }
+    /* another CPU gets a row of its own */
+    int64_t other = -1;
+    CHECK_OK(ia_bench_import_llama(db, test_source_path("tests/fixtures/bench/llama-bench.json"),
+                                   &other));
+    CHECK_EQ_INT(count(db, "SELECT COUNT(*) FROM hardware"), 2);
+    free(text);
+    free(fixed);
+    ia_bench_db_close(db);
+}
+ENGINE_TESTS(import_matches_hardware)
+
+/* A version-1 database (made here by dropping what version 2 added) is
+ * upgraded on open: units filled in by engine, CPU keys computed. */
+static void case_upgrade_from_v1(const char *url) {
+    ia_bench_db *db = NULL;
+    CHECK_OK(ia_bench_db_open(url, &db));
+    if (!db)
+        return;
+    write_run(db, "m", 0.01, 20, 1);
+    int64_t run = -1;
+    CHECK_OK(
+        ia_bench_import_llama(db, test_source_path("tests/fixtures/bench/llama-bench.json"), &run));
+    static const char *const down[] = {
+        "DROP INDEX hardware_cpu_key",
+        "ALTER TABLE results DROP COLUMN throughput_unit",
+        "ALTER TABLE results DROP COLUMN gen_tokens",
+        "ALTER TABLE results DROP COLUMN params_json",
+        "ALTER TABLE hardware DROP COLUMN cpu_key",
+        "UPDATE meta SET value = '1' WHERE key = 'schema_version'",
+    };
+    for (size_t i = 0; i < sizeof down / sizeof down[0]; i++)
+        CHECK_OK(ia_bench_db_query(db, down[i], NULL, 0, NULL));
+    ia_bench_db_close(db);
+    db = NULL;
+    CHECK_OK(ia_bench_db_open(url, &db));
+    if (!db)
+        return;
+    char buf[64];
+    CHECK(strcmp(cell(db, "SELECT value FROM meta WHERE key = 'schema_version'", buf, sizeof buf),
+                 "2") == 0);
+    CHECK_EQ_INT(count(db, "SELECT COUNT(*) FROM results r JOIN runs u ON u.id = r.run_id WHERE "
+                           "u.engine = 'llama.cpp' AND r.throughput_unit = 'tokens/s'"),
+                 2);
+    CHECK_EQ_INT(count(db, "SELECT COUNT(*) FROM results r JOIN runs u ON u.id = r.run_id WHERE "
+                           "u.engine = 'ipfs-accelerate' AND r.throughput_unit = 'samples/s'"),
+                 1);
+    CHECK_EQ_INT(count(db, "SELECT COUNT(*) FROM hardware WHERE cpu_key = 'test'"), 1);
+    CHECK_EQ_INT(count(db, "SELECT COUNT(*) FROM hardware WHERE cpu_key = 'amd epyc'"), 1);
+    CHECK_OK(ia_bench_db_check(db));
+    ia_bench_db_close(db);
+}
+ENGINE_TESTS(upgrade_from_v1)
+
+TEST(cpu_key_normalises) {
+    static const char *const cases[][2] = {
+        {"Intel(R) Xeon(R) CPU @ 2.20GHz", "intel xeon"},
+        {"AMD EPYC 7B13 64-Core Processor", "amd epyc 7b13"},
+        {"AMD EPYC", "amd epyc"},
+        {"  Apple   M2 Pro ", "apple m2 pro"},
+        {"Intel(R) Core(TM) i7-8650U CPU @ 1.90GHz", "intel core i7-8650u"},
+        {"", ""},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char out[128];
+        ia_bench_cpu_key(cases[i][0], out, sizeof out);
+        CHECK_MSG(strcmp(out, cases[i][1]) == 0, "'%s' -> '%s'", cases[i][0], out);
+    }
+}
 
 static void case_compare_and_regressions(const char *url) {
     ia_bench_db *db = NULL;
@@ -467,7 +586,8 @@ static void case_report(const char *url) {
     /* batch scaling: batch 1 and 8 of one configuration */
     int64_t run = write_run(db, "m", 0.010, 50, 1);
     double *x = samples(0.04, 50, 9);
-    ia_bench_result res = {"cpu", "f32", "single-stream", 8, 128, x, 50, 200.0, 1.0, NAN};
+    ia_bench_result res = {"cpu", "f32", "single-stream", 8,           128, x,   50, 200.0,
+                           1.0,   NAN,   "latency",       "samples/s", 0,   NULL};
     CHECK_OK(ia_bench_result_add(db, run, &res, NULL));
     free(x);
     /* history with a regression at the end */
