@@ -949,11 +949,44 @@ done:
     return st;
 }
 
+/* The label a decoder's results carry for its weights: a GGUF file whose
+ * matrices are quantised is named by its most common quantised type
+ * ("gguf-q4_k"), since --dtype only sets the type of its float tensors.
+ * False for float-only files and directories. */
+static bool gguf_weight_label(const char *path, char *buf, size_t cap) {
+    ia_gguf *g = NULL;
+    size_t count[IA_DTYPE_COUNT] = {0}, best = 0;
+    bool found = false;
+    if (ia_gguf_open(path, &g) != IA_OK) {
+        ia_error_clear();
+        return false;
+    }
+    for (size_t i = 0; i < ia_gguf_tensor_count(g); i++) {
+        ia_dtype dt;
+        if (ia_dtype_from_ggml(ia_gguf_tensor_at(g, i)->type, &dt) == IA_OK &&
+            ia_dtype_is_quantized(dt))
+            count[dt]++;
+    }
+    ia_error_clear();
+    ia_gguf_close(g);
+    for (int t = 0; t < IA_DTYPE_COUNT; t++)
+        if (count[t] > count[best]) {
+            best = (size_t)t;
+            found = true;
+        }
+    if (found)
+        snprintf(buf, cap, "gguf-%s", ia_dtype_name((ia_dtype)best));
+    return found;
+}
+
 static ia_status run_decoder_dtype(runner *r, const char *device, const char *dtype,
                                    const int *batches, size_t n_b, const int *seqs, size_t n_s) {
     const ia_bench_run_options *o = r->o;
     const char *scenario = o->scenario ? o->scenario : "single-stream";
     config c = {device, dtype, scenario, batches[0], seqs[0]};
+    char label[32];
+    if (!o->dtypes && gguf_weight_label(o->model, label, sizeof label))
+        c.dtype = label;
     ia_status st;
     char why[1024];
     const char *cls = IA_BENCH_FAIL_UNSUPPORTED;
