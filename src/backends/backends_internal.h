@@ -168,6 +168,11 @@ struct json_t;
 ia_status ia_api_json_body(const char *body, size_t len, struct json_t **out);
 /* Serialises a JSON object into hc->body (steals the reference). */
 ia_status ia_api_json_set_body(ia_api_http_call *hc, struct json_t *obj);
+/* Makes hc a POST of body (a JSON object, stolen) to hc->url (set by the
+ * caller with ia_api_url; NULL is out of memory), sending key as the header
+ * auth_prefix + key ("Authorization: Bearer ") when key is given. */
+ia_status ia_api_post_json(ia_api_http_call *hc, struct json_t *body, const char *auth_prefix,
+                           const char *key);
 /* base_url + path (printf-style) into a malloc'd string. */
 char *ia_api_url(const ia_api_endpoint_config *ep, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

@@ -40,17 +40,10 @@ static ia_status anthropic_build(const ia_api_endpoint_config *ep, const ia_api_
         json_object_set_new(body, "stream", json_true());
         out->stream = IA_API_STREAM_SSE;
     }
-    out->method = "POST";
     out->url = ia_api_url(ep, "/v1/messages");
-    if (!out->url) {
-        json_decref(body);
-        return IA_ENOMEM;
-    }
-    ia_status st = ia_api_json_set_body(out, body);
+    ia_status st = ia_api_post_json(out, body, "x-api-key: ", key);
     if (st == IA_OK)
         st = ia_api_http_call_header(out, "anthropic-version: 2023-06-01");
-    if (st == IA_OK && key)
-        st = ia_api_http_call_header(out, "x-api-key: %s", key);
     return st;
 }
 

@@ -108,6 +108,19 @@ ia_status ia_api_json_set_body(ia_api_http_call *hc, json_t *obj) {
     return ia_api_http_call_header(hc, "Content-Type: application/json");
 }
 
+ia_status ia_api_post_json(ia_api_http_call *hc, json_t *body, const char *auth_prefix,
+                           const char *key) {
+    hc->method = "POST";
+    if (!hc->url) {
+        json_decref(body);
+        return IA_ENOMEM;
+    }
+    ia_status st = ia_api_json_set_body(hc, body);
+    if (st == IA_OK && key)
+        st = ia_api_http_call_header(hc, "%s%s", auth_prefix, key);
+    return st;
+}
+
 ia_status ia_api_json_body(const char *body, size_t len, json_t **out) {
     json_error_t err;
     *out = json_loadb(body ? body : "", len, JSON_REJECT_DUPLICATES, &err);

@@ -59,15 +59,7 @@ static ia_status gemini_build(const ia_api_endpoint_config *ep, const ia_api_req
     } else {
         return ia_error_set(IA_EUNSUPPORTED, "gemini has no rerank API");
     }
-    out->method = "POST";
-    if (!out->url) {
-        json_decref(body);
-        return IA_ENOMEM;
-    }
-    ia_status st = ia_api_json_set_body(out, body);
-    if (st == IA_OK && key)
-        st = ia_api_http_call_header(out, "x-goog-api-key: %s", key);
-    return st;
+    return ia_api_post_json(out, body, "x-goog-api-key: ", key);
 }
 
 /* Appends every text part of candidates[0] to text (malloc'd, may be NULL). */

@@ -55,16 +55,8 @@ static ia_status ollama_build(const ia_api_endpoint_config *ep, const ia_api_req
         json_decref(body);
         return ia_error_set(IA_EUNSUPPORTED, "ollama has no rerank API");
     }
-    out->method = "POST";
     out->url = ia_api_url(ep, "%s", path);
-    if (!out->url) {
-        json_decref(body);
-        return IA_ENOMEM;
-    }
-    ia_status st = ia_api_json_set_body(out, body);
-    if (st == IA_OK && key)
-        st = ia_api_http_call_header(out, "Authorization: Bearer %s", key);
-    return st;
+    return ia_api_post_json(out, body, "Authorization: Bearer ", key);
 }
 
 static void take_counts(json_t *j, ia_api_result *out) {

@@ -25,16 +25,8 @@ static ia_status opea_build(const ia_api_endpoint_config *ep, const ia_api_reque
         json_object_set_new(body, "temperature", json_real(req->temperature));
     if (req->stream)
         out->stream = IA_API_STREAM_SSE;
-    out->method = "POST";
     out->url = ia_api_url(ep, "/v1/chatqna");
-    if (!out->url) {
-        json_decref(body);
-        return IA_ENOMEM;
-    }
-    ia_status st = ia_api_json_set_body(out, body);
-    if (st == IA_OK && key)
-        st = ia_api_http_call_header(out, "Authorization: Bearer %s", key);
-    return st;
+    return ia_api_post_json(out, body, "Authorization: Bearer ", key);
 }
 
 const ia_api_adapter ia_api_adapter_opea = {

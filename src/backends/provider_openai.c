@@ -94,15 +94,8 @@ ia_status ia_openai_build(const ia_api_endpoint_config *ep, const ia_api_request
         json_object_set_new(body, "documents", string_array(req->texts, req->n_texts));
         break;
     }
-    out->method = "POST";
     out->url = ia_api_url(ep, "%s%s", prefix, path);
-    ia_status st = out->url ? IA_OK : IA_ENOMEM;
-    if (st == IA_OK)
-        st = ia_api_json_set_body(out, body);
-    else
-        json_decref(body);
-    if (st == IA_OK && key)
-        st = ia_api_http_call_header(out, "Authorization: Bearer %s", key);
+    ia_status st = ia_api_post_json(out, body, "Authorization: Bearer ", key);
     if (st == IA_OK && req->stream && (req->op == IA_API_CHAT || req->op == IA_API_COMPLETE))
         st = ia_api_http_call_header(out, "Accept: text/event-stream");
     return st;

@@ -32,16 +32,8 @@ static ia_status tei_build(const ia_api_endpoint_config *ep, const ia_api_reques
         return ia_error_set(IA_EUNSUPPORTED, "tei serves embed and rerank only, not %s",
                             ia_api_op_name(req->op));
     }
-    out->method = "POST";
     out->url = ia_api_url(ep, "%s", path);
-    if (!out->url) {
-        json_decref(body);
-        return IA_ENOMEM;
-    }
-    ia_status st = ia_api_json_set_body(out, body);
-    if (st == IA_OK && key)
-        st = ia_api_http_call_header(out, "Authorization: Bearer %s", key);
-    return st;
+    return ia_api_post_json(out, body, "Authorization: Bearer ", key);
 }
 
 static ia_status tei_parse(ia_api_op op, const char *body, size_t len, ia_api_result *out) {

@@ -28,18 +28,10 @@ static ia_status tgi_build(const ia_api_endpoint_config *ep, const ia_api_reques
     if (req->temperature > 0)
         json_object_set_new(params, "temperature", json_real(req->temperature));
     json_t *body = json_pack("{s:s,s:o}", "inputs", req->texts[0], "parameters", params);
-    out->method = "POST";
     out->url = ia_api_url(ep, "%s", req->stream ? "/generate_stream" : "/generate");
     if (req->stream)
         out->stream = IA_API_STREAM_SSE;
-    if (!out->url) {
-        json_decref(body);
-        return IA_ENOMEM;
-    }
-    ia_status st = ia_api_json_set_body(out, body);
-    if (st == IA_OK && key)
-        st = ia_api_http_call_header(out, "Authorization: Bearer %s", key);
-    return st;
+    return ia_api_post_json(out, body, "Authorization: Bearer ", key);
 }
 
 static ia_status take_details(json_t *d, ia_api_result *out) {

@@ -313,8 +313,8 @@ TEST(chat_templates_match_transformers) {
                           "%s case %zu: got\n'%s'\nwanted\n'%s' (%s)", name, ci,
                           text ? text : "(error)", want, ia_error_message());
             } else {
-                CHECK_MSG(st == IA_EINVAL, "%s case %zu: transformers refused it, we did not",
-                          name, ci);
+                CHECK_MSG(st == IA_EINVAL, "%s case %zu: transformers refused it, we did not", name,
+                          ci);
             }
             checked++;
             free(text);
@@ -342,8 +342,7 @@ TEST(chat_template_errors) {
     CHECK(strcmp(ia_chat_template_end_of_turn(t), "</s>") == 0);
     ia_chat_template_free(t);
     /* ChatML without a default system prompt adds none. */
-    CHECK_OK(ia_chat_template_detect("{{'<|im_start|>' + message['role'] + '\\n'}}", "", "",
-                                     &t));
+    CHECK_OK(ia_chat_template_detect("{{'<|im_start|>' + message['role'] + '\\n'}}", "", "", &t));
     CHECK_OK(ia_chat_template_render(t, m, 1, true, &text));
     CHECK(text && strcmp(text, "<|im_start|>user\na<|im_end|>\n<|im_start|>assistant\n") == 0);
     CHECK(strcmp(ia_chat_template_end_of_turn(t), "<|im_end|>") == 0);
@@ -662,8 +661,8 @@ TEST(f16_kv_cache_runs) {
     ia_generate_result r;
     CHECK_OK(ia_generator_generate(g, &req, &r));
     /* f16 keys and values move logits by ~1e-3; the first tokens still agree. */
-    CHECK(r.n_tokens >= 1 && r.tokens[0] == json_integer_value(json_array_get(
-                                                 json_object_get(p, "greedy"), 0)));
+    CHECK(r.n_tokens >= 1 &&
+          r.tokens[0] == json_integer_value(json_array_get(json_object_get(p, "greedy"), 0)));
     ia_generate_result_free(&r);
     ia_generator_free(g);
     json_decref(e);
