@@ -23,7 +23,8 @@ run: build
 
 test-release: build
 	@model=$$(scripts/fetch-default-model.sh | tail -n 1) && py=$$(scripts/test-python.sh) && \
-	  cd $(BUILD) && IA_DEFAULT_MODEL="$$model" IA_TEST_PYTHON="$$py" ctest --output-on-failure -j $(JOBS)
+	  lm=$$(scripts/fetch-smollm2.sh | tail -n 1 || true) && \
+	  cd $(BUILD) && IA_DEFAULT_MODEL="$$model" IA_TEST_PYTHON="$$py" IA_SMOLLM2_GGUF="$$lm" ctest --output-on-failure -j $(JOBS)
 
 test-asan: deps
 	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_FLAGS_RELWITHDEBINFO="-O1 -g" -DIA_SANITIZE=ON >/dev/null
@@ -34,7 +35,8 @@ test-asan: deps
 	@# driver; only the CPU driver (lavapipe), which the probe keeps loaded,
 	@# is offered to the sanitized run.
 	@model=$$(scripts/fetch-default-model.sh | tail -n 1) && py=$$(scripts/test-python.sh) && \
-	  cd $(ASAN_BUILD) && IA_DEFAULT_MODEL="$$model" IA_TEST_PYTHON="$$py" IA_TEST_SANITIZED=1 \
+	  lm=$$(scripts/fetch-smollm2.sh | tail -n 1 || true) && \
+	  cd $(ASAN_BUILD) && IA_DEFAULT_MODEL="$$model" IA_TEST_PYTHON="$$py" IA_SMOLLM2_GGUF="$$lm" IA_TEST_SANITIZED=1 \
 	  ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  VK_LOADER_DRIVERS_SELECT='*lvp*' \
 	  ctest --output-on-failure -j $(JOBS)

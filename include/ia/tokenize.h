@@ -155,11 +155,15 @@ typedef struct ia_tokenizer_arrays {
     int32_t pad_id; /* tokenizer.ggml.padding_token_id */
     bool add_bos;   /* tokenizer.ggml.add_bos_token */
     bool add_eos;   /* tokenizer.ggml.add_eos_token */
+    /* tokenizer.ggml.add_space_prefix false: "llama" does not prepend U+2581
+     * (nor strip it when decoding) */
+    bool no_space_prefix;
 } ia_tokenizer_arrays;
 
 /* Builds the tokenizer HF would load from the equivalent tokenizer.json:
- * "gpt2" gets ByteLevel with the regex `pre` names (ignore_merges for
- * LLaMA-3, NFC for Qwen2) and the ByteLevel decoder; "llama" gets
+ * "gpt2" gets the pre-tokenizer steps of the family `pre` names (GPT-2,
+ * LLaMA-3, Qwen2, StarCoder, Falcon, DeepSeek, ...; see tokenize/arrays.c)
+ * and the ByteLevel decoder; "llama" gets
  * Prepend/Replace U+2581, byte_fallback, fuse_unk and the SentencePiece
  * decoder. Control and user-defined tokens become added tokens. add_bos /
  * add_eos become the template. IA_EUNSUPPORTED for another model or pre. */

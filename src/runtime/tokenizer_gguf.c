@@ -163,9 +163,12 @@ static ia_status read_flags(gguf_arrays *ga) {
     /* llama.cpp's default when the key is absent: BOS for SentencePiece models. */
     a->add_bos = strcmp(a->model, "llama") == 0;
     a->add_eos = false;
+    bool space_prefix = true; /* llama.cpp's default for SentencePiece models */
     if ((st = ia_gguf_get_string(ga->g, "tokenizer.ggml.pre", false, &a->pre, NULL)) ||
-        (st = ia_gguf_get_bool(ga->g, "tokenizer.ggml.add_bos_token", false, &a->add_bos)))
+        (st = ia_gguf_get_bool(ga->g, "tokenizer.ggml.add_bos_token", false, &a->add_bos)) ||
+        (st = ia_gguf_get_bool(ga->g, "tokenizer.ggml.add_space_prefix", false, &space_prefix)))
         return st;
+    a->no_space_prefix = !space_prefix;
     return ia_gguf_get_bool(ga->g, "tokenizer.ggml.add_eos_token", false, &a->add_eos);
 }
 

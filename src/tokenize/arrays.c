@@ -8,12 +8,18 @@
  * tokenizer.json, built from the same pieces the JSON loader uses:
  *
  *   model "gpt2"   byte-level BPE: the `pre` name picks the pre-tokenizer
- *                  regex (GPT-2's via ByteLevel, or LLaMA-3's / Qwen2's via
- *                  Split + ByteLevel), LLaMA-3 gets ignore_merges and Qwen2
- *                  NFC; merges are required; ByteLevel decoder.
+ *                  steps of that family's tokenizer.json (PRE_TABLE: GPT-2's
+ *                  ByteLevel regex, LLaMA-3's / Qwen2's Split + ByteLevel,
+ *                  StarCoder's digits, Falcon's punctuation, DeepSeek's
+ *                  Splits, ...), LLaMA-3 gets ignore_merges, Qwen2, MPT and
+ *                  Command-R NFC; merges are required; ByteLevel decoder.
+ *                  The llama.cpp test vocabularies (tests/fixtures/
+ *                  llama_vocab/, tests/tokenize/test_llama_vocab.c) check
+ *                  every row against HF's ids.
  *   model "llama"  SentencePiece-style BPE as HF's LlamaConverter builds it:
  *                  Prepend + Replace U+2581, byte_fallback, fuse_unk, and
- *                  Replace/ByteFallback/Fuse/Strip to decode. Without merges,
+ *                  Replace/ByteFallback/Fuse/Strip to decode (no Prepend and
+ *                  no Strip when add_space_prefix is false). Without merges,
  *                  they are derived from the scores the way HF's
  *                  SentencePieceExtractor does (every split of a piece into
  *                  two pieces, ranked by the piece's score, then by the
@@ -30,17 +36,79 @@
 
 #define WHAT "tokenizer arrays"
 
-static const struct {
-    const char *pre;
-    const char *regex; /* tok_known_regex name */
-    bool split;        /* Split + ByteLevel(use_regex false), else ByteLevel's own regex */
+/* Pre-tokenizer steps, as HF's tokenizer.json for each family lists them
+ * (llama.cpp's regex_exprs in llama-vocab.cpp are its approximations of the
+ * same): "S:<regex>" is Split(Isolated), "B" ByteLevel with GPT-2's regex,
+ * "b" ByteLevel without a regex (after Splits), "R:<name>" a Split on a
+ * tok_known_regex. HF's Digits is Split on \p{N} (individual) or \p{N}+,
+ * Punctuation is Split on Unicode P plus ASCII punctuation. Steps after a
+ * ByteLevel see the byte-mapped text, as in HF. */
+#define RE_DIGIT "S:\\p{N}"
+#define RE_CJK "S:[\u4e00-\u9fa5\u0800-\u4e00\uac00-\ud7ff]+"
+#define PRE_MAX_STEPS 7
+
+typedef struct pre_spec {
+    const char *names; /* tokenizer.ggml.pre values, '|'-separated */
+    const char *steps[PRE_MAX_STEPS];
     bool ignore_merges, nfc;
-} PRE_TABLE[] = {
-    {"default", "gpt2", false, false, false}, {"gpt-2", "gpt2", false, false, false},
-    {"gpt2", "gpt2", false, false, false},    {"llama-bpe", "llama3", true, true, false},
-    {"llama3", "llama3", true, true, false},  {"llama-v3", "llama3", true, true, false},
-    {"qwen2", "qwen2", true, false, true},
+} pre_spec;
+
+static const pre_spec PRE_TABLE[] = {
+    {.names = "default|gpt-2|gpt2|phi-2|olmo|jina-es|jina-de|jina-v2-es|jina-v2-de|exaone4",
+     .steps = {"B"}},
+    /* GPT-NeoX's tokenizer (MPT) normalises to NFC */
+    {.names = "mpt", .steps = {"B"}, .nfc = true},
+    {.names = "llama-bpe|llama3|llama-v3|dbrx|smaug-bpe",
+     .steps = {"R:llama3", "b"},
+     .ignore_merges = true},
+    {.names = "qwen2|deepseek-r1-qwen|megrez", .steps = {"R:qwen2", "b"}, .nfc = true},
+    {.names = "qwen35",
+     .steps = {"S:(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?[\\p{L}\\p{M}]+|\\p{N}| "
+               "?[^\\s\\p{L}\\p{M}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
+               "b"}},
+    {.names = "starcoder|refact|smollm|codeshell", .steps = {RE_DIGIT, "B"}},
+    /* Cohere's tokenizer normalises to NFC */
+    {.names = "command-r", .steps = {RE_DIGIT, "B"}, .nfc = true},
+    {.names = "falcon",
+     .steps = {"S:[\\p{P}!-/:-@\\[-`{-~]+", "B", "S:\\p{N}+", "S:[0-9][0-9][0-9]"}},
+    {.names = "deepseek-coder",
+     .steps = {"S:[\r\n]", "S:\\s?\\p{L}+", "S:\\s?\\p{P}+", RE_CJK, RE_DIGIT, "b"}},
+    {.names = "deepseek-llm",
+     .steps = {"S:[\r\n]",
+               "S:\\s?[A-Za-z\u00b5\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u01ba\u01bc-\u01bf"
+               "\u01c4-\u0293\u0295-\u02af\u0370-\u0373\u0376\u0377\u037b-\u037d\u037f"
+               "\u0386\u0388-\u038a\u038c\u038e-\u03a1\u03a3-\u03f5\u03f7-\u0481"
+               "\u048a-\u052f\u0531-\u0556\u10a0-\u10c5\u13a0-\u13f5\u13f8-\u13fd"
+               "\u1c90-\u1cba\u1cbd-\u1cbf\u1d00-\u1d2b\u1d6b-\u1d77\u1d79-\u1d9a"
+               "\u1e00-\u1f15\u1f18-\u1f1d\u1f20-\u1f45\u1f48-\u1f4d\u1f50-\u1f57\u1f59"
+               "\u1f5b\u1f5d\u1f5f-\u1f7d\u1f80-\u1fb4\u1fb6-\u1fbc\u1fbe\u1fc2-\u1fc4"
+               "\u1fc6-\u1fcc\u1fd0-\u1fd3\u1fd6-\u1fdb\u1fe0-\u1fec\u1ff2-\u1ff4"
+               "\u1ff6-\u1ffc\u2102\u2107\u210a-\u2113\u2115\u2119-\u211d\u2124\u2126"
+               "\u2128\u212a-\u212d\u212f-\u2134\u2139\u213c-\u213f\u2145-\u2149\u214e"
+               "\u2183\u2184\u2c00-\u2c7b\u2c7e-\u2ce4\u2ceb-\u2cee\u2cf2\u2cf3"
+               "\ua640-\ua66d\ua680-\ua69b\ua722-\ua76f\ua771-\ua787\ua78b-\ua78e"
+               "\uab70-\uabbf\ufb00-\ufb06\ufb13-\ufb17\uff21-\uff3a\uff41-\uff5a"
+               "\U00010400-\U0001044f\U000104b0-\U000104d3\U000104d8-\U000104fb"
+               "\U00010c80-\U00010cb2\U00010cc0-\U00010cf2\U000118a0-\U000118df"
+               "\U0001e900-\U0001e943]+",
+               "S:\\s?[!-/:-~\uff01-\uff0f\uff1a-\uff5e\u2018-\u201f\u3000-\u3002]+", "S:\\s+$",
+               RE_CJK, "S:\\p{N}+", "b"}},
 };
+
+/* The row whose '|'-separated names hold pre, or NULL. */
+static const pre_spec *find_pre(const char *pre) {
+    size_t plen = strlen(pre);
+    for (size_t k = 0; k < sizeof PRE_TABLE / sizeof PRE_TABLE[0]; k++) {
+        for (const char *n = PRE_TABLE[k].names; *n;) {
+            const char *bar = strchr(n, '|');
+            size_t len = bar ? (size_t)(bar - n) : strlen(n);
+            if (len == plen && memcmp(n, pre, len) == 0)
+                return &PRE_TABLE[k];
+            n += len + (bar != NULL);
+        }
+    }
+    return NULL;
+}
 
 static size_t token_len(const ia_tokenizer_arrays *a, size_t i) {
     return a->token_lens ? a->token_lens[i] : strlen(a->tokens[i]);
@@ -58,33 +126,36 @@ static ia_status add_pre(ia_tokenizer *tok, tok_pre_kind kind, tok_pre_step **ou
     return IA_OK;
 }
 
+static ia_status add_step(ia_tokenizer *tok, const char *spec) {
+    tok_pre_step *p;
+    const char *re = spec + 2;
+    add_pre(tok, spec[0] == 'S' || spec[0] == 'R' ? TOK_PRE_SPLIT : TOK_PRE_BYTELEVEL, &p);
+    if (spec[0] == 'b')
+        return IA_OK;
+    if (spec[0] == 'B')
+        re = tok_known_regex("gpt2");
+    else if (spec[0] == 'R')
+        re = tok_known_regex(re);
+    p->use_regex = spec[0] == 'B';
+    p->behavior = TOK_SPLIT_ISOLATED;
+    return tok_pattern_regex(&p->pattern, re, strlen(re), WHAT);
+}
+
 static ia_status setup_gpt2(ia_tokenizer *tok, const ia_tokenizer_arrays *a) {
     const char *pre = a->pre ? a->pre : "default";
-    size_t k = 0, n = sizeof PRE_TABLE / sizeof PRE_TABLE[0];
-    while (k < n && strcmp(PRE_TABLE[k].pre, pre) != 0)
-        k++;
-    if (k == n)
+    const pre_spec *spec = find_pre(pre);
+    if (!spec)
         return ia_error_set(IA_EUNSUPPORTED,
                             WHAT ": pre-tokenizer '%s' (tokenizer.ggml.pre) is not supported yet "
-                                 "(default, gpt-2, llama-bpe, qwen2)",
+                                 "(default, gpt-2, mpt, llama-bpe, qwen2, starcoder, refact, "
+                                 "command-r, falcon, deepseek-coder, deepseek-llm and aliases)",
                             pre);
-    const char *re = tok_known_regex(PRE_TABLE[k].regex);
-    tok_pre_step *p;
     ia_status st;
-    if (PRE_TABLE[k].split) {
-        add_pre(tok, TOK_PRE_SPLIT, &p);
-        p->behavior = TOK_SPLIT_ISOLATED;
-        if ((st = tok_pattern_regex(&p->pattern, re, strlen(re), WHAT)))
+    for (size_t i = 0; i < PRE_MAX_STEPS && spec->steps[i]; i++)
+        if ((st = add_step(tok, spec->steps[i])))
             return st;
-        add_pre(tok, TOK_PRE_BYTELEVEL, &p);
-    } else {
-        add_pre(tok, TOK_PRE_BYTELEVEL, &p);
-        p->use_regex = true;
-        if ((st = tok_pattern_regex(&p->pattern, re, strlen(re), WHAT)))
-            return st;
-    }
-    tok->ignore_merges = PRE_TABLE[k].ignore_merges;
-    if (PRE_TABLE[k].nfc) {
+    tok->ignore_merges = spec->ignore_merges;
+    if (spec->nfc) {
         tok_norm_step *nfc;
         if ((st = tok_norm_push(tok, &nfc)))
             return st;
@@ -174,12 +245,16 @@ static ia_status setup_llama(ia_tokenizer *tok, const ia_tokenizer_arrays *a) {
     static const char SP[] = "\xe2\x96\x81";
     tok_norm_step *n;
     ia_status st;
-    if ((st = tok_norm_push(tok, &n)))
-        return st;
-    n->kind = TOK_NORM_PREPEND;
-    if (!(n->content = ia_strdup(SP)))
-        return IA_ENOMEM;
-    n->content_len = 3;
+    /* add_space_prefix (the default): HF's Prepend normaliser, and the
+     * decoder's Strip of that one space */
+    if (!a->no_space_prefix) {
+        if ((st = tok_norm_push(tok, &n)))
+            return st;
+        n->kind = TOK_NORM_PREPEND;
+        if (!(n->content = ia_strdup(SP)))
+            return IA_ENOMEM;
+        n->content_len = 3;
+    }
     if ((st = tok_norm_push(tok, &n)))
         return st;
     n->kind = TOK_NORM_REPLACE;
@@ -208,7 +283,8 @@ static ia_status setup_llama(ia_tokenizer *tok, const ia_tokenizer_arrays *a) {
         return IA_ENOMEM;
     tok->dec[tok->n_dec++] = (tok_dec_step){.kind = TOK_DEC_BYTE_FALLBACK};
     tok->dec[tok->n_dec++] = (tok_dec_step){.kind = TOK_DEC_FUSE};
-    tok->dec[tok->n_dec++] = (tok_dec_step){.kind = TOK_DEC_STRIP, .cp = ' ', .start = 1};
+    if (!a->no_space_prefix)
+        tok->dec[tok->n_dec++] = (tok_dec_step){.kind = TOK_DEC_STRIP, .cp = ' ', .start = 1};
     return IA_OK;
 }
 
@@ -246,6 +322,26 @@ static ia_status set_template(ia_tokenizer *tok, const ia_tokenizer_arrays *a) {
     return st;
 }
 
+/* What llama.cpp calls the tokenizer models we do not implement, for the
+ * refusal's message. */
+static const char *model_kind(const char *model) {
+    static const struct {
+        const char *model, *kind;
+    } KINDS[] = {
+        {"bert", "WordPiece, llama.cpp's WPM"},
+        {"t5", "Unigram, llama.cpp's UGM"},
+        {"rwkv", "RWKV's trie, llama.cpp's RWKV"},
+        {"plamo2", "PLaMo-2's Aho-Corasick"},
+        {"gemma4", "Gemma 4's BPE"},
+        {"no_vocab", "no vocabulary"},
+        {"none", "no vocabulary"},
+    };
+    for (size_t i = 0; i < sizeof KINDS / sizeof KINDS[0]; i++)
+        if (strcmp(KINDS[i].model, model) == 0)
+            return KINDS[i].kind;
+    return "unknown to this loader";
+}
+
 ia_status ia_tokenizer_load_arrays(const ia_tokenizer_arrays *a, ia_tokenizer **out) {
     ia_tokenizer *tok = NULL;
     ia_status st;
@@ -254,9 +350,11 @@ ia_status ia_tokenizer_load_arrays(const ia_tokenizer_arrays *a, ia_tokenizer **
     bool llama = a->model && strcmp(a->model, "llama") == 0;
     if (!gpt2 && !llama)
         return ia_error_set(IA_EUNSUPPORTED,
-                            WHAT ": model '%s' (tokenizer.ggml.model) is not supported yet "
-                                 "(gpt2 or llama)",
-                            a->model ? a->model : "(none)");
+                            WHAT ": model '%s' (tokenizer.ggml.model) is not supported yet (%s); "
+                                 "GGUF tokenizers can be gpt2 (byte-level BPE) or llama "
+                                 "(SentencePiece BPE)",
+                            a->model ? a->model : "(none)",
+                            a->model ? model_kind(a->model) : "absent");
     if (!a->tokens || a->n_tokens == 0 || a->n_tokens > ((size_t)1 << 24))
         return ia_error_set(IA_EPARSE, WHAT ": tokenizer.ggml.tokens is missing or too large");
     if (!(tok = tok_new()) || (st = tok_vocab_init(&tok->vocab, a->n_tokens))) {
