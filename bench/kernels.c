@@ -9,13 +9,20 @@
  * warm-up. Compare against peak: cores x FMA pipes x lanes x 2 x clock
  * (Zen 3 AVX2: 2 x 8 x 2 = 32 flop per cycle per core).
  *
+ * The "chain" lines run the linear ops of a whole all-MiniLM-L6-v2 forward
+ * (6 layers, each matrix its own copy: 42.5 MB of f32 weights, more than the
+ * L3, so they stream from memory as for one short sentence) at m = 4, 8, 12
+ * and 16 tokens: ms per pass, GFLOP/s and weight GB/s.
+ *
  * Rates are medians; "best" is the fastest run, the better guide on a machine
  * shared with other work. Next to wall-clock rates the 1-thread lines show
  * the rate per second of CPU time the process got ("cpu"), which is what the
  * kernel achieves when it is not descheduled.
  *
- * Usage: bench_kernels [variant]   (generic, avx2 or avx512; default all)
+ * Usage: bench_kernels [variant [chain]]   (generic, avx2 or avx512; default all;
+ *        chain: only the chain lines)
  */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -121,6 +128,67 @@ static void bench_linear(const ia_backend *b, ia_threadpool *pools[2]) {
     free(bias);
 }
 
+/* The linear ops of a MiniLM forward in order (QKV, output, FFN up with
+ * GELU, FFN down), 6 layers of distinct weights, at a few latency-sized m. */
+static void bench_chain(const ia_backend *b, ia_threadpool *pools[2]) {
+    enum { LAYERS = 6, H = 384, I = 1536, MAX_M = 16 };
+    static const size_t shapes[4][2] = {{3 * H, H}, {H, H}, {I, H}, {H, I}};
+    static const size_t ms[] = {4, 8, 12, 16};
+    ia_packed_weight *w[LAYERS][4] = {{NULL}};
+    float *wdata = malloc((size_t)I * H * sizeof *wdata), *bias = malloc(I * sizeof *bias);
+    float *x = malloc((size_t)MAX_M * I * sizeof *x), *y = malloc((size_t)MAX_M * I * sizeof *y);
+    double flop1 = 0, bytes = 0;
+    fill(wdata, (size_t)I * H, 5);
+    fill(bias, I, 6);
+    fill(x, (size_t)MAX_M * I, 7);
+    for (int l = 0; l < LAYERS; l++)
+        for (int s = 0; s < 4; s++) {
+            ia_tensor t = {.name = "w",
+                           .dtype = IA_DTYPE_F32,
+                           .ndim = 2,
+                           .shape = {(int64_t)shapes[s][0], (int64_t)shapes[s][1]},
+                           .data = wdata};
+            const ia_tensor *parts[1] = {&t};
+            if (b->weight_pack(parts, 1, IA_DTYPE_F32, &w[l][s]) != IA_OK) {
+                fprintf(stderr, "%s: weight_pack: %s\n", b->name, ia_error_message());
+                goto done;
+            }
+            flop1 += 2.0 * (double)shapes[s][0] * (double)shapes[s][1];
+            bytes += 4.0 * (double)shapes[s][0] * (double)shapes[s][1];
+        }
+    for (size_t mi = 0; mi < sizeof ms / sizeof ms[0]; mi++) {
+        size_t m = ms[mi];
+        printf("%-11s chain f32 6 layers m=%2zu", b->name, m);
+        for (int th = 0; th < 2; th++) {
+            double samples[15];
+            for (int r = -2; r < 15; r++) {
+                double t0 = ia_time_now();
+                for (int l = 0; l < LAYERS; l++)
+                    for (int s = 0; s < 4; s++)
+                        b->linear(w[l][s], bias, s == 2 ? IA_ACT_GELU_ERF : IA_ACT_NONE, x,
+                                  shapes[s][1], y, shapes[s][0], m, pools[th]);
+                if (r >= 0)
+                    samples[r] = ia_time_now() - t0;
+            }
+            double sec = median(samples, 15), best = samples[0];
+            for (int r = 1; r < 15; r++)
+                best = samples[r] < best ? samples[r] : best;
+            printf("  %dT %6.3f ms (best %6.3f) %5.1f GFLOP/s %5.1f GB/s", th + 1, sec * 1e3,
+                   best * 1e3, flop1 * (double)m / sec * 1e-9, bytes / sec * 1e-9);
+        }
+        printf("\n");
+    }
+done:
+    for (int l = 0; l < LAYERS; l++)
+        for (int s = 0; s < 4; s++)
+            if (w[l][s])
+                b->weight_free(w[l][s]);
+    free(wdata);
+    free(bias);
+    free(x);
+    free(y);
+}
+
 static void bench_attention(const ia_backend *b, ia_threadpool *pools[2]) {
     enum { SEQS = 32, LEN = 128, HEADS = 12, HD = 32 };
     size_t tokens = SEQS * LEN, width = HEADS * HD, ld = 3 * width;
@@ -172,8 +240,12 @@ int main(int argc, char **argv) {
             printf("%-11s not supported on this CPU\n", variants[v]);
             continue;
         }
-        bench_linear(b, pools);
-        bench_attention(b, pools);
+        bool chain_only = argc > 2 && strcmp(argv[2], "chain") == 0;
+        if (!chain_only) {
+            bench_linear(b, pools);
+            bench_attention(b, pools);
+        }
+        bench_chain(b, pools);
     }
     ia_threadpool_destroy(pools[1]);
     return 0;

@@ -1021,11 +1021,12 @@ static void add_norm(const ia_decoder *dec, float *x, const float *delta, const 
     be->layer_norm(x, h, NULL, 0, w, b, eps, rows, h, out, h, pool);
 }
 
-/* Copies the new tokens' keys and values (in qkv rows) into layer l's cache. */
-static void append_kv(ia_kv_cache *kv, int l, const float *qkv, size_t ld, size_t n) {
+/* Copies the keys and values of new tokens [t0, t1) (in qkv rows) into layer
+ * l's cache. */
+static void append_rows(ia_kv_cache *kv, int l, const float *qkv, size_t ld, size_t t0, size_t t1) {
     const ia_decoder *dec = kv->dec;
     size_t kvd = dec->kv_dim, base = ((size_t)l * kv->max_tokens + kv->length) * kvd;
-    for (size_t t = 0; t < n; t++) {
+    for (size_t t = t0; t < t1; t++) {
         const float *k = qkv + t * ld + dec->q_dim, *v = k + kvd;
         size_t off = base + t * kvd;
         if (kv->dtype == IA_DTYPE_Q8_0) { /* heads are whole blocks: checked at creation */
@@ -1045,6 +1046,30 @@ static void append_kv(ia_kv_cache *kv, int l, const float *qkv, size_t ld, size_
     }
 }
 
+typedef struct append_job {
+    ia_kv_cache *kv;
+    int layer;
+    const float *qkv;
+    size_t ld, n;
+} append_job;
+
+#define APPEND_ROWS 32 /* tokens per task: a prefill's conversions split across the pool */
+
+static void append_task(void *ctx, size_t task, int thread) {
+    const append_job *j = ctx;
+    size_t t0 = task * APPEND_ROWS, t1 = t0 + APPEND_ROWS < j->n ? t0 + APPEND_ROWS : j->n;
+    append_rows(j->kv, j->layer, j->qkv, j->ld, t0, t1);
+    (void)thread;
+}
+
+/* Copies the new tokens' keys and values into layer l's cache; a decode
+ * step (one task) runs on the calling thread. */
+static void append_kv(ia_kv_cache *kv, int l, const float *qkv, size_t ld, size_t n,
+                      ia_threadpool *pool) {
+    append_job job = {kv, l, qkv, ld, n};
+    ia_threadpool_run(pool, (n + APPEND_ROWS - 1) / APPEND_ROWS, append_task, &job);
+}
+
 static void run_layer(const ia_decoder *dec, ia_kv_cache *kv, int li, size_t n,
                       ia_threadpool *pool) {
     const ia_backend *be = dec->backend;
@@ -1060,7 +1085,7 @@ static void run_layer(const ia_decoder *dec, ia_kv_cache *kv, int li, size_t n,
         be->rope(kv->qkv + dec->q_dim, qkv_w, n, (int)c->num_kv_heads, hd, kv->length,
                  dec->inv_freq, dec->rope_mode);
     }
-    append_kv(kv, li, kv->qkv, qkv_w, n);
+    append_kv(kv, li, kv->qkv, qkv_w, n, pool);
     size_t layer_off = (size_t)li * kv->max_tokens * kv->row_bytes;
     ia_kv_attention_args att = {
         .q = kv->qkv,

@@ -245,6 +245,14 @@ static void kv_cases(const ia_backend *b) {
         kv_case(b, 4, 2, 12, 7, 40, 0, dt, pool); /* generic fallback head size */
         kv_case(b, 2, 1, 128, 61, 3, 0, dt, pool);
         kv_case(b, 3, 3, 16, 0, 1, 0, dt, NULL); /* a single token */
+        /* blocked prefill (blocks of 16 queries, 64 keys): several key
+         * blocks, a partial last query block, a chunk deep in the cache,
+         * windows that start mid-block, head sizes with a 64-wide part and
+         * 8-wide rest, GQA */
+        kv_case(b, 2, 2, 64, 0, 150, 0, dt, pool);
+        kv_case(b, 4, 2, 32, 70, 37, 0, dt, pool);
+        kv_case(b, 2, 1, 96, 13, 90, 21, dt, pool);
+        kv_case(b, 2, 2, 128, 5, 20, 70, dt, NULL);
     }
     ia_threadpool_destroy(pool);
 }

@@ -153,6 +153,12 @@ static const lin_case cases[] = {
     {4, 100, 701, 1, IA_DTYPE_F16, IA_DTYPE_F16, IA_ACT_NONE, true},
     {50, 65, 17, 1, IA_DTYPE_F16, IA_DTYPE_F16, IA_ACT_RELU, false},
     {151, 100, 701, 1, IA_DTYPE_F32, IA_DTYPE_F16, IA_ACT_GELU_TANH, true},
+    /* latency tiles (4 < m <= 4 mr): each panel walked through several
+     * k-blocks (the C tile carried between them) with a prefetch of the next
+     * block; a partial last panel, an odd k, f32 and bf16 */
+    {11, 75, 700, 1, IA_DTYPE_F32, IA_DTYPE_F32, IA_ACT_GELU_ERF, true},
+    {17, 40, 389, 1, IA_DTYPE_F32, IA_DTYPE_BF16, IA_ACT_NONE, true},
+    {24, 50, 1000, 2, IA_DTYPE_F16, IA_DTYPE_F16, IA_ACT_SILU, false},
     /* GEMV: odd k, a partial last panel, several panels per thread */
     {1, 333, 257, 1, IA_DTYPE_F32, IA_DTYPE_F32, IA_ACT_NONE, true},
     {3, 333, 257, 2, IA_DTYPE_F16, IA_DTYPE_BF16, IA_ACT_GELU_TANH, true},

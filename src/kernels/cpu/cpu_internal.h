@@ -101,6 +101,14 @@ typedef struct cpu_ukr_args {
     const float *bias; /* nr values or NULL; read only when first */
     bool first, last;
     ia_activation act;
+    /* Optional: weights the driver reads next (part of the following
+     * k-block of the packed stream). Kernels that honour it prefetch the
+     * line at pf + k * pf_step at k step k, so a small-m call that streams
+     * its weights from memory overlaps the next block's fetch with this
+     * block's FMAs; pf_step = nr * element size covers a whole block of the
+     * same kc. NULL: none. */
+    const void *pf;
+    size_t pf_step;
 } cpu_ukr_args;
 
 typedef void (*cpu_ukr_fn)(const cpu_ukr_args *args);

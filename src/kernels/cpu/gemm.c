@@ -13,7 +13,10 @@
  *
  * For tiny m (one short sentence) there is little to reuse: the tile is all
  * m rows and the columns are split finely so that every thread streams its
- * own share of the weights, which is what bounds that case. Decode (m = 1..4)
+ * own share of the weights, which is what bounds that case. Such a tile walks
+ * each panel through all of k before the next (linear_task_small), so a task
+ * reads one contiguous run of memory, and the kernel prefetches the next
+ * k-block while it multiplies the current one. Decode (m = 1..4)
  * goes to the variant's GEMV kernel when it has one: whole-k panels, each a
  * contiguous stream, split into one run of panels per thread-pool task.
  *
@@ -184,6 +187,7 @@ typedef struct linear_job {
     size_t m;
     size_t mb, nb, kc; /* tile rows, tile columns (multiple of nr), k-block */
     size_t n_col_tiles;
+    bool small; /* m <= 4 mr: one row tile, walked by linear_task_small */
 } linear_job;
 
 /* Pointer to panel p of the packed weight at k offset k0 (even for bf16). */
@@ -221,6 +225,43 @@ static void run_ukr(const linear_job *job, cpu_ukr_fn ukr, cpu_ukr_args *a, size
     a->ldc = ldc;
 }
 
+/* The latency case (the tile is all m rows): each panel is walked from the
+ * first k-block to the last before the next, so a task's weights are one
+ * contiguous stream (panels lie back to back), and while the row groups run
+ * over a block the kernel prefetches the block that follows it, each group a
+ * equal share, so that requests to memory stay spread over the whole block's
+ * work instead of bunching up in the first group. The C tile of the panel
+ * (m x nr) stays in L1 across the k-blocks and x (m rows, at most 24 x k) in
+ * L2. */
+static void linear_task_small(const linear_job *job, cpu_ukr_fn ukr, size_t n0, size_t n1) {
+    const ia_packed_weight *w = job->w;
+    size_t mr = (size_t)job->kern->mr, nr = (size_t)job->kern->nr;
+    size_t elem = w->compute == IA_DTYPE_F32 ? sizeof(float) : sizeof(uint16_t);
+    for (size_t col = n0; col < n1; col += nr) {
+        for (size_t k0 = 0; k0 < w->k; k0 += job->kc) {
+            size_t kc = w->k - k0 < job->kc ? w->k - k0 : job->kc;
+            cpu_ukr_args a = {.kc = kc,
+                              .ldc = job->ldy,
+                              .first = k0 == 0,
+                              .last = k0 + kc >= w->k,
+                              .act = job->act,
+                              .b = panel_at(w, col / nr, k0),
+                              .lda = job->ldx};
+            const char *next = (const char *)a.b + kc * nr * elem;
+            size_t groups = (job->m + mr - 1) / mr, bytes = kc * nr * elem;
+            a.pf_step = nr * elem / groups;
+            for (size_t i = 0, g = 0; i < job->m; i += mr, g++) {
+                a.mr = (int)(job->m - i < mr ? job->m - i : mr);
+                a.a = job->x + i * job->ldx + k0;
+                a.c = job->y + i * job->ldy + col;
+                a.ldc = job->ldy;
+                a.pf = next + g * bytes / groups;
+                run_ukr(job, ukr, &a, col);
+            }
+        }
+    }
+}
+
 static void linear_task(void *ctx, size_t task, int thread) {
     const linear_job *job = ctx;
     const cpu_gemm_kernel *kern = job->kern;
@@ -233,6 +274,10 @@ static void linear_task(void *ctx, size_t task, int thread) {
     bool bf16 = w->compute == IA_DTYPE_BF16;
     cpu_ukr_fn ukr = bf16 ? kern->bf16 : w->compute == IA_DTYPE_F16 ? kern->f16 : kern->f32;
     bool pack_a = bf16 && kern->bf16_pack_a;
+    if (job->small && !pack_a) {
+        linear_task_small(job, ukr, n0, n1);
+        return;
+    }
     /* bf16 pairs of this tile's rows of x for packed-A kernels: mb x kc/2
      * pairs, on the stack so that nothing is allocated per call. */
     uint32_t apack[pack_a ? (CPU_MR_MAX * MB_GROUPS * KC_TARGET / 2) : 1];
@@ -330,6 +375,7 @@ void cpu_linear_run(const cpu_gemm_kernel *kern, const ia_packed_weight *w, cons
         /* Latency case: one row tile, columns split so every thread has
          * several tasks to balance. */
         job.mb = m;
+        job.small = true;
         size_t per = w->n_panels / (4 * threads);
         job.nb = (per ? per : 1) * nr;
     } else {

@@ -83,9 +83,19 @@ static ALWAYS_INLINE void ukr_f32_body(const cpu_ukr_args *a, const size_t mr) {
     const size_t lda = a->lda, ldc = a->ldc, kc = a->kc;
     ROWS(DECL)
     ROWS(INIT)
-    for (size_t k = 0; k < kc; k++, b += NR) {
-        __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
-        ROWS(FMA_K)
+    if (a->pf) {
+        const char *pf = a->pf;
+        const size_t step = a->pf_step;
+        for (size_t k = 0; k < kc; k++, b += NR, pf += step) {
+            _mm_prefetch(pf, _MM_HINT_T0);
+            __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
+            ROWS(FMA_K)
+        }
+    } else {
+        for (size_t k = 0; k < kc; k++, b += NR) {
+            __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
+            ROWS(FMA_K)
+        }
     }
     ROWS(STORE)
     if (a->last && a->act != IA_ACT_NONE)
@@ -101,15 +111,27 @@ static ALWAYS_INLINE void ukr_bf16_body(const cpu_ukr_args *a, const size_t mr) 
     ROWS(DECL)
     ROWS(INIT)
     size_t k = 0;
-    for (; k + 2 <= kc; k += 2, b += 2) {
-        __m256i p0 = _mm256_load_si256(b), p1 = _mm256_load_si256(b + 1);
-        __m256 b0 = _mm256_castsi256_ps(_mm256_slli_epi32(p0, 16));
-        __m256 b1 = _mm256_castsi256_ps(_mm256_slli_epi32(p1, 16));
-        ROWS(FMA_K)
-        b0 = _mm256_castsi256_ps(_mm256_and_si256(p0, hi_mask));
-        b1 = _mm256_castsi256_ps(_mm256_and_si256(p1, hi_mask));
-        ROWS(FMA_K1)
+#define BF16_PAIR_STEP                                                \
+    __m256i p0 = _mm256_load_si256(b), p1 = _mm256_load_si256(b + 1); \
+    __m256 b0 = _mm256_castsi256_ps(_mm256_slli_epi32(p0, 16));       \
+    __m256 b1 = _mm256_castsi256_ps(_mm256_slli_epi32(p1, 16));       \
+    ROWS(FMA_K)                                                       \
+    b0 = _mm256_castsi256_ps(_mm256_and_si256(p0, hi_mask));          \
+    b1 = _mm256_castsi256_ps(_mm256_and_si256(p1, hi_mask));          \
+    ROWS(FMA_K1)
+    if (a->pf) {
+        const char *pf = a->pf;
+        const size_t step = 2 * a->pf_step;
+        for (; k + 2 <= kc; k += 2, b += 2, pf += step) {
+            _mm_prefetch(pf, _MM_HINT_T0);
+            BF16_PAIR_STEP
+        }
+    } else {
+        for (; k + 2 <= kc; k += 2, b += 2) {
+            BF16_PAIR_STEP
+        }
     }
+#undef BF16_PAIR_STEP
     if (k < kc) { /* odd k: the last pair's high halves are padding */
         __m256 b0 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_load_si256(b), 16));
         __m256 b1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_load_si256(b + 1), 16));

@@ -7,8 +7,11 @@
  * keys widened with vcvtph2ps), then the online softmax takes the block's
  * maximum at once, rescales the accumulator only when the maximum grew, and
  * exponentiates the block with the vector exp before adding the weighted V
- * rows into a head_dim accumulator kept in registers' worth of stack. Heads
- * whose head_dim is not a multiple of 8 use the generic code.
+ * rows into a head_dim accumulator kept in registers' worth of stack. That
+ * is the decode path (one query per task). A prefill task of 4 or more
+ * queries (head_dim up to 128) goes through kv_block instead, which widens
+ * each block of keys and values once for all of its queries (see there).
+ * Heads whose head_dim is not a multiple of 8 use the generic code.
  */
 #include "kernels/cpu/cpu_internal.h"
 #include "kernels/cpu/simd_avx2.h"
@@ -214,6 +217,165 @@ static void kv_query(const ia_kv_attention_args *a, int head, size_t i) {
         _mm256_storeu_ps(o + 8 * d, _mm256_mul_ps(acc[d], inv));
 }
 
+/* ---- blocked prefill: a block of queries against blocks of keys ---------------------- */
+
+/* Prefill asks many consecutive queries of one head for the same keys, so
+ * each block of KVB_KEYS keys and values is widened to f32 once into
+ * row-major scratch and then shared by the block's CPU_KV_QBLOCK queries.
+ * A query's scores for 8 keys come from 8 accumulators over the head
+ * dimension, folded into one vector by a horizontal-add tree (no per-key
+ * horizontal sum); the values are accumulated 64 dimensions at a time in
+ * registers. The softmax is the online one of kv_query, per query, once per
+ * key block; keys outside a query's causal (and window) range are skipped. */
+#define KVB_KEYS 64
+#define KVB_HD_MAX 128
+
+typedef struct kv_block_scratch {
+    _Alignas(32) float kf[KVB_KEYS * KVB_HD_MAX];
+    _Alignas(32) float vf[KVB_KEYS * KVB_HD_MAX];
+    _Alignas(32) float acc[CPU_KV_QBLOCK * KVB_HD_MAX];
+    _Alignas(32) float s[KVB_KEYS];
+    float mx[CPU_KV_QBLOCK], sum[CPU_KV_QBLOCK];
+} kv_block_scratch;
+
+/* s[0..8) = scale * (q . kf row k) for the 8 rows at kf (hd apart). */
+static inline void kvb_scores8(const float *q, const float *kf, int hd, float scale, float *s) {
+    __m256 t0 = _mm256_setzero_ps(), t1 = t0, t2 = t0, t3 = t0, t4 = t0, t5 = t0, t6 = t0, t7 = t0;
+    for (int d = 0; d < hd; d += 8) {
+        __m256 qv = _mm256_loadu_ps(q + d);
+        const float *k = kf + d;
+        t0 = _mm256_fmadd_ps(qv, _mm256_load_ps(k), t0);
+        t1 = _mm256_fmadd_ps(qv, _mm256_load_ps(k + hd), t1);
+        t2 = _mm256_fmadd_ps(qv, _mm256_load_ps(k + 2 * hd), t2);
+        t3 = _mm256_fmadd_ps(qv, _mm256_load_ps(k + 3 * hd), t3);
+        t4 = _mm256_fmadd_ps(qv, _mm256_load_ps(k + 4 * hd), t4);
+        t5 = _mm256_fmadd_ps(qv, _mm256_load_ps(k + 5 * hd), t5);
+        t6 = _mm256_fmadd_ps(qv, _mm256_load_ps(k + 6 * hd), t6);
+        t7 = _mm256_fmadd_ps(qv, _mm256_load_ps(k + 7 * hd), t7);
+    }
+    /* hadd pairs, then quads: b0 = [t0..t3 over lanes 0-3 | t0..t3 over 4-7] */
+    __m256 b0 = _mm256_hadd_ps(_mm256_hadd_ps(t0, t1), _mm256_hadd_ps(t2, t3));
+    __m256 b1 = _mm256_hadd_ps(_mm256_hadd_ps(t4, t5), _mm256_hadd_ps(t6, t7));
+    __m256 sum =
+        _mm256_add_ps(_mm256_permute2f128_ps(b0, b1, 0x20), _mm256_permute2f128_ps(b0, b1, 0x31));
+    _mm256_store_ps(s, _mm256_mul_ps(sum, _mm256_set1_ps(scale)));
+}
+
+/* acc[0..hd) += sum over j in [lo, hi) of p[j] * vf row j. */
+static inline void kvb_accumulate(float *acc, const float *p, const float *vf, int hd, size_t lo,
+                                  size_t hi) {
+    int d0 = 0;
+    for (; d0 + 64 <= hd; d0 += 64) {
+        float *a = acc + d0;
+        __m256 a0 = _mm256_load_ps(a), a1 = _mm256_load_ps(a + 8), a2 = _mm256_load_ps(a + 16),
+               a3 = _mm256_load_ps(a + 24), a4 = _mm256_load_ps(a + 32),
+               a5 = _mm256_load_ps(a + 40), a6 = _mm256_load_ps(a + 48),
+               a7 = _mm256_load_ps(a + 56);
+        for (size_t j = lo; j < hi; j++) {
+            __m256 w = _mm256_broadcast_ss(p + j);
+            const float *v = vf + j * (size_t)hd + d0;
+            a0 = _mm256_fmadd_ps(w, _mm256_load_ps(v), a0);
+            a1 = _mm256_fmadd_ps(w, _mm256_load_ps(v + 8), a1);
+            a2 = _mm256_fmadd_ps(w, _mm256_load_ps(v + 16), a2);
+            a3 = _mm256_fmadd_ps(w, _mm256_load_ps(v + 24), a3);
+            a4 = _mm256_fmadd_ps(w, _mm256_load_ps(v + 32), a4);
+            a5 = _mm256_fmadd_ps(w, _mm256_load_ps(v + 40), a5);
+            a6 = _mm256_fmadd_ps(w, _mm256_load_ps(v + 48), a6);
+            a7 = _mm256_fmadd_ps(w, _mm256_load_ps(v + 56), a7);
+        }
+        _mm256_store_ps(a, a0);
+        _mm256_store_ps(a + 8, a1);
+        _mm256_store_ps(a + 16, a2);
+        _mm256_store_ps(a + 24, a3);
+        _mm256_store_ps(a + 32, a4);
+        _mm256_store_ps(a + 40, a5);
+        _mm256_store_ps(a + 48, a6);
+        _mm256_store_ps(a + 56, a7);
+    }
+    for (; d0 < hd; d0 += 8) {
+        __m256 a0 = _mm256_load_ps(acc + d0);
+        for (size_t j = lo; j < hi; j++)
+            a0 = _mm256_fmadd_ps(_mm256_broadcast_ss(p + j),
+                                 _mm256_load_ps(vf + j * (size_t)hd + d0), a0);
+        _mm256_store_ps(acc + d0, a0);
+    }
+}
+
+/* Widens rows [j0, j0 + nb) of one kv head of the cache into dst (hd apart)
+ * and zeroes the rows up to the next multiple of 8. */
+static void kvb_widen(const ia_kv_attention_args *a, const void *cache, size_t hoff, size_t j0,
+                      size_t nb, float *dst) {
+    int hd = a->head_dim;
+    for (size_t j = 0; j < nb; j++) {
+        size_t off = (j0 + j) * a->ld_kv + hoff;
+        for (int d = 0; d < hd; d += 8)
+            _mm256_store_ps(dst + j * (size_t)hd + d, load8(cache, a->kv_dtype, off + (size_t)d));
+    }
+    for (size_t j = nb; j % 8; j++)
+        memset(dst + j * (size_t)hd, 0, (size_t)hd * sizeof(float));
+}
+
+/* Queries [i0, i1) (at most CPU_KV_QBLOCK) of one head. */
+static void kv_block(const ia_kv_attention_args *a, int head, size_t i0, size_t i1,
+                     kv_block_scratch *sc) {
+    int hd = a->head_dim, kvh = head / (a->n_heads / a->n_kv_heads);
+    size_t hoff = (size_t)kvh * (size_t)hd, nq = i1 - i0;
+    size_t first = cpu_kv_first_key(a, a->pos0 + i0), last = a->pos0 + i1 - 1;
+    memset(sc->acc, 0, nq * (size_t)hd * sizeof(float));
+    for (size_t r = 0; r < nq; r++) {
+        sc->mx[r] = -INFINITY;
+        sc->sum[r] = 0.0f;
+    }
+    for (size_t j0 = first & ~(size_t)7; j0 <= last; j0 += KVB_KEYS) {
+        size_t nb = last + 1 - j0 < KVB_KEYS ? last + 1 - j0 : KVB_KEYS;
+        kvb_widen(a, a->k, hoff, j0, nb, sc->kf);
+        kvb_widen(a, a->v, hoff, j0, nb, sc->vf);
+        for (size_t r = 0; r < nq; r++) {
+            size_t p = a->pos0 + i0 + r, f = cpu_kv_first_key(a, p);
+            /* this query's keys in the block, relative to j0 */
+            size_t lo = f > j0 ? f - j0 : 0, hi = p + 1 - j0 < nb ? p + 1 - j0 : nb;
+            if (f >= j0 + nb || lo >= hi)
+                continue;
+            const float *q = a->q + (i0 + r) * a->ld_q + (size_t)head * (size_t)hd;
+            float *s = sc->s, bmx = -INFINITY;
+            for (size_t g = lo & ~(size_t)7; g < hi; g += 8)
+                kvb_scores8(q, sc->kf + g * (size_t)hd, hd, a->scale, s + g);
+            for (size_t j = lo; j < hi; j++)
+                bmx = s[j] > bmx ? s[j] : bmx;
+            float *acc = sc->acc + r * (size_t)hd;
+            if (bmx > sc->mx[r]) {
+                float c = expf(sc->mx[r] - bmx);
+                __m256 vc = _mm256_set1_ps(c);
+                for (int d = 0; d < hd; d += 8)
+                    _mm256_store_ps(acc + d, _mm256_mul_ps(_mm256_load_ps(acc + d), vc));
+                sc->sum[r] *= c;
+                sc->mx[r] = bmx;
+            }
+            __m256 vm = _mm256_set1_ps(sc->mx[r]), vsum = _mm256_setzero_ps();
+            size_t j = lo;
+            for (; j + 8 <= hi; j += 8) {
+                __m256 e = v_exp(_mm256_sub_ps(_mm256_loadu_ps(s + j), vm));
+                _mm256_storeu_ps(s + j, e);
+                vsum = _mm256_add_ps(vsum, e);
+            }
+            float sum = v_hsum(vsum);
+            for (; j < hi; j++) {
+                s[j] = expf(s[j] - sc->mx[r]);
+                sum += s[j];
+            }
+            sc->sum[r] += sum;
+            kvb_accumulate(acc, s, sc->vf, hd, lo, hi);
+        }
+    }
+    for (size_t r = 0; r < nq; r++) {
+        __m256 inv = _mm256_set1_ps(1.0f / sc->sum[r]);
+        const float *acc = sc->acc + r * (size_t)hd;
+        float *o = a->out + (i0 + r) * a->ld_out + (size_t)head * (size_t)hd;
+        for (int d = 0; d < hd; d += 8)
+            _mm256_storeu_ps(o + d, _mm256_mul_ps(_mm256_load_ps(acc + d), inv));
+    }
+}
+
 static void kv_task(void *ctx, size_t task, int thread) {
     const ia_kv_attention_args *a = ctx;
     size_t blocks = (a->n_q + CPU_KV_QBLOCK - 1) / CPU_KV_QBLOCK;
@@ -223,6 +385,12 @@ static void kv_task(void *ctx, size_t task, int thread) {
     (void)thread;
     if (a->head_dim % 8 != 0) {
         cpu_kv_attention_generic_rows(a, head, i0, i1);
+        return;
+    }
+    if (i1 - i0 >= 4 && a->head_dim <= KVB_HD_MAX) {
+        /* 80 KiB of stack, as attention_task in ops_avx2.c: no allocation. */
+        kv_block_scratch sc;
+        kv_block(a, head, i0, i1, &sc);
         return;
     }
     for (size_t i = i0; i < i1; i++)
