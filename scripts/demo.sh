@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# The main job of `make run` until the server exists: a small semantic search.
-# Embeds a handful of sentences and a query with the default model and prints
-# the sentences ranked by cosine similarity to the query, then imports the
-# model directory into the local IPFS store (by reference: --nocopy keeps the
-# files where they are) and prints its CID.
+# The main job of `make run`: a small semantic search first (embeds a handful
+# of sentences and a query with the default model and prints the sentences
+# ranked by cosine similarity to the query), then imports the model directory
+# into the local IPFS store (by reference: --nocopy keeps the files where they
+# are) and prints its CID, then starts the model server on it, which prints
+# its URL and an example request and runs until Ctrl-C.
+# IA_SERVE_PORT picks the port (8080); IA_DEMO_NO_SERVE=1 stops after the CID.
 set -euo pipefail
 cli=${1:?usage: demo.sh CLI MODEL_DIR}
 model=${2:?usage: demo.sh CLI MODEL_DIR}
@@ -22,3 +24,7 @@ echo
 cid=$("$cli" add -r -Q --nocopy "$model")
 echo "model directory $model"
 echo "is IPFS content $cid (in the local store; 'ipfs-accelerate ls $cid' lists it)"
+
+[ "${IA_DEMO_NO_SERVE:-0}" = 1 ] && exit 0
+echo
+exec "$cli" serve --model "$model" --port "${IA_SERVE_PORT:-8080}"

@@ -24,6 +24,7 @@ int cmd_pin(int argc, char **argv);
 int cmd_repo(int argc, char **argv);
 int cmd_car(int argc, char **argv);
 int cmd_gateway(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 int cmd_hw(int argc, char **argv);
 int cmd_models(int argc, char **argv);
 int cmd_generate(int argc, char **argv);

@@ -31,6 +31,7 @@ static const struct {
     {"repo", cmd_repo, "the store: gc, verify, stat"},
     {"car", cmd_car, "CAR archives: export, import"},
     {"gateway", cmd_gateway, "serve the store as an IPFS Trustless Gateway (HTTP)"},
+    {"serve", cmd_serve, "serve models over HTTP: OpenAI, TEI and Ollama APIs, /metrics"},
     {"hw", cmd_hw, "what this machine has: CPU, memory, accelerators, and why a probe found none"},
     {"models", cmd_models, "classify a model, list the registry, plan memory and device"},
     {"generate", cmd_generate, "continue a prompt with a decoder model (HF directory or .gguf)"},

@@ -1,0 +1,282 @@
+/*
+ * `ipfs-accelerate serve`: the model server (OpenAI, TEI and Ollama APIs over
+ * HTTP; see docs/HTTP_API.md) until SIGINT or SIGTERM. The first line it
+ * prints, to stdout and flushed, is "serving on http://HOST:PORT" (port 0
+ * asks for a free port, and this line says which), the second an example
+ * curl request; "ready" follows once every model is loaded (/health answers
+ * 503 until then). A model that fails to load stops the server with exit
+ * status 1.
+ *
+ * Signals are handled as in `gateway`: blocked before the server's threads
+ * start, then awaited with sigwait, so shutdown runs in ordinary code.
+ */
+#include <getopt.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "ia/ipfs.h"
+#include "ia/server.h"
+
+static const char serve_usage[] =
+    "usage: ipfs-accelerate serve --model M [--model M2 ...] [--host 127.0.0.1] [--port 8080]\n"
+    "                             [--api-key-file F] [--max-queue N] [--max-batch-tokens N]\n"
+    "                             [--parallel N] [limits]\n"
+    "\n"
+    "Serves models over HTTP: OpenAI (/v1/models, /v1/embeddings, /v1/completions,\n"
+    "/v1/chat/completions), Hugging Face TEI (/embed, /tokenize, /info), Ollama\n"
+    "(/api/tags, /api/version, /api/embed, /api/generate, /api/chat), /health and\n"
+    "/metrics. Text encoders answer embeddings; decoders answer generation. Runs until\n"
+    "SIGINT or SIGTERM.\n"
+    "\n"
+    "  --model M            a model directory or .gguf file; NAME=PATH names it (else the\n"
+    "                       last path component, without .gguf); repeat for more models\n"
+    "  --host H             address to listen on (default 127.0.0.1)\n"
+    "  --port P             port (default 8080; 0 picks a free one, printed first)\n"
+    "  --api-key-file F     Bearer keys, one per line; /health and /metrics stay open\n"
+    "  --max-queue N        requests waiting per model before 429 (default 256)\n"
+    "  --max-batch-tokens N tokens per embedding batch (default 8192)\n"
+    "  --batch-wait-us N    how long a batch below its budget waits for more (default 2000)\n"
+    "  --parallel N         concurrent streamed responses before 429 (default 64)\n"
+    "  --threads N          compute threads per model (default: physical cores)\n"
+    "  --max-body-bytes N   request body limit (default 4194304)\n"
+    "  --max-inputs N       texts per embedding request (default 2048)\n"
+    "  --max-input-tokens N tokens per input or prompt (default: the model's limit)\n"
+    "  --max-tokens N       tokens one generation may ask for (default 4096)\n"
+    "  --timeout-ms N       per request, queueing included (default 600000)\n"
+    "  --gateway            also serve the local store as an IPFS Trustless Gateway under\n"
+    "                       /ipfs/ (open, like /health; see `gateway`)\n"
+    "  --repo DIR           the store for --gateway (default $IPFS_ACCELERATE_HOME or\n"
+    "                       ~/.local/share/ipfs-accelerate)\n";
+
+enum {
+    O_MODEL = 256,
+    O_HOST,
+    O_PORT,
+    O_KEYS,
+    O_QUEUE,
+    O_BATCH,
+    O_WAIT,
+    O_PARALLEL,
+    O_THREADS,
+    O_BODY,
+    O_INPUTS,
+    O_INTOK,
+    O_MAXTOK,
+    O_TIMEOUT,
+    O_GATEWAY,
+    O_REPO,
+};
+
+#define SERVE_MAX_MODELS 64
+
+int cmd_serve(int argc, char **argv) {
+    static const struct option options[] = {
+        {"model", required_argument, NULL, O_MODEL},
+        {"host", required_argument, NULL, O_HOST},
+        {"port", required_argument, NULL, O_PORT},
+        {"api-key-file", required_argument, NULL, O_KEYS},
+        {"max-queue", required_argument, NULL, O_QUEUE},
+        {"max-batch-tokens", required_argument, NULL, O_BATCH},
+        {"batch-wait-us", required_argument, NULL, O_WAIT},
+        {"parallel", required_argument, NULL, O_PARALLEL},
+        {"threads", required_argument, NULL, O_THREADS},
+        {"max-body-bytes", required_argument, NULL, O_BODY},
+        {"max-inputs", required_argument, NULL, O_INPUTS},
+        {"max-input-tokens", required_argument, NULL, O_INTOK},
+        {"max-tokens", required_argument, NULL, O_MAXTOK},
+        {"timeout-ms", required_argument, NULL, O_TIMEOUT},
+        {"gateway", no_argument, NULL, O_GATEWAY},
+        {"repo", required_argument, NULL, O_REPO},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *models[SERVE_MAX_MODELS], *key_file = NULL, *repo = NULL;
+    bool gateway = false;
+    size_t n_models = 0;
+    ia_server_options o = ia_server_options_default();
+    o.port = 8080;
+    long v;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", options, NULL)) != -1) {
+        const char *flag = NULL;
+        long lo = 1, hi = 1L << 40;
+        switch (c) {
+        case O_MODEL:
+            if (n_models == SERVE_MAX_MODELS)
+                return cli_usage_error("serve", "at most %d --model", SERVE_MAX_MODELS);
+            models[n_models++] = optarg;
+            continue;
+        case O_HOST:
+            o.host = optarg;
+            continue;
+        case O_KEYS:
+            key_file = optarg;
+            continue;
+        case O_GATEWAY:
+            gateway = true;
+            continue;
+        case O_REPO:
+            repo = optarg;
+            continue;
+        case 'h':
+            fputs(serve_usage, stdout);
+            return 0;
+        case O_PORT:
+            flag = "--port", lo = 0, hi = 65535;
+            break;
+        case O_QUEUE:
+            flag = "--max-queue", hi = 1 << 20;
+            break;
+        case O_BATCH:
+            flag = "--max-batch-tokens", hi = 1 << 24;
+            break;
+        case O_WAIT:
+            flag = "--batch-wait-us", hi = 10000000;
+            break;
+        case O_PARALLEL:
+            flag = "--parallel", hi = 65536;
+            break;
+        case O_THREADS:
+            flag = "--threads", hi = 1024;
+            break;
+        case O_BODY:
+            flag = "--max-body-bytes", lo = 64;
+            break;
+        case O_INPUTS:
+            flag = "--max-inputs", hi = 1 << 20;
+            break;
+        case O_INTOK:
+            flag = "--max-input-tokens", hi = 1 << 24;
+            break;
+        case O_MAXTOK:
+            flag = "--max-tokens", hi = 1 << 24;
+            break;
+        case O_TIMEOUT:
+            flag = "--timeout-ms", hi = 86400000;
+            break;
+        default:
+            return cli_usage_error("serve", "bad option");
+        }
+        if (cli_parse_int(flag, optarg, lo, hi, &v) != IA_OK)
+            return cli_usage_error("serve", "%s", ia_error_message());
+        switch (c) {
+        case O_PORT:
+            o.port = (uint16_t)v;
+            break;
+        case O_QUEUE:
+            o.max_queue = (size_t)v;
+            break;
+        case O_BATCH:
+            o.max_batch_tokens = (size_t)v;
+            break;
+        case O_WAIT:
+            o.batch_wait_us = (unsigned)v;
+            break;
+        case O_PARALLEL:
+            o.max_streams = (unsigned)v;
+            break;
+        case O_THREADS:
+            o.threads = (int)v;
+            break;
+        case O_BODY:
+            o.max_body_bytes = (size_t)v;
+            break;
+        case O_INPUTS:
+            o.max_inputs = (size_t)v;
+            break;
+        case O_INTOK:
+            o.max_input_tokens = (size_t)v;
+            break;
+        case O_MAXTOK:
+            o.max_tokens = (size_t)v;
+            break;
+        case O_TIMEOUT:
+            o.timeout_ms = (unsigned)v;
+            break;
+        default:
+            break;
+        }
+    }
+    if (optind != argc)
+        return cli_usage_error("serve", "unexpected argument '%s'", argv[optind]);
+    if (n_models == 0)
+        return cli_usage_error("serve", "--model is required");
+
+    char **keys = NULL;
+    size_t n_keys = 0;
+    if (key_file && ia_server_keys_load(key_file, &keys, &n_keys) != IA_OK)
+        return cli_fail("serve", IA_EINVAL);
+    o.models = models;
+    o.n_models = n_models;
+    o.api_keys = (const char *const *)keys;
+    o.n_api_keys = n_keys;
+    o.load_async = true;
+
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
+    signal(SIGINT, SIG_DFL); /* a shell's background jobs start with SIGINT ignored */
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGPIPE, SIG_IGN);
+
+    ia_server *srv = NULL;
+    ia_blockstore *bs = NULL;
+    ia_gateway *gw = NULL;
+    ia_status st = IA_OK;
+    if (gateway && (st = cli_repo_open(repo, &bs)) == IA_OK)
+        st = ia_gateway_start(bs, NULL, NULL, &gw);
+    o.gateway = gw;
+    if (st == IA_OK)
+        st = ia_server_start(&o, &srv);
+    ia_server_keys_free(keys, n_keys);
+    if (st) {
+        int rc = cli_fail("serve", st);
+        ia_gateway_stop(gw);
+        ia_blockstore_close(bs);
+        return rc;
+    }
+    /* The address as given (IPv6 in brackets); the example request goes to
+     * loopback when the server listens on every address. */
+    bool v6 = strchr(o.host, ':') != NULL;
+    const char *local = strcmp(o.host, "0.0.0.0") == 0 ? "127.0.0.1"
+                        : strcmp(o.host, "::") == 0    ? "::1"
+                                                       : o.host;
+    unsigned port = (unsigned)ia_server_port(srv);
+    printf("serving on http://%s%s%s:%u\n", v6 ? "[" : "", o.host, v6 ? "]" : "", port);
+    printf("try: curl http://%s%s%s:%u/v1/models%s\n", v6 ? "[" : "", local, v6 ? "]" : "", port,
+           n_keys ? " -H 'Authorization: Bearer KEY'" : "");
+    fflush(stdout);
+    /* Wait for the models while still answering signals. */
+    int rc = 0;
+    for (;;) {
+        st = ia_server_wait_ready(srv, 200);
+        if (st == IA_OK) {
+            printf("ready\n");
+            fflush(stdout);
+            break;
+        }
+        if (st != IA_ERANGE) {
+            rc = cli_fail("serve", st);
+            break;
+        }
+        struct timespec zero = {0, 0};
+        if (sigtimedwait(&stop_signals, NULL, &zero) > 0) {
+            rc = -1; /* stopped while loading */
+            break;
+        }
+    }
+    if (rc == 0) {
+        int sig = 0;
+        sigwait(&stop_signals, &sig);
+        ia_log(IA_LOG_INFO, "serve: %s, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    }
+    ia_server_stop(srv);
+    ia_gateway_stop(gw);
+    ia_blockstore_close(bs);
+    return rc < 0 ? 0 : rc;
+}

@@ -1,0 +1,455 @@
+/*
+ * The generation routes: OpenAI /v1/completions and /v1/chat/completions
+ * (JSON, or Server-Sent Events ending with `data: [DONE]`, with a usage chunk
+ * when stream_options.include_usage), Ollama /api/generate and /api/chat
+ * (NDJSON lines, the last one with Ollama's timing fields in nanoseconds).
+ *
+ * The connection thread renders the chat template, tokenises the prompt to
+ * check it against the context and the limits, and queues one job. A
+ * non-streamed request waits for the job (a client that hangs up cancels
+ * it). A streamed one answers at once with a libmicrohttpd callback response:
+ * the reader (stream_read, on the same connection thread) blocks until the
+ * scheduler has appended new text to the job, formats it as the dialect's
+ * chunk, and finishes with the closing chunk. When the client goes away MHD
+ * frees the reader (stream_free), which cancels the job: the generator's
+ * callback then returns false and the model is free for the next request.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "server/server_internal.h"
+
+static atomic_uint_fast64_t request_counter;
+
+static const char *finish_name(ia_finish_reason f) {
+    return f == IA_FINISH_LENGTH ? "length" : "stop";
+}
+
+/* What a streamed or plain answer needs to know about the request. */
+typedef struct gen_info {
+    ia_api_dialect d;
+    bool chat, include_usage;
+    char id[48];
+    json_int_t created;
+    char created_at[48]; /* Ollama's RFC 3339 time */
+    double t0;
+    const char *model;
+} gen_info;
+
+static void info_init(gen_info *g, srv_req *r, const srv_model *m, bool chat) {
+    g->d = r->dialect;
+    g->chat = chat;
+    g->t0 = r->t0;
+    g->model = m->id;
+    uint64_t n = atomic_fetch_add(&request_counter, 1) + 1;
+    snprintf(g->id, sizeof g->id, "%s-%" PRIx64 "%06" PRIx64, chat ? "chatcmpl" : "cmpl",
+             (uint64_t)time(NULL), n);
+    g->created = (json_int_t)time(NULL);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    struct tm tm;
+    gmtime_r(&ts.tv_sec, &tm);
+    char base[32];
+    strftime(base, sizeof base, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(g->created_at, sizeof g->created_at, "%s.%09ldZ", base, ts.tv_nsec);
+}
+
+static json_t *usage_json(const ia_generate_result *res) {
+    return json_pack("{s:I, s:I, s:I}", "prompt_tokens", (json_int_t)res->prompt_tokens,
+                     "completion_tokens", (json_int_t)res->n_tokens, "total_tokens",
+                     (json_int_t)(res->prompt_tokens + res->n_tokens));
+}
+
+/* Ollama's closing fields: durations in nanoseconds. */
+static void ollama_timings(json_t *o, const gen_info *g, const srv_job *job) {
+    const ia_generate_result *res = &job->result;
+    json_object_set_new(o, "done_reason", json_string(finish_name(res->finish)));
+    json_object_set_new(o, "total_duration",
+                        json_integer((json_int_t)((ia_time_now() - g->t0) * 1e9)));
+    json_object_set_new(o, "load_duration", json_integer(0));
+    json_object_set_new(o, "prompt_eval_count", json_integer((json_int_t)res->prompt_tokens));
+    json_object_set_new(o, "prompt_eval_duration",
+                        json_integer((json_int_t)(res->prefill_ms * 1e6)));
+    json_object_set_new(o, "eval_count", json_integer((json_int_t)res->n_tokens));
+    json_object_set_new(o, "eval_duration", json_integer((json_int_t)(res->decode_ms * 1e6)));
+}
+
+/* One OpenAI chunk (stream) with text, or the closing one (finish != NULL). */
+static json_t *openai_chunk(const gen_info *g, const char *text, size_t len, const char *finish,
+                            bool role) {
+    json_t *choice;
+    if (g->chat) {
+        json_t *delta = json_object();
+        if (role)
+            json_object_set_new(delta, "role", json_string("assistant"));
+        if (text)
+            json_object_set_new(delta, "content", json_stringn(text, len));
+        choice = json_pack("{s:i, s:o, s:n, s:o}", "index", 0, "delta", delta, "logprobs",
+                           "finish_reason", finish ? json_string(finish) : json_null());
+    } else {
+        choice = json_pack("{s:i, s:o, s:n, s:o}", "index", 0, "text",
+                           json_stringn(text ? text : "", text ? len : 0), "logprobs",
+                           "finish_reason", finish ? json_string(finish) : json_null());
+    }
+    return json_pack("{s:s, s:s, s:I, s:s, s:[o]}", "id", g->id, "object",
+                     g->chat ? "chat.completion.chunk" : "text_completion", "created", g->created,
+                     "model", g->model, "choices", choice);
+}
+
+static json_t *ollama_line(const gen_info *g, const char *text, size_t len, bool done) {
+    json_t *o = json_pack("{s:s, s:s}", "model", g->model, "created_at", g->created_at);
+    if (g->chat)
+        json_object_set_new(o, "message",
+                            json_pack("{s:s, s:o}", "role", "assistant", "content",
+                                      json_stringn(text ? text : "", text ? len : 0)));
+    else
+        json_object_set_new(o, "response", json_stringn(text ? text : "", text ? len : 0));
+    json_object_set_new(o, "done", json_boolean(done));
+    return o;
+}
+
+/* ---- streaming ------------------------------------------------------------------- */
+
+typedef struct stream_state {
+    ia_server *srv;
+    srv_job *job;
+    gen_info g;
+    int phase; /* 0: opening chunk due, 1: text, 2: all sent */
+    char *out; /* formatted bytes not yet handed to MHD */
+    size_t out_len, out_off, out_cap;
+    char *taken; /* text taken from the job */
+    size_t taken_cap;
+} stream_state;
+
+static bool out_add(stream_state *s, const char *p, size_t n) {
+    if (s->out_len + n > s->out_cap) {
+        size_t cap = s->out_cap ? s->out_cap : 1024;
+        while (cap < s->out_len + n)
+            cap *= 2;
+        char *b = realloc(s->out, cap);
+        if (!b)
+            return false;
+        s->out = b;
+        s->out_cap = cap;
+    }
+    memcpy(s->out + s->out_len, p, n);
+    s->out_len += n;
+    return true;
+}
+
+/* Frames a JSON value (stolen) as an SSE event or an NDJSON line. */
+static bool out_json(stream_state *s, json_t *v) {
+    char *text = v ? json_dumps(v, JSON_COMPACT) : NULL;
+    json_decref(v);
+    if (!text)
+        return false;
+    bool sse = s->g.d == IA_API_OPENAI;
+    bool ok = (!sse || out_add(s, "data: ", 6)) && out_add(s, text, strlen(text)) &&
+              out_add(s, sse ? "\n\n" : "\n", sse ? 2 : 1);
+    free(text);
+    return ok;
+}
+
+static bool out_closing(stream_state *s) {
+    srv_job *job = s->job;
+    bool sse = s->g.d == IA_API_OPENAI;
+    if (job->status != IA_OK) {
+        json_t *err =
+            sse ? json_pack("{s:{s:s, s:s, s:n, s:n}}", "error", "message", job->error, "type",
+                            job->http_status >= 500 ? "server_error" : "invalid_request_error",
+                            "param", "code")
+                : json_pack("{s:s}", "error", job->error);
+        if (!out_json(s, err))
+            return false;
+        return !sse || out_add(s, "data: [DONE]\n\n", 14);
+    }
+    if (!sse) {
+        json_t *o = ollama_line(&s->g, NULL, 0, true);
+        ollama_timings(o, &s->g, job);
+        return out_json(s, o);
+    }
+    if (!out_json(s, openai_chunk(&s->g, NULL, 0, finish_name(job->result.finish), false)))
+        return false;
+    if (s->g.include_usage) {
+        json_t *u = json_pack("{s:s, s:s, s:I, s:s, s:[], s:o}", "id", s->g.id, "object",
+                              s->g.chat ? "chat.completion.chunk" : "text_completion", "created",
+                              s->g.created, "model", s->g.model, "choices", "usage",
+                              usage_json(&job->result));
+        if (!out_json(s, u))
+            return false;
+    }
+    return out_add(s, "data: [DONE]\n\n", 14);
+}
+
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
+    (void)pos;
+    stream_state *s = cls;
+    for (;;) {
+        if (s->out_off < s->out_len) {
+            size_t n = s->out_len - s->out_off;
+            if (n > max)
+                n = max;
+            memcpy(buf, s->out + s->out_off, n);
+            s->out_off += n;
+            if (s->out_off == s->out_len)
+                s->out_off = s->out_len = 0;
+            return (ssize_t)n;
+        }
+        if (s->phase == 2)
+            return MHD_CONTENT_READER_END_OF_STREAM;
+        if (s->phase == 0) {
+            s->phase = 1;
+            if (s->g.d == IA_API_OPENAI && s->g.chat &&
+                !out_json(s, openai_chunk(&s->g, "", 0, NULL, true)))
+                return MHD_CONTENT_READER_END_WITH_ERROR;
+            continue;
+        }
+        srv_job *job = s->job;
+        pthread_mutex_lock(&job->mu);
+        while (!job->pending_len && !job->done) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_nsec += 100 * 1000000L;
+            if (ts.tv_nsec >= 1000000000L)
+                ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+            pthread_cond_timedwait(&job->cv, &job->mu, &ts);
+        }
+        /* swap the pending text out; done read in the same critical section
+         * means no text can follow it */
+        char *text = job->pending;
+        size_t len = job->pending_len, cap = job->pending_cap;
+        job->pending = s->taken;
+        job->pending_cap = s->taken_cap;
+        job->pending_len = 0;
+        s->taken = text;
+        s->taken_cap = cap;
+        bool done = job->done;
+        pthread_mutex_unlock(&job->mu);
+        bool ok = true;
+        if (len)
+            ok = out_json(s, s->g.d == IA_API_OPENAI ? openai_chunk(&s->g, text, len, NULL, false)
+                                                     : ollama_line(&s->g, text, len, false));
+        if (ok && done) {
+            ok = out_closing(s);
+            s->phase = 2;
+        }
+        if (!ok)
+            return MHD_CONTENT_READER_END_WITH_ERROR;
+    }
+}
+
+static void stream_free(void *cls) {
+    stream_state *s = cls;
+    atomic_store(&s->job->cancelled, true); /* no-op when it finished */
+    srv_job_unref(s->job);
+    atomic_fetch_sub(&s->srv->streams, 1);
+    free(s->out);
+    free(s->taken);
+    free(s);
+}
+
+/* ---- the request --------------------------------------------------------------------------- */
+
+static uint64_t fresh_seed(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t x = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 32) ^
+                 (atomic_fetch_add(&request_counter, 1) * 0x9e3779b97f4a7c15ull);
+    x ^= x >> 31;
+    x *= 0xbf58476d1ce4e5b9ull;
+    return x ^ (x >> 29);
+}
+
+/* The prompt the generator sees: a rendered chat, Ollama generate's prompt
+ * through the template, or the text as given. */
+static int build_prompt(srv_req *r, srv_model *m, ia_gen_request *q, srv_job *job) {
+    bool templated = q->chat || (r->dialect == IA_API_OLLAMA && !q->raw && m->tmpl);
+    if (!templated) {
+        job->prompt = q->prompt;
+        q->prompt = NULL;
+        job->raw = false;
+        return 200;
+    }
+    if (!m->tmpl)
+        return srv_send_error(r, 400, "messages", NULL,
+                              "model '%s' has no chat template; use the completions route", m->id);
+    size_t n = q->chat ? q->n_messages : 1 + (q->system != NULL);
+    ia_chat_message *msgs = ia_calloc(n, sizeof *msgs);
+    if (!msgs)
+        return srv_send_error(r, 500, NULL, NULL, "out of memory");
+    if (q->chat) {
+        for (size_t i = 0; i < n; i++)
+            msgs[i] = (ia_chat_message){q->messages[i].role, q->messages[i].content};
+    } else {
+        size_t k = 0;
+        if (q->system)
+            msgs[k++] = (ia_chat_message){"system", q->system};
+        msgs[k] = (ia_chat_message){"user", q->prompt};
+    }
+    ia_status st = ia_chat_template_render(m->tmpl, msgs, n, true, &job->prompt);
+    free(msgs);
+    if (st)
+        return srv_send_error(r, 400, "messages", NULL, "%s", ia_error_message());
+    job->raw = true;
+    job->extra_eos = m->end_id;
+    return 200;
+}
+
+static int answer_plain(srv_req *r, const gen_info *g, srv_job *job) {
+    const ia_generate_result *res = &job->result;
+    const char *text = res->text ? res->text : "";
+    json_t *body;
+    if (g->d == IA_API_OLLAMA) {
+        body = ollama_line(g, text, res->text_len, true);
+        ollama_timings(body, g, job);
+    } else if (g->chat) {
+        body = json_pack("{s:s, s:s, s:I, s:s, s:[{s:i, s:{s:s, s:s%}, s:n, s:s}], s:o}", "id",
+                         g->id, "object", "chat.completion", "created", g->created, "model",
+                         g->model, "choices", "index", 0, "message", "role", "assistant", "content",
+                         text, res->text_len, "logprobs", "finish_reason", finish_name(res->finish),
+                         "usage", usage_json(res));
+    } else {
+        body = json_pack("{s:s, s:s, s:I, s:s, s:[{s:s%, s:i, s:n, s:s}], s:o}", "id", g->id,
+                         "object", "text_completion", "created", g->created, "model", g->model,
+                         "choices", "text", text, res->text_len, "index", 0, "logprobs",
+                         "finish_reason", finish_name(res->finish), "usage", usage_json(res));
+    }
+    return srv_send_json(r, 200, body);
+}
+
+static int generate_route(srv_req *r, bool chat) {
+    ia_gen_request q;
+    char why[1024], param[64];
+    int st = ia_server_parse_generate(r->dialect, chat, r->body, r->body_len, &q, why, sizeof why,
+                                      param, sizeof param);
+    if (st != 200)
+        return srv_send_error(r, st, param, NULL, "%s", why);
+    int ret = MHD_NO;
+    srv_job *job = NULL;
+    int32_t *ids = NULL;
+    size_t n_ids = 0;
+    if (!q.model) {
+        ret = srv_send_error(r, 400, "model", NULL, "'model' is required");
+        goto done;
+    }
+    srv_model *m = srv_model_find(r, q.model, SRV_GENERATOR, &ret);
+    if (!m)
+        goto done;
+    if (!(job = srv_job_new(SRV_JOB_GENERATE))) {
+        ret = srv_send_error(r, 500, NULL, NULL, "out of memory");
+        goto done;
+    }
+    if ((st = build_prompt(r, m, &q, job)) != 200) {
+        ret = st; /* build_prompt answered */
+        goto done;
+    }
+    if (ia_generator_tokenize(m->gen, job->prompt, strlen(job->prompt), job->raw, &ids, &n_ids)) {
+        ret = srv_send_error(r, 400, chat ? "messages" : "prompt", NULL, "%s", ia_error_message());
+        goto done;
+    }
+    if (n_ids == 0) {
+        ret = srv_send_error(r, 400, chat ? "messages" : "prompt", NULL,
+                             "the prompt is empty and model '%s' adds no BOS token to start from",
+                             m->id);
+        goto done;
+    }
+    size_t lim = m->context, cfg = r->srv->opts.max_input_tokens;
+    if (cfg && cfg < lim)
+        lim = cfg;
+    if (n_ids >= lim) {
+        ret = srv_send_error(r, 400, chat ? "messages" : "prompt", "context_length_exceeded",
+                             "the prompt has %zu tokens; this model takes at most %zu, leaving "
+                             "room for at least one new token",
+                             n_ids, lim - 1);
+        goto done;
+    }
+    size_t room = m->context - n_ids, cap = r->srv->opts.max_tokens;
+    if (q.max_tokens > 0 && (size_t)q.max_tokens > cap) {
+        ret =
+            srv_send_error(r, 400, "max_tokens", NULL,
+                           "max_tokens is %ld; this server allows at most %zu", q.max_tokens, cap);
+        goto done;
+    }
+    size_t want = q.max_tokens > 0                         ? (size_t)q.max_tokens
+                  : (r->dialect == IA_API_OPENAI && !chat) ? 16 /* OpenAI's default */
+                                                           : cap;
+    job->max_tokens = want < room ? want : room;
+    job->sampling.temperature = (float)q.temperature;
+    job->sampling.top_p = (float)q.top_p;
+    job->sampling.top_k = (int)q.top_k;
+    job->sampling.min_p = (float)q.min_p;
+    job->sampling.repeat_penalty = (float)q.repeat_penalty;
+    job->sampling.seed = q.has_seed ? q.seed : fresh_seed();
+    for (size_t i = 0; i < q.n_stop; i++) {
+        job->stop[i] = q.stop[i];
+        q.stop[i] = NULL;
+    }
+    job->n_stop = q.n_stop;
+    q.n_stop = 0;
+    job->prio = r->prio;
+    job->deadline = r->t0 + r->srv->opts.timeout_ms / 1000.0;
+
+    gen_info g = {0};
+    info_init(&g, r, m, chat);
+    g.include_usage = q.include_usage;
+    if (!q.stream) {
+        srv_job *fin = srv_run_job(r, m, job, &ret);
+        job = NULL;
+        if (fin) {
+            ret = answer_plain(r, &g, fin);
+            srv_job_unref(fin);
+        }
+        goto done;
+    }
+    if (atomic_fetch_add(&r->srv->streams, 1) >= r->srv->opts.max_streams) {
+        atomic_fetch_sub(&r->srv->streams, 1);
+        srv_metrics_count(&r->srv->metrics, &r->srv->metrics.rejected_full);
+        ret = srv_send_error(r, 429, NULL, "rate_limit_exceeded",
+                             "%u streams are in flight, this server's limit; retry later",
+                             r->srv->opts.max_streams);
+        goto done;
+    }
+    if (!srv_model_submit(m, job)) {
+        atomic_fetch_sub(&r->srv->streams, 1);
+        srv_metrics_count(&r->srv->metrics, &r->srv->metrics.rejected_full);
+        ret = srv_send_error(r, 429, NULL, "rate_limit_exceeded",
+                             "model '%s' has %zu requests waiting, its limit; retry later", m->id,
+                             r->srv->opts.max_queue);
+        goto done;
+    }
+    stream_state *s = ia_calloc(1, sizeof *s);
+    struct MHD_Response *resp =
+        s ? MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_read, s, stream_free)
+          : NULL;
+    if (!resp) {
+        atomic_store(&job->cancelled, true);
+        atomic_fetch_sub(&r->srv->streams, 1);
+        free(s);
+        ret = MHD_NO;
+        goto done;
+    }
+    s->srv = r->srv;
+    s->job = job; /* the handler's reference moves to the stream */
+    job = NULL;
+    s->g = g;
+    MHD_add_response_header(resp, "Content-Type",
+                            r->dialect == IA_API_OPENAI ? "text/event-stream"
+                                                        : "application/x-ndjson");
+    MHD_add_response_header(resp, "Cache-Control", "no-cache");
+    r->status = 200;
+    ret = MHD_queue_response(r->conn, 200, resp);
+    MHD_destroy_response(resp);
+done:
+    free(ids);
+    srv_job_unref(job);
+    ia_gen_request_free(&q);
+    return ret;
+}
+
+int srv_handle_completions(srv_req *r) { return generate_route(r, false); }
+int srv_handle_chat(srv_req *r) { return generate_route(r, true); }
+int srv_handle_ollama_generate(srv_req *r) { return generate_route(r, false); }
+int srv_handle_ollama_chat(srv_req *r) { return generate_route(r, true); }
