@@ -158,7 +158,7 @@ ia_status ia_unixfs_encode(const ia_unixfs *u, uint8_t **out, size_t *out_len);
 /* ---- blockstore ---------------------------------------------------------------- */
 
 /* A repository: blocks in sharded folders under DIR/blocks, each written
- * atomically (temporary file, fsync, rename); pins and metadata in SQLite
+ * atomically (temporary file, fsync or a batch's syncfs, rename); pins and metadata in SQLite
  * (DIR/repo.sqlite); safe for several processes (file locks). */
 typedef struct ia_blockstore ia_blockstore;
 
@@ -169,10 +169,27 @@ ia_status ia_blockstore_open(const char *dir, ia_blockstore **out);
 void ia_blockstore_close(ia_blockstore *bs);
 /* Stores a block after checking it hashes to cid. Idempotent. */
 ia_status ia_blockstore_put(ia_blockstore *bs, const ia_cid *cid, const void *data, size_t len);
-/* Reads a block into a malloc'd buffer, verifying it (a block whose bytes do
- * not match its CID, or whose --nocopy source changed, is an error, never
- * returned). IA_ENOTFOUND when absent. */
+/* Reads a block into a malloc'd buffer (caller frees). Blocks in the store
+ * were verified when written and are trusted, as Kubo trusts its datastore,
+ * unless hash-on-read is on: then a block whose bytes do not match its CID is
+ * an error, never returned. A --nocopy reference is always re-hashed (a
+ * changed source is an error). IA_ENOTFOUND when absent. */
 ia_status ia_blockstore_get(ia_blockstore *bs, const ia_cid *cid, uint8_t **data, size_t *len);
+/* Re-hash every block read from the store (off by default; repo verify always
+ * hashes). */
+void ia_blockstore_set_hash_on_read(ia_blockstore *bs, bool on);
+bool ia_blockstore_hash_on_read(const ia_blockstore *bs);
+/* Batched writes for bulk imports. Between begin and commit, puts write their
+ * temporary files without syncing; commit (also run automatically every
+ * 256 MiB or 4096 blocks) syncs them together and renames them into place, so
+ * a block is never visible before its bytes are durable. Blocks put in a
+ * batch are visible to reads only once committed. Batches nest: only the
+ * outermost commit or abort acts. abort (or close with a batch open) removes
+ * the uncommitted temporary files. commit returns IA_EIO when syncing or
+ * renaming fails (the blocks not yet renamed are then dropped). */
+void ia_blockstore_batch_begin(ia_blockstore *bs);
+ia_status ia_blockstore_batch_commit(ia_blockstore *bs);
+void ia_blockstore_batch_abort(ia_blockstore *bs);
 bool ia_blockstore_has(ia_blockstore *bs, const ia_cid *cid);
 ia_status ia_blockstore_size(ia_blockstore *bs, const ia_cid *cid, uint64_t *size);
 ia_status ia_blockstore_remove(ia_blockstore *bs, const ia_cid *cid);

@@ -378,7 +378,14 @@ ia_status ia_car_import_buffer(ia_blockstore *bs, const uint8_t *data, size_t le
     } else {
         info->version = 1;
     }
-    if ((st = read_sections(bs, data + used, len - used, what, base + used, &info->n_blocks)))
+    if (bs) /* one synced batch; blocks read before a bad section stay, as before */
+        ia_blockstore_batch_begin(bs);
+    st = read_sections(bs, data + used, len - used, what, base + used, &info->n_blocks);
+    if (bs) {
+        ia_status cst = ia_blockstore_batch_commit(bs);
+        st = st ? st : cst;
+    }
+    if (st)
         goto fail;
     info->roots = roots.v;
     info->n_roots = roots.n;

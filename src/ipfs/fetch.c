@@ -2,11 +2,22 @@
  * The multi-peer fetch client: copies a DAG into the local store from one or
  * more trustless HTTP gateways at once (`ipfs-accelerate get --from`).
  *
- * Any gateway that follows the trustless gateway spec is a peer: each block
- * is one `GET {peer}/ipfs/{cid}?format=raw` with `Accept:
+ * Any gateway that follows the trustless gateway spec is a peer: a block is
+ * one `GET {peer}/ipfs/{cid}?format=raw` with `Accept:
  * application/vnd.ipld.raw`, and the answer is the block's bytes, which we
  * hash before anything else looks at them (ia_blockstore_put verifies, and
  * a mismatch is the peer's fault, so the peer is dropped on the spot).
+ *
+ * A dag-pb node whose link gives a subtree of 2-64 MiB (Tsize) is asked for
+ * whole instead, `?format=car&dag-scope=all`: one request brings hundreds of
+ * blocks, which the write callback parses out of the CAR as they arrive,
+ * verifies and stores (only a block cut at the end of curl's buffer is
+ * copied). A CAR may only hold blocks linked from blocks already verified;
+ * each block's links join the stream's list of blocks it still owes, and
+ * what a stream did not bring (it broke off, brought a corrupt block, or
+ * left something out) goes back to the queue, to be asked block by block.
+ * A peer whose CAR is unusable (HTTP 400/406/501, not a CARv1, blocks from
+ * elsewhere) is asked block by block from then on.
  *
  * The walk is breadth first from the root: a block that arrives is stored,
  * then its links (ia_block_links) join the back of the queue, so memory is
@@ -57,6 +68,8 @@ typedef struct task {
     ia_cid cid;
     uint64_t tried;   /* peers that failed this block (bit per peer) */
     uint64_t missing; /* peers that said they do not have it */
+    uint64_t tsize;   /* the parent link's Tsize (size of the subtree) */
+    bool has_tsize;
     int attempts;
     bool checked; /* looked for in the local store already */
 } task;
@@ -127,6 +140,18 @@ static bool same_multihash(const ia_cid *a, const ia_cid *b) {
            memcmp(a->digest, b->digest, a->digest_len) == 0;
 }
 
+static bool set_has(const cid_set *s, const ia_cid *c) {
+    if (s->cap == 0)
+        return false;
+    size_t j = cid_hash(c) & (s->cap - 1);
+    while (s->used[j]) {
+        if (same_multihash(&s->slots[j], c))
+            return true;
+        j = (j + 1) & (s->cap - 1);
+    }
+    return false;
+}
+
 /* Adds c; *added is false when it was there already. */
 static ia_status set_add(cid_set *s, const ia_cid *c, bool *added) {
     if ((s->n + 1) * 2 > s->cap) {
@@ -176,7 +201,18 @@ typedef struct peer {
     int consecutive_failures;
     double svc; /* seconds per block, 0 until measured */
     bool alive;
+    bool no_car; /* refused or garbled a CAR request: blocks one by one only */
 } peer;
+
+typedef struct fetcher fetcher;
+
+/* Why a CAR stream was cut short by us (the write callback returned 0). */
+typedef enum car_fault {
+    CAR_OK,
+    CAR_GARBLED, /* not a CARv1, or a block that is not part of the DAG */
+    CAR_CORRUPT, /* a block that does not match its CID */
+    CAR_STORE,   /* storing a verified block failed (ours, not the peer's) */
+} car_fault;
 
 typedef struct request {
     CURL *easy;
@@ -188,9 +224,19 @@ typedef struct request {
     double start;
     char error[CURL_ERROR_SIZE];
     struct request *next; /* in the list of active requests */
+    struct fetcher *fetcher;
+    /* A CAR stream (t's whole subtree): buf holds an unparsed partial item. */
+    bool car, car_header_done;
+    uint64_t car_total, car_limit; /* bytes received, most accepted */
+    uint64_t car_blocks, car_bytes;
+    task *expect; /* blocks this stream should bring (t, then links found) */
+    size_t n_expect, cap_expect;
+    car_fault fault;
+    ia_status fault_status;
+    char fault_why[512];
 } request;
 
-typedef struct fetcher {
+struct fetcher {
     ia_blockstore *bs;
     ia_fetch_options opts;
     ia_fetch_report *report;
@@ -200,10 +246,12 @@ typedef struct fetcher {
     struct curl_slist *headers;
     task_queue queue;
     cid_set seen;
+    cid_set got; /* blocks stored by this fetch (CAR streams may overlap) */
     request *active;
+    struct curl_slist *car_headers;
     CURL **idle; /* easy handles kept for reuse (their connections stay warm) */
     size_t n_idle;
-} fetcher;
+};
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 static CURLcode curl_init_result;
@@ -297,6 +345,216 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *ctx) {
     return n;
 }
 
+/* ---- CAR streams ------------------------------------------------------------------ */
+
+static ia_status expect_push(request *r, const task *t);
+static ia_status enqueue_links(fetcher *f, const ia_cid *cid, const uint8_t *data, size_t len,
+                               request *stream);
+
+/* A varint at the start of p[0..len): 1 when read, 0 when more bytes are
+ * needed, -1 when it is malformed. */
+static int car_varint(const uint8_t *p, size_t len, uint64_t *v, size_t *used) {
+    size_t i = 0;
+    while (i < len && i < IA_VARINT_MAX_BYTES && (p[i] & 0x80))
+        i++;
+    if (i == len && i < IA_VARINT_MAX_BYTES)
+        return 0;
+    return ia_varint_decode(p, len, v, used) == IA_OK ? 1 : -1;
+}
+
+static size_t car_fail(request *r, car_fault fault, ia_status st, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static size_t car_fail(request *r, car_fault fault, ia_status st, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r->fault_why, sizeof r->fault_why, fmt, ap);
+    va_end(ap);
+    r->fault = fault;
+    r->fault_status = st;
+    return 0;
+}
+
+/* One verified section of a stream: stored unless this fetch has it already,
+ * and its links become blocks the stream should bring. A block nobody asked
+ * for (not linked from a block seen so far) garbles the stream. */
+static bool car_block(fetcher *f, request *r, const ia_cid *cid, const uint8_t *data, size_t len) {
+    char text[IA_CID_MAX_STRING];
+    bool added;
+    if (!set_has(&f->seen, cid)) {
+        cid_text(cid, text);
+        car_fail(r, CAR_GARBLED, IA_EPARSE, "sent block %s, which is not part of the DAG asked for",
+                 text);
+        return false;
+    }
+    if (set_has(&f->got, cid))
+        return true; /* another stream brought it, or dups=y */
+    if (ia_blockstore_has(f->bs, cid)) {
+        /* Resume below a missing node: kept, not stored again; its own
+         * links may still be missing. Not verified: the store's copy is. */
+        ia_status st = set_add(&f->got, cid, &added);
+        uint8_t *local = NULL;
+        size_t local_len = 0;
+        if (st == IA_OK && cid->codec != IA_CODEC_RAW &&
+            (st = ia_blockstore_get(f->bs, cid, &local, &local_len)) == IA_OK)
+            st = enqueue_links(f, cid, local, local_len, r);
+        free(local);
+        if (st) {
+            car_fail(r, CAR_STORE, st, "%s", ia_error_message());
+            return false;
+        }
+        f->report->blocks++;
+        f->report->blocks_present++;
+        return true;
+    }
+    ia_status st = ia_blockstore_put(f->bs, cid, len ? (const void *)data : "", len);
+    if (st == IA_EPARSE) {
+        cid_text(cid, text);
+        car_fail(r, CAR_CORRUPT, st, "served a block that does not match %s", text);
+        return false;
+    }
+    if (st == IA_OK && (st = set_add(&f->got, cid, &added)) == IA_OK)
+        st = enqueue_links(f, cid, data, len, r);
+    if (st) {
+        car_fail(r, CAR_STORE, st, "%s", ia_error_message());
+        return false;
+    }
+    r->car_blocks++;
+    r->car_bytes += len;
+    f->report->peers[r->peer].blocks++;
+    f->report->peers[r->peer].bytes += len;
+    f->report->blocks++;
+    f->report->blocks_fetched++;
+    f->report->bytes_fetched += len;
+    return true;
+}
+
+/* Parses whole items (the header, then sections) from p[0..len), which
+ * starts at byte `base` of the stream; *used is how far it got. false when
+ * the stream must stop (r->fault says why). */
+static bool car_parse(fetcher *f, request *r, const uint8_t *p, size_t len, uint64_t base,
+                      size_t *used) {
+    size_t pos = 0;
+    *used = 0;
+    while (pos < len) {
+        uint64_t n;
+        size_t vlen;
+        int got = car_varint(p + pos, len - pos, &n, &vlen);
+        if (got < 0) {
+            car_fail(r, CAR_GARBLED, IA_EPARSE, "bad varint at byte %llu of its CAR",
+                     (unsigned long long)(base + pos));
+            return false;
+        }
+        if (got == 0)
+            break;
+        size_t max = r->car_header_done ? f->opts.max_block_size + IA_CID_MAX_BYTES : 1 << 20;
+        if (n == 0 || n > max) {
+            car_fail(r, CAR_GARBLED, IA_EPARSE, "CAR %s of %llu bytes (limit %zu) at byte %llu",
+                     r->car_header_done ? "section" : "header", (unsigned long long)n, max,
+                     (unsigned long long)(base + pos));
+            return false;
+        }
+        if (n > len - pos - vlen)
+            break; /* wait for the rest */
+        const uint8_t *item = p + pos + vlen;
+        if (!r->car_header_done) {
+            /* The header names roots and version; every block is checked
+             * against the DAG instead, so it only has to be a CBOR map. */
+            if ((item[0] >> 5) != 5) {
+                car_fail(r, CAR_GARBLED, IA_EPARSE, "the answer is not a CARv1 stream");
+                return false;
+            }
+            r->car_header_done = true;
+        } else {
+            ia_cid cid;
+            size_t cid_len;
+            if (ia_cid_decode(item, (size_t)n, &cid, &cid_len) != IA_OK) {
+                car_fail(r, CAR_GARBLED, IA_EPARSE, "bad CID in its CAR: %s", ia_error_message());
+                return false;
+            }
+            if (!car_block(f, r, &cid, item + cid_len, (size_t)n - cid_len))
+                return false;
+        }
+        pos += vlen + (size_t)n;
+        *used = pos;
+    }
+    return true;
+}
+
+static bool buf_reserve(request *r, size_t need) {
+    if (need <= r->cap)
+        return true;
+    size_t cap = r->cap ? r->cap : 64 * 1024;
+    while (cap < need)
+        cap *= 2;
+    uint8_t *buf = realloc(r->buf, cap);
+    if (!buf)
+        return false;
+    r->buf = buf;
+    r->cap = cap;
+    return true;
+}
+
+/* The body of a CAR stream: whole items are parsed straight from curl's
+ * buffer; only an item cut at the buffer's end is copied, and completed from
+ * the start of the next call. Every block is verified and stored as it
+ * arrives. */
+static size_t on_car_body(char *data, size_t size, size_t nmemb, void *ctx) {
+    request *r = ctx;
+    fetcher *f = r->fetcher;
+    const uint8_t *in = (const uint8_t *)data;
+    size_t n = size * nmemb, off = 0, used;
+    if (n > r->car_limit - r->car_total) {
+        r->oversize = true;
+        return 0;
+    }
+    uint64_t start = r->car_total; /* stream offset of in[0] */
+    r->car_total += n;
+    while (r->len > 0 && off < n) { /* the cut item: copy just what it lacks */
+        uint64_t item;
+        size_t vlen, take = n - off;
+        int got = car_varint(r->buf, r->len, &item, &vlen);
+        if (got > 0 && vlen + item - r->len < take) /* the buffer holds less than an item */
+            take = (size_t)(vlen + item - r->len);
+        else if (got == 0 && take > IA_VARINT_MAX_BYTES)
+            take = IA_VARINT_MAX_BYTES;
+        if (got >= 0) {
+            if (!buf_reserve(r, r->len + take))
+                return car_fail(r, CAR_STORE, IA_ENOMEM, "out of memory");
+            memcpy(r->buf + r->len, in + off, take);
+            r->len += take;
+            off += take;
+        }
+        uint64_t base = start + off - r->len;
+        if (!car_parse(f, r, r->buf, r->len, base, &used))
+            return 0;
+        memmove(r->buf, r->buf + used, r->len - used);
+        r->len -= used;
+    }
+    if (off == n)
+        return n;
+    if (!car_parse(f, r, in + off, n - off, start + off, &used))
+        return 0;
+    off += used;
+    if (off < n) {
+        if (!buf_reserve(r, n - off))
+            return car_fail(r, CAR_STORE, IA_ENOMEM, "out of memory");
+        memcpy(r->buf, in + off, n - off);
+        r->len = n - off;
+    }
+    return n;
+}
+
+/* Subtrees at most this large (their link's Tsize) come as one CAR stream
+ * (`?format=car&dag-scope=all`); larger ones block by block until their
+ * children are small enough. A 1 GiB file of 256 KiB chunks is 24 streams
+ * of ~44 MB, so several peers share it. */
+#define CAR_SUBTREE_MAX ((uint64_t)64 << 20)
+
+static bool wants_car(const fetcher *f, const task *t, int p) {
+    return !f->peers[p].no_car && t->attempts == 0 && t->cid.codec == IA_CODEC_DAG_PB &&
+           t->has_tsize && t->tsize > f->opts.max_block_size && t->tsize <= CAR_SUBTREE_MAX;
+}
+
 /* Starts a request for t on peer p. */
 static ia_status start_request(fetcher *f, const task *t, int p) {
     char text[IA_CID_MAX_STRING], url[IA_CID_MAX_STRING + 2048];
@@ -304,30 +562,44 @@ static ia_status start_request(fetcher *f, const task *t, int p) {
     if (!r)
         return IA_ENOMEM;
     cid_text(&t->cid, text);
-    snprintf(url, sizeof url, "%s/ipfs/%s?format=raw", f->peers[p].base, text);
+    r->car = wants_car(f, t, p);
+    snprintf(url, sizeof url, "%s/ipfs/%s?format=%s", f->peers[p].base, text,
+             r->car ? "car&dag-scope=all" : "raw");
     r->t = *t;
     r->t.attempts++;
     r->peer = p;
+    r->fetcher = f;
     r->limit = f->opts.max_block_size;
+    if (r->car) {
+        r->car_limit = 2 * t->tsize + ((uint64_t)1 << 20); /* CAR framing is small */
+        ia_status st = expect_push(r, t);
+        if (st) {
+            free(r);
+            return st;
+        }
+    }
     r->start = ia_time_now();
     r->easy = f->n_idle ? f->idle[--f->n_idle] : curl_easy_init();
     if (!r->easy) {
+        free(r->expect);
         free(r);
         return ia_error_set(IA_ENOMEM, "cannot create an HTTP request for %s", url);
     }
     CURL *e = r->easy;
     curl_easy_reset(e);
     curl_easy_setopt(e, CURLOPT_URL, url);
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, f->headers);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->car ? f->car_headers : f->headers);
     curl_easy_setopt(e, CURLOPT_USERAGENT, "ipfs-accelerate/0.1");
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, r->car ? on_car_body : on_body);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
     curl_easy_setopt(e, CURLOPT_PRIVATE, r);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->error);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 256L * 1024); /* a block in few reads */
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)f->opts.max_block_size);
+    curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE,
+                     (curl_off_t)(r->car ? r->car_limit : f->opts.max_block_size));
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)(f->opts.connect_timeout_s * 1000));
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(f->opts.request_timeout_s * 1000));
     long stall = (long)(f->opts.stall_timeout_s + 0.999);
@@ -335,6 +607,7 @@ static ia_status start_request(fetcher *f, const task *t, int p) {
     curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, stall < 1 ? 1L : stall);
     if (curl_multi_add_handle(f->multi, e) != CURLM_OK) {
         curl_easy_cleanup(e);
+        free(r->expect);
         free(r);
         return ia_error_set(IA_EIO, "cannot start the HTTP request %s", url);
     }
@@ -363,6 +636,7 @@ static void end_request(fetcher *f, request *r) {
         curl_easy_cleanup(r->easy);
     }
     free(r->buf);
+    free(r->expect);
     free(r);
 }
 
@@ -373,6 +647,30 @@ static ia_status retry(fetcher *f, task t, int p, bool missing) {
         t.missing |= (uint64_t)1 << p;
     f->report->retries++;
     return queue_push_front(&f->queue, &t);
+}
+
+/* Puts back the blocks a CAR stream was to bring and did not (its subtree's
+ * root first). blame: the stream failed on peer p, which each of them then
+ * prefers to avoid, and they come block by block; missing: p said it has
+ * none of it. Otherwise (p was dropped for something else, or cannot do
+ * CAR) they are queued as they were. */
+static ia_status requeue_missing(fetcher *f, request *r, bool blame, bool missing) {
+    ia_status st = IA_OK;
+    for (size_t i = r->n_expect; i-- > 0 && st == IA_OK;) {
+        task t = i == 0 ? r->t : r->expect[i];
+        if (set_has(&f->got, &t.cid))
+            continue;
+        if (blame || missing) {
+            if (t.attempts == 0)
+                t.attempts = 1;
+            st = retry(f, t, r->peer, missing);
+        } else {
+            if (i == 0)
+                t.attempts--; /* not the block's fault */
+            st = queue_push_front(&f->queue, &t);
+        }
+    }
+    return st;
 }
 
 /* Drops peer p: it gets no more requests and the ones it has go back to the
@@ -390,7 +688,12 @@ static ia_status drop_peer(fetcher *f, int p, const char *why) {
     request *r = f->active;
     while (r) {
         request *next = r->next;
-        if (r->peer == p) {
+        if (r->peer == p && r->car) {
+            st = requeue_missing(f, r, false, false);
+            end_request(f, r);
+            if (st)
+                return st;
+        } else if (r->peer == p) {
             task t = r->t;
             t.attempts--; /* not the block's fault */
             end_request(f, r);
@@ -402,24 +705,51 @@ static ia_status drop_peer(fetcher *f, int p, const char *why) {
     return IA_OK;
 }
 
-/* Queues the links of a stored block that are not queued or stored yet. */
-static ia_status enqueue_links(fetcher *f, const ia_cid *cid, const uint8_t *data, size_t len) {
+static ia_status expect_push(request *r, const task *t) {
+    if (r->n_expect == r->cap_expect) {
+        size_t cap = r->cap_expect ? r->cap_expect * 2 : 64;
+        task *more = ia_realloc_array(r->expect, cap, sizeof *more);
+        if (!more)
+            return IA_ENOMEM;
+        r->expect = more;
+        r->cap_expect = cap;
+    }
+    r->expect[r->n_expect++] = *t;
+    return IA_OK;
+}
+
+/* Takes the links of a stored block that are not queued or stored yet: into
+ * the queue, or (stream not NULL) into the blocks that CAR stream should
+ * bring next. dag-pb links keep their Tsize, which decides whether a
+ * subtree is fetched as one CAR stream. */
+static ia_status enqueue_links(fetcher *f, const ia_cid *cid, const uint8_t *data, size_t len,
+                               request *stream) {
     ia_cid *links = NULL;
+    ia_pb_node node = {0};
     size_t n = 0;
     char text[IA_CID_MAX_STRING];
-    ia_status st = ia_block_links(cid, data, len, &links, &n);
+    bool pb = cid->codec == IA_CODEC_DAG_PB;
+    ia_status st =
+        pb ? ia_dagpb_decode(data, len, &node) : ia_block_links(cid, data, len, &links, &n);
     if (st) {
         cid_text(cid, text);
         ia_error_prefix("block %s (verified against its CID) cannot be decoded", text);
         return st;
     }
+    if (pb)
+        n = node.n_links;
     for (size_t i = 0; i < n && st == IA_OK; i++) {
         bool added;
-        if ((st = set_add(&f->seen, &links[i], &added)) || !added)
+        task t = {.cid = pb ? node.links[i].cid : links[i]};
+        if (pb) {
+            t.tsize = node.links[i].tsize;
+            t.has_tsize = node.links[i].has_tsize;
+        }
+        if ((st = set_add(&f->seen, &t.cid, &added)) || !added)
             continue;
-        task t = {.cid = links[i]};
-        st = queue_push_back(&f->queue, &t);
+        st = stream ? expect_push(stream, &t) : queue_push_back(&f->queue, &t);
     }
+    ia_pb_node_free(&node);
     free(links);
     return st;
 }
@@ -451,7 +781,7 @@ static ia_status take_local(fetcher *f, const task *t, bool *fetch) {
         return ia_blockstore_remove(f->bs, &t->cid);
     }
     if (st == IA_OK)
-        st = enqueue_links(f, &t->cid, data, len);
+        st = enqueue_links(f, &t->cid, data, len, NULL);
     free(data);
     return st;
 }
@@ -510,6 +840,10 @@ static ia_status dispatch(fetcher *f) {
     int max_attempts = 2 * (int)f->n_peers + 2;
     while (f->queue.n > 0) {
         task t = f->queue.items[f->queue.head];
+        if (set_has(&f->got, &t.cid)) { /* a CAR stream brought it meanwhile */
+            queue_pop(&f->queue);
+            continue;
+        }
         if (!t.checked) { /* first look: maybe we have it (resume) */
             bool fetch;
             queue_pop(&f->queue);
@@ -540,6 +874,97 @@ static ia_status dispatch(fetcher *f) {
     return IA_OK;
 }
 
+/* Peer p failed a request for `what`: dropped at once when fatal (a stall,
+ * an oversized answer), else after max_failures in a row. */
+static ia_status peer_failed(fetcher *f, int p, const char *what, const char *why, bool fatal) {
+    peer *pe = &f->peers[p];
+    pe->consecutive_failures++;
+    if (fatal)
+        return drop_peer(f, p, why);
+    if (pe->consecutive_failures >= f->opts.max_failures) {
+        char longer[1200];
+        snprintf(longer, sizeof longer, "stopped responding (%d failures in a row, last: %s)",
+                 pe->consecutive_failures, why);
+        return drop_peer(f, p, longer);
+    }
+    return note(f, "peer %s failed %s: %s; retrying elsewhere", pe->base, what, why);
+}
+
+/* A CAR stream ended. Its verified blocks are stored already; what it did
+ * not bring goes back to the queue. A corrupt block drops the peer; an
+ * answer that is not a usable CAR (HTTP 400/406/501, garbage, blocks from
+ * elsewhere) makes the peer a block-by-block peer; a transport failure
+ * counts against the peer as for single blocks. */
+static ia_status finish_car(fetcher *f, request *r, CURLcode rc, long code) {
+    ia_status st;
+    int p = r->peer;
+    peer *pe = &f->peers[p];
+    ia_fetch_peer_stats *ps = &f->report->peers[p];
+    char text[IA_CID_MAX_STRING], why[1024];
+    cid_text(&r->t.cid, text);
+    if (r->fault == CAR_STORE) {
+        st = ia_error_set(r->fault_status, "%s", r->fault_why);
+        end_request(f, r);
+        return st;
+    }
+    if (r->fault == CAR_CORRUPT) {
+        ps->corrupt++;
+        snprintf(why, sizeof why, "%s", r->fault_why);
+        st = requeue_missing(f, r, true, false);
+        end_request(f, r);
+        return st ? st : drop_peer(f, p, why);
+    }
+    bool clean = rc == CURLE_OK && code == 200;
+    if (clean && r->len == 0 && r->car_header_done) {
+        double took = ia_time_now() - r->start;
+        double sample = took / (double)(r->car_blocks ? r->car_blocks : 1) /
+                        (pe->inflight > 0 ? pe->inflight : 1);
+        pe->svc = pe->svc > 0 ? 0.7 * pe->svc + 0.3 * sample : sample;
+        pe->consecutive_failures = 0;
+        st = requeue_missing(f, r, true, false); /* what a complete stream left out */
+        end_request(f, r);
+        return st;
+    }
+    if (r->fault == CAR_GARBLED || clean ||
+        (rc == CURLE_OK && (code == 400 || code == 406 || code == 501))) {
+        if (r->fault == CAR_GARBLED)
+            snprintf(why, sizeof why, "%s", r->fault_why);
+        else if (clean)
+            snprintf(why, sizeof why, "its CAR ended inside a section");
+        else
+            snprintf(why, sizeof why, "answered HTTP %ld", code);
+        pe->no_car = true;
+        st = requeue_missing(f, r, false, false);
+        end_request(f, r);
+        return st ? st
+                  : note(f,
+                         "peer %s gave no usable CAR stream for %s (%s); asking it block by block",
+                         pe->base, text, why);
+    }
+    bool missing = rc == CURLE_OK && (code == 404 || code == 410);
+    bool oversize = r->oversize || rc == CURLE_FILESIZE_EXCEEDED;
+    bool stalled = rc == CURLE_OPERATION_TIMEDOUT;
+    if (oversize)
+        snprintf(why, sizeof why, "served more than %llu bytes for the subtree %s",
+                 (unsigned long long)r->car_limit, text);
+    else if (stalled)
+        snprintf(why, sizeof why, "stopped responding (%s)", r->error[0] ? r->error : "timeout");
+    else if (rc != CURLE_OK)
+        snprintf(why, sizeof why, "%s", r->error[0] ? r->error : curl_easy_strerror(rc));
+    else
+        snprintf(why, sizeof why, "answered HTTP %ld for %s", code, text);
+    st = requeue_missing(f, r, !missing, missing);
+    end_request(f, r);
+    if (st)
+        return st;
+    if (missing) {
+        ps->not_found++;
+        return IA_OK;
+    }
+    ps->failures++;
+    return peer_failed(f, p, text, why, oversize || stalled);
+}
+
 /* A request finished: store and expand the block, or decide whose fault the
  * failure is. */
 static ia_status finish(fetcher *f, request *r, CURLcode rc) {
@@ -552,6 +977,8 @@ static ia_status finish(fetcher *f, request *r, CURLcode rc) {
     cid_text(&r->t.cid, text);
     curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &code);
     task t = r->t;
+    if (r->car)
+        return finish_car(f, r, rc, code);
     if (rc == CURLE_OK && code == 200) {
         st = ia_blockstore_put(f->bs, &t.cid, r->buf ? (const void *)r->buf : "", r->len);
         if (st == IA_EPARSE) { /* the bytes do not hash to the CID */
@@ -575,7 +1002,9 @@ static ia_status finish(fetcher *f, request *r, CURLcode rc) {
         f->report->blocks++;
         f->report->blocks_fetched++;
         f->report->bytes_fetched += r->len;
-        st = enqueue_links(f, &t.cid, r->buf, r->len);
+        st = enqueue_links(f, &t.cid, r->buf, r->len, NULL);
+        if (st == IA_OK)
+            st = set_add(&f->got, &t.cid, &(bool){false});
         end_request(f, r);
         return st;
     }
@@ -598,17 +1027,7 @@ static ia_status finish(fetcher *f, request *r, CURLcode rc) {
     end_request(f, r);
     if (missing)
         return retry(f, t, p, true);
-    pe->consecutive_failures++;
-    if (oversize || stalled) {
-        st = drop_peer(f, p, why);
-    } else if (pe->consecutive_failures >= f->opts.max_failures) {
-        char longer[1200];
-        snprintf(longer, sizeof longer, "stopped responding (%d failures in a row, last: %s)",
-                 pe->consecutive_failures, why);
-        st = drop_peer(f, p, longer);
-    } else {
-        st = note(f, "peer %s failed %s: %s; retrying elsewhere", pe->base, text, why);
-    }
+    st = peer_failed(f, p, text, why, oversize || stalled);
     return st ? st : retry(f, t, p, false);
 }
 
@@ -694,7 +1113,9 @@ ia_status ia_fetch_dag(ia_blockstore *bs, const ia_cid *root, const char *const 
         }
     }
     if (!(f.multi = curl_multi_init()) ||
-        !(f.headers = curl_slist_append(NULL, "Accept: application/vnd.ipld.raw"))) {
+        !(f.headers = curl_slist_append(NULL, "Accept: application/vnd.ipld.raw")) ||
+        !(f.car_headers = curl_slist_append(
+              NULL, "Accept: application/vnd.ipld.car; version=1; order=dfs; dups=n"))) {
         st = ia_error_set(IA_ENOMEM, "cannot set up the HTTP client");
         goto fail;
     }
@@ -703,7 +1124,12 @@ ia_status ia_fetch_dag(ia_blockstore *bs, const ia_cid *root, const char *const 
     task t = {.cid = *root};
     if ((st = set_add(&f.seen, root, &added)) || (st = queue_push_back(&f.queue, &t)))
         goto fail;
+    /* Blocks are written as batches synced together; on failure the verified
+     * ones are still committed, so that a later fetch resumes from them. */
+    ia_blockstore_batch_begin(bs);
     st = run(&f);
+    ia_status cst = ia_blockstore_batch_commit(bs);
+    st = st ? st : cst;
 fail:
     report->seconds = ia_time_now() - t0;
     while (f.active)
@@ -714,12 +1140,15 @@ fail:
     if (f.multi)
         curl_multi_cleanup(f.multi);
     curl_slist_free_all(f.headers);
+    curl_slist_free_all(f.car_headers);
     for (size_t i = 0; i < f.n_peers; i++)
         free(f.peers[i].base);
     free(f.peers);
     free(f.queue.items);
     free(f.seen.slots);
     free(f.seen.used);
+    free(f.got.slots);
+    free(f.got.used);
     return st;
 }
 

@@ -13,7 +13,9 @@
  *
  * Leaves are hashed in parallel: a batch of chunks (16 MiB) is one thread
  * pool job, and one task of that job reads the next batch into the second
- * buffer, so reading overlaps hashing. Leaves are raw blocks, or (CIDv0's
+ * buffer (or, for a regular file, maps the next 16 MiB window of it, so the
+ * page cache is hashed in place without a copy), so reading overlaps
+ * hashing. Leaves are raw blocks, or (CIDv0's
  * default) dag-pb nodes wrapping UnixFS File data; those are hashed as
  * prefix + chunk + suffix without copying the chunk. Blocks are written
  * (unless only_hash) on the calling thread, in order.
@@ -34,6 +36,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -109,6 +112,12 @@ typedef struct importer {
 
     uint8_t *buf[2];
     size_t batch; /* bytes per batch, a multiple of chunk */
+    /* A regular file is mapped one batch-sized window at a time instead of
+     * read into buf: map[slot] is that window (NULL when none). */
+    bool mapped;
+    uint8_t *map[2];
+    size_t map_len[2];
+    uint64_t map_size, map_pos; /* the file's size when opened; the next window */
     ia_cid *leaf_cid;
     uint64_t *leaf_tsize;
 
@@ -164,7 +173,7 @@ typedef struct batch_job {
     size_t len, n_chunks;
     /* the read task (task 0 when read_fd >= 0) */
     int read_fd;
-    uint8_t *read_buf;
+    int read_slot;
     size_t read_got;
     int read_errno;
     bool hash_failed;
@@ -186,6 +195,40 @@ static void read_full(int fd, uint8_t *buf, size_t cap, size_t *got, int *err) {
         n += (size_t)r;
     }
     *got = n;
+}
+
+/* Fills slot with the next batch of the input: a read into buf[slot], or a
+ * window of the mapped file. MAP_POPULATE maps the page cache's pages (reading
+ * them in first if needed) without copying a byte, so the hash threads read
+ * the file in place. Like any mapping of a file, a file truncated by someone
+ * else while it is being added ends the process with SIGBUS; the engine maps
+ * model files the same way. */
+static void fill(importer *imp, int fd, int slot, size_t *got, int *err) {
+    if (!imp->mapped) {
+        read_full(fd, imp->buf[slot], imp->batch, got, err);
+        return;
+    }
+    *got = 0;
+    *err = 0;
+    uint64_t left = imp->map_size - imp->map_pos;
+    size_t len = left < imp->batch ? (size_t)left : imp->batch;
+    if (len == 0)
+        return;
+    void *p = mmap(NULL, len, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, (off_t)imp->map_pos);
+    if (p == MAP_FAILED) {
+        *err = errno;
+        return;
+    }
+    imp->map[slot] = p;
+    imp->map_len[slot] = len;
+    imp->map_pos += len;
+    *got = len;
+}
+
+static void unmap_slot(importer *imp, int slot) {
+    if (imp->map[slot])
+        munmap(imp->map[slot], imp->map_len[slot]);
+    imp->map[slot] = NULL;
 }
 
 static void hash_leaf(importer *imp, const uint8_t *data, size_t n, int thread, ia_cid *cid,
@@ -217,7 +260,7 @@ static void batch_task(void *ctx, size_t task, int thread) {
     batch_job *b = ctx;
     if (b->read_fd >= 0) {
         if (task == 0) {
-            read_full(b->read_fd, b->read_buf, b->imp->batch, &b->read_got, &b->read_errno);
+            fill(b->imp, b->read_fd, b->read_slot, &b->read_got, &b->read_errno);
             return;
         }
         task--;
@@ -353,32 +396,44 @@ static ia_status add_stream(importer *imp, int fd, link_ent *out) {
     uint64_t offset = 0;
     bool any = false;
     memset(imp->level_n, 0, sizeof imp->level_n);
-    read_full(fd, imp->buf[cur], imp->batch, &filled, &err);
+    /* Map regular files read from their start (mmap needs a page-aligned
+     * offset); pipes and the rest are read. */
+    struct stat sb;
+    imp->mapped =
+        fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size > 0 && lseek(fd, 0, SEEK_CUR) == 0;
+    imp->map_size = imp->mapped ? (uint64_t)sb.st_size : 0;
+    imp->map_pos = 0;
+    fill(imp, fd, cur, &filled, &err);
     for (;;) {
-        if (err)
-            return ia_error_set(IA_EIO, "%s: read failed at byte %llu: %s", imp->what,
-                                (unsigned long long)(offset + filled), strerror(err));
+        if (err) {
+            st = ia_error_set(IA_EIO, "%s: read failed at byte %llu: %s", imp->what,
+                              (unsigned long long)(offset + filled), strerror(err));
+            goto done;
+        }
         if (filled == 0)
             break;
         any = true;
-        bool more = filled == imp->batch;
+        bool more = imp->mapped ? imp->map_pos < imp->map_size : filled == imp->batch;
         batch_job b = {.imp = imp,
-                       .data = imp->buf[cur],
+                       .data = imp->mapped ? imp->map[cur] : imp->buf[cur],
                        .len = filled,
                        .n_chunks = (filled + imp->chunk - 1) / imp->chunk,
                        .read_fd = more ? fd : -1,
-                       .read_buf = imp->buf[!cur]};
+                       .read_slot = !cur};
         ia_threadpool_run(imp->pool, b.n_chunks + (more ? 1 : 0), batch_task, &b);
-        if (b.hash_failed)
-            return ia_error_set(IA_EINTERNAL, "%s: OpenSSL SHA-256 failed", imp->what);
+        if (b.hash_failed) {
+            st = ia_error_set(IA_EINTERNAL, "%s: OpenSSL SHA-256 failed", imp->what);
+            goto done;
+        }
         for (size_t i = 0; i < b.n_chunks; i++) {
             size_t off = i * imp->chunk;
             size_t n = filled - off < imp->chunk ? filled - off : imp->chunk;
             link_ent e = {.cid = imp->leaf_cid[i], .tsize = imp->leaf_tsize[i], .fsize = n};
             if ((st = store_leaf(imp, &e.cid, b.data + off, n, offset + off)) ||
                 (st = push_link(imp, 0, &e)))
-                return st;
+                goto done;
         }
+        unmap_slot(imp, cur);
         offset += filled;
         if (!more)
             break;
@@ -386,7 +441,12 @@ static ia_status add_stream(importer *imp, int fd, link_ent *out) {
         err = b.read_errno;
         cur = !cur;
     }
-    return any ? finish_tree(imp, out) : empty_file(imp, out);
+    st = any ? finish_tree(imp, out) : empty_file(imp, out);
+done:
+    unmap_slot(imp, 0);
+    unmap_slot(imp, 1);
+    imp->mapped = false;
+    return st;
 }
 
 /* ---- set-up ------------------------------------------------------------------------ */
@@ -723,6 +783,23 @@ static const char *base_name(const char *path, char *buf, size_t cap) {
     return buf;
 }
 
+/* Blocks of one add are written as one blockstore batch: synced together,
+ * in place only when the add succeeded. */
+static void batch_begin(importer *imp) {
+    if (!imp->only_hash && imp->bs)
+        ia_blockstore_batch_begin(imp->bs);
+}
+
+static ia_status batch_end(importer *imp, ia_status st) {
+    if (imp->only_hash || !imp->bs)
+        return st;
+    if (st) {
+        ia_blockstore_batch_abort(imp->bs);
+        return st;
+    }
+    return ia_blockstore_batch_commit(imp->bs);
+}
+
 ia_status ia_add_path(ia_blockstore *bs, const char *path, const ia_add_options *opts,
                       ia_add_progress_fn progress, void *progress_ctx, ia_cid *root) {
     importer imp;
@@ -735,7 +812,9 @@ ia_status ia_add_path(ia_blockstore *bs, const char *path, const ia_add_options 
     char namebuf[NAME_MAX + 1];
     const char *rel = base_name(path, namebuf, sizeof namebuf);
     link_ent out;
-    if ((st = add_node(&imp, path, rel, 0, &out)) == IA_OK) {
+    batch_begin(&imp);
+    st = add_node(&imp, path, rel, 0, &out);
+    if ((st = batch_end(&imp, st)) == IA_OK) {
         *root = out.cid;
         for (size_t i = 0; progress && i < imp.n_dirs; i++)
             progress(progress_ctx, imp.dirs[i].path, &imp.dirs[i].cid, imp.dirs[i].size);
@@ -756,7 +835,9 @@ ia_status ia_add_fd(ia_blockstore *bs, int fd, const ia_add_options *opts, ia_ci
     }
     imp.what = "<stdin>";
     link_ent out;
-    if ((st = add_stream(&imp, fd, &out)) == IA_OK)
+    batch_begin(&imp);
+    st = add_stream(&imp, fd, &out);
+    if ((st = batch_end(&imp, st)) == IA_OK)
         *root = out.cid;
     importer_free(&imp);
     return st;

@@ -108,6 +108,9 @@ void ia_bs_unlock_exclusive(ia_blockstore *bs);
 ia_status ia_bs_foreach(ia_blockstore *bs, bool clean_temp, ia_cid_fn fn, void *ctx);
 /* Bytes on disk under the repo directory. */
 uint64_t ia_bs_disk_usage(ia_blockstore *bs);
+/* When an open batch commits by itself (0: the defaults, 4096 blocks or
+ * 256 MiB); for tests. */
+void ia_bs_set_batch_limits(ia_blockstore *bs, size_t max_blocks, uint64_t max_bytes);
 
 /* A set of multihashes (the identity of a block in the store), for walks. */
 typedef struct ia_mh_set ia_mh_set;

@@ -457,7 +457,9 @@ ia_status ia_repo_verify(ia_blockstore *bs, ia_repo_bad_fn bad, void *ctx, uint6
                          uint64_t *n_bad) {
     cid_list all = {0};
     ia_mh_set *seen = NULL;
+    bool hashed = ia_blockstore_hash_on_read(bs);
     *n_checked = *n_bad = 0;
+    ia_blockstore_set_hash_on_read(bs, true); /* verify is the one read that always re-hashes */
     /* Temporary files are only removable when no other process is writing. */
     bool exclusive = ia_bs_lock_exclusive(bs, "cleaning temporary files", false) == IA_OK;
     ia_error_clear();
@@ -494,6 +496,7 @@ ia_status ia_repo_verify(ia_blockstore *bs, ia_repo_bad_fn bad, void *ctx, uint6
         }
     }
 done:
+    ia_blockstore_set_hash_on_read(bs, hashed);
     ia_mh_set_destroy(seen);
     free(all.v);
     return st;

@@ -149,6 +149,7 @@ TEST(cat_detects_a_corrupt_block) {
              f.repo);
     CHECK(system(cmd) == 0);
     buf_sink b = {0};
+    ia_blockstore_set_hash_on_read(f.bs, true); /* cat --verify */
     CHECK_ERR(ia_unixfs_cat(f.bs, &f.root, 0, UINT64_MAX, to_buf, &b), IA_EIO, "corrupt");
     free(b.data);
     fixture_close(&f);
@@ -171,6 +172,7 @@ TEST(cat_long_ranges_and_a_corrupt_middle_block) {
              f.repo);
     CHECK(system(cmd) == 0);
     buf_sink b = {0};
+    ia_blockstore_set_hash_on_read(f.bs, true); /* cat --verify */
     CHECK_ERR(ia_unixfs_cat(f.bs, &f.root, 0, UINT64_MAX, to_buf, &b), IA_EIO, "corrupt");
     CHECK(b.len < f.n); /* cut short: nothing from the bad block on */
     free(b.data);
