@@ -366,6 +366,18 @@ ia_status ia_car_import_buffer(ia_blockstore *bs, const uint8_t *data, size_t le
 ia_status ia_car_import_file(ia_blockstore *bs, const char *path, ia_car_info *info);
 void ia_car_info_free(ia_car_info *info);
 
+/* Streaming CARv1 framing, for a CAR that arrives in pieces (a gateway's
+ * answer read from the network). Looks at the front of p[0..len): when it
+ * holds a whole item (the header when header_done is false, else one
+ * section), *item and *item_len give its bytes without the length prefix and
+ * *used the bytes it takes with it; when more bytes are needed, *used is 0.
+ * IA_EPARSE for a malformed length prefix, an empty item, or one longer than
+ * max_item (checked before its bytes arrive), with the reason in the error
+ * message. A header item is only checked to be a CBOR map; a section's CID
+ * and block are the caller's to decode (ia_cid_decode) and verify. */
+ia_status ia_car_stream_item(const uint8_t *p, size_t len, bool header_done, size_t max_item,
+                             const uint8_t **item, size_t *item_len, size_t *used);
+
 /* ---- trustless gateway (gateway.c) ---------------------------------------------------------- */
 
 /* An HTTP server that answers IPFS Trustless Gateway requests from a local

@@ -498,3 +498,34 @@ ia_status ia_car_export(ia_blockstore *bs, const ia_cid *roots, size_t n_roots, 
         *n_blocks = e.n_blocks;
     return st;
 }
+
+/* ---- streaming framing ------------------------------------------------------------ */
+
+ia_status ia_car_stream_item(const uint8_t *p, size_t len, bool header_done, size_t max_item,
+                             const uint8_t **item, size_t *item_len, size_t *used) {
+    *item = NULL;
+    *item_len = 0;
+    *used = 0;
+    size_t i = 0;
+    while (i < len && i < IA_VARINT_MAX_BYTES && (p[i] & 0x80))
+        i++;
+    if (i == len && i < IA_VARINT_MAX_BYTES)
+        return IA_OK; /* the length prefix is not complete yet */
+    uint64_t n;
+    size_t vlen;
+    if (ia_varint_decode(p, len, &n, &vlen) != IA_OK)
+        return ia_error_set(IA_EPARSE, "bad length prefix");
+    const char *what = header_done ? "section" : "header";
+    if (n == 0 || n > max_item)
+        return ia_error_set(IA_EPARSE, "CAR %s of %llu bytes (limit %zu)", what,
+                            (unsigned long long)n, max_item);
+    if (n > len - vlen)
+        return IA_OK; /* wait for the rest */
+    if (!header_done && (p[vlen] >> 5) != 5)
+        return ia_error_set(IA_EPARSE, "the answer is not a CARv1 stream (its header is not a "
+                                       "CBOR map)");
+    *item = p + vlen;
+    *item_len = (size_t)n;
+    *used = vlen + (size_t)n;
+    return IA_OK;
+}

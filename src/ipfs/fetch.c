@@ -352,7 +352,7 @@ static ia_status enqueue_links(fetcher *f, const ia_cid *cid, const uint8_t *dat
                                request *stream);
 
 /* A varint at the start of p[0..len): 1 when read, 0 when more bytes are
- * needed, -1 when it is malformed. */
+ * needed, -1 when it is malformed (how much of a cut item is missing). */
 static int car_varint(const uint8_t *p, size_t len, uint64_t *v, size_t *used) {
     size_t i = 0;
     while (i < len && i < IA_VARINT_MAX_BYTES && (p[i] & 0x80))
@@ -436,45 +436,31 @@ static bool car_parse(fetcher *f, request *r, const uint8_t *p, size_t len, uint
     size_t pos = 0;
     *used = 0;
     while (pos < len) {
-        uint64_t n;
-        size_t vlen;
-        int got = car_varint(p + pos, len - pos, &n, &vlen);
-        if (got < 0) {
-            car_fail(r, CAR_GARBLED, IA_EPARSE, "bad varint at byte %llu of its CAR",
-                     (unsigned long long)(base + pos));
-            return false;
-        }
-        if (got == 0)
-            break;
         size_t max = r->car_header_done ? f->opts.max_block_size + IA_CID_MAX_BYTES : 1 << 20;
-        if (n == 0 || n > max) {
-            car_fail(r, CAR_GARBLED, IA_EPARSE, "CAR %s of %llu bytes (limit %zu) at byte %llu",
-                     r->car_header_done ? "section" : "header", (unsigned long long)n, max,
+        const uint8_t *item;
+        size_t n, step;
+        if (ia_car_stream_item(p + pos, len - pos, r->car_header_done, max, &item, &n, &step)) {
+            car_fail(r, CAR_GARBLED, IA_EPARSE, "%s at byte %llu of its CAR", ia_error_message(),
                      (unsigned long long)(base + pos));
             return false;
         }
-        if (n > len - pos - vlen)
+        if (step == 0)
             break; /* wait for the rest */
-        const uint8_t *item = p + pos + vlen;
         if (!r->car_header_done) {
             /* The header names roots and version; every block is checked
              * against the DAG instead, so it only has to be a CBOR map. */
-            if ((item[0] >> 5) != 5) {
-                car_fail(r, CAR_GARBLED, IA_EPARSE, "the answer is not a CARv1 stream");
-                return false;
-            }
             r->car_header_done = true;
         } else {
             ia_cid cid;
             size_t cid_len;
-            if (ia_cid_decode(item, (size_t)n, &cid, &cid_len) != IA_OK) {
+            if (ia_cid_decode(item, n, &cid, &cid_len) != IA_OK) {
                 car_fail(r, CAR_GARBLED, IA_EPARSE, "bad CID in its CAR: %s", ia_error_message());
                 return false;
             }
-            if (!car_block(f, r, &cid, item + cid_len, (size_t)n - cid_len))
+            if (!car_block(f, r, &cid, item + cid_len, n - cid_len))
                 return false;
         }
-        pos += vlen + (size_t)n;
+        pos += step;
         *used = pos;
     }
     return true;
