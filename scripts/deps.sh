@@ -4,7 +4,7 @@
 set -euo pipefail
 packages=(build-essential cmake pkg-config libjansson-dev libutf8proc-dev libssl-dev libsqlite3-dev
           libmicrohttpd-dev libcurl4-openssl-dev libpcre2-dev libyaml-dev libpq-dev
-          postgresql chromium
+          postgresql chromium chromium-driver wrk
           ipfs-cid python3 python3-pip python3-venv
           pocl-opencl-icd ocl-icd-libopencl1 libvulkan1 mesa-vulkan-drivers)
 missing=()
