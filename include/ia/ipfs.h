@@ -513,6 +513,27 @@ ia_status ia_fetch_dag(ia_blockstore *bs, const ia_cid *root, const char *const 
                        size_t n_peers, const ia_fetch_options *opts, ia_fetch_report *report);
 void ia_fetch_report_free(ia_fetch_report *report);
 
+/* Fetches the DAG under root from trustless gateways as ia_fetch_dag does
+ * and writes it to out_path (a file, symlink or directory tree; it must not
+ * exist): each block is verified against its CID, then its bytes are written
+ * straight to their place in the output (a file's leaves at the offsets their
+ * parents' blocksizes give), so nothing is exported a second time. The
+ * output is written under a temporary name beside it (OUT.get-XXXXXX) and
+ * renamed to out_path only once complete; on failure it is removed. A block
+ * that occurs several times is fetched once and copied.
+ *
+ * With bs, blocks already in bs are not fetched (their bytes are read from
+ * it), and fetched blocks are kept: leaves as references into the output
+ * file, as `add --nocopy` keeps them (a dag-pb leaf's framing is stored
+ * with the reference), other nodes as blocks. The references count only once
+ * the output is complete; reading one re-hashes it, so an output file changed
+ * later is reported, never served. bs NULL: nothing is stored. The report
+ * and errors are those of ia_fetch_dag, plus IA_EINVAL when out_path exists,
+ * IA_EPARSE for a DAG that is not valid UnixFS and IA_EIO for the output. */
+ia_status ia_fetch_get(ia_blockstore *bs, const ia_cid *root, const char *out_path,
+                       const char *const *peers, size_t n_peers, const ia_fetch_options *opts,
+                       ia_fetch_report *report);
+
 #ifdef __cplusplus
 }
 #endif

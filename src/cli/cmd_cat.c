@@ -9,6 +9,7 @@
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -30,7 +31,8 @@ static const char cat_usage[] =
 
 static const char get_usage[] =
     "usage: ipfs-accelerate get CID[/path] [-o OUT] [--verify] [--repo DIR]\n"
-    "       ipfs-accelerate get CID --from URL[,URL...] [-o OUT] [--pin=BOOL] [--repo DIR]\n"
+    "       ipfs-accelerate get CID --from URL[,URL...] [-o OUT] [--pin=BOOL] [--store=BOOL]\n"
+    "                           [--repo DIR]\n"
     "\n"
     "Writes a file, symlink or directory tree to OUT (default: the last path component,\n"
     "or the CID), which must not exist.\n"
@@ -40,8 +42,13 @@ static const char get_usage[] =
     "                     are always verified on arrival)\n"
     "  --from URLS        first fetch the DAG from these trustless gateways (comma-\n"
     "                     separated, e.g. http://127.0.0.1:8080), several at once, every\n"
-    "                     block verified; blocks already in the store are not fetched\n"
+    "                     block verified before its bytes are written to OUT (which\n"
+    "                     appears only once complete); blocks already in the store are\n"
+    "                     not fetched, and fetched ones are kept: leaves as references\n"
+    "                     into OUT (as add --nocopy keeps them), other nodes as blocks\n"
     "  --pin=BOOL         with --from: pin the root recursively (default true)\n"
+    "  --store=BOOL       with --from: keep the fetched DAG in the store (default true;\n"
+    "                     false: a plain verified download that leaves the store alone)\n"
     "  --repo DIR         the store (default $IPFS_ACCELERATE_HOME or\n"
     "                     ~/.local/share/ipfs-accelerate)\n";
 
@@ -54,14 +61,15 @@ static const char ls_usage[] =
     "  --repo DIR    the store (default $IPFS_ACCELERATE_HOME or\n"
     "                ~/.local/share/ipfs-accelerate)\n";
 
-enum { O_REPO = 256, O_OFFSET, O_LENGTH, O_FROM, O_PIN, O_VERIFY };
+enum { O_REPO = 256, O_OFFSET, O_LENGTH, O_FROM, O_PIN, O_VERIFY, O_STORE };
 
 /* Shared option parsing: --repo, cat's range, get's output. */
 typedef struct read_opts {
     const char *repo, *output, *from;
     long long offset, length;
-    bool no_pin; /* get --from --pin=false */
-    bool verify; /* cat/get --verify: hash on read */
+    bool no_pin;   /* get --from --pin=false */
+    bool no_store; /* get --from --store=false */
+    bool verify;   /* cat/get --verify: hash on read */
 } read_opts;
 
 static int parse_opts(const char *cmd, const char *usage, int argc, char **argv, read_opts *o) {
@@ -73,6 +81,7 @@ static int parse_opts(const char *cmd, const char *usage, int argc, char **argv,
         {"from", required_argument, NULL, O_FROM},
         {"pin", optional_argument, NULL, O_PIN},
         {"verify", no_argument, NULL, O_VERIFY},
+        {"store", optional_argument, NULL, O_STORE},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -110,15 +119,19 @@ static int parse_opts(const char *cmd, const char *usage, int argc, char **argv,
             o->from = optarg;
             break;
         case O_PIN:
+        case O_STORE: {
+            const char *name = c == O_PIN ? "--pin" : "--store";
+            bool *off = c == O_PIN ? &o->no_pin : &o->no_store;
             if (strcmp(cmd, "get") != 0)
-                return cli_usage_error(cmd, "--pin is a get --from option");
+                return cli_usage_error(cmd, "%s is a get --from option", name);
             if (!optarg || strcmp(optarg, "true") == 0 || strcmp(optarg, "1") == 0)
-                o->no_pin = false;
+                *off = false;
             else if (strcmp(optarg, "false") == 0 || strcmp(optarg, "0") == 0)
-                o->no_pin = true;
+                *off = true;
             else
-                return cli_usage_error(cmd, "--pin: '%s' is not true or false", optarg);
+                return cli_usage_error(cmd, "%s: '%s' is not true or false", name, optarg);
             break;
+        }
         case O_VERIFY:
             if (strcmp(cmd, "ls") == 0)
                 return cli_usage_error(cmd, "--verify is a cat and get option");
@@ -264,25 +277,26 @@ static int get_from(const read_opts *o, const char *arg) {
         goto done;
     }
     const char *out = o->output ? o->output : cid_text;
-    if (st == IA_OK && ia_file_exists(out))
+    struct stat sb;
+    if (st == IA_OK && lstat(out, &sb) == 0)
         st = ia_error_set(IA_EINVAL, "%s already exists; remove it or choose another -o", out);
-    if (st == IA_OK && (st = cli_repo_open(o->repo, &bs)) == IA_OK)
+    if (st == IA_OK && !o->no_store && (st = cli_repo_open(o->repo, &bs)) == IA_OK)
         ia_blockstore_set_hash_on_read(bs, o->verify);
     if (st == IA_OK) {
-        st = ia_fetch_dag(bs, &cid, (const char *const *)peers, n_peers, NULL, &report);
-        if (st == IA_EINVAL && report.n_peers == 0) { /* a malformed URL */
+        /* Every block is verified before its bytes are written, straight to
+         * their place in OUT; OUT appears once complete. */
+        fprintf(stderr, "Saving file(s) to %s\n", out);
+        st = ia_fetch_get(bs, &cid, out, (const char *const *)peers, n_peers, NULL, &report);
+        if (st == IA_EINVAL && report.n_peers == 0 && !ia_file_exists(out) &&
+            !strstr(ia_error_message(), "already exists")) { /* a malformed URL */
             rc = cli_usage_error("get", "--from: %s", ia_error_message());
             goto done;
         }
         if (report.n_peers > 0)
             print_report(cid_text, &report);
     }
-    if (st == IA_OK && !o->no_pin)
+    if (st == IA_OK && bs && !o->no_pin)
         st = ia_pin_add(bs, &cid, IA_PIN_RECURSIVE);
-    if (st == IA_OK) {
-        fprintf(stderr, "Saving file(s) to %s\n", out);
-        st = ia_unixfs_get(bs, &cid, out);
-    }
     rc = st ? cli_fail("get", st) : 0;
 done:
     ia_fetch_report_free(&report);

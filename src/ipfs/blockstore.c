@@ -30,7 +30,14 @@
  * --nocopy references (a block that is bytes [offset, offset+len) of a file
  * outside the repo) live in SQLite (repo.sqlite, WAL mode) beside the pins,
  * with the source's size and mtime when recorded: a changed source is an
- * error on read. pins.c shares the database through ipfs_internal.h.
+ * error on read. A reference may also carry a few bytes to put before and
+ * after the range: a dag-pb leaf (CIDv0's UnixFS File wrapping) is its
+ * protobuf framing around one contiguous range of the file, so `get --from`
+ * keeps such leaves as references into the file it wrote too. The fetch
+ * records its references as pending (file_size -1) while the output is being
+ * written, and finishes them (size and mtime) once it is complete under its
+ * final name; pending references count as absent. pins.c shares the
+ * database through ipfs_internal.h.
  *
  * Processes coordinate with flock on repo.lock: a handle takes a shared lock
  * once it first writes (puts, references, pins) and keeps it; gc converts it
@@ -54,7 +61,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define SCHEMA_VERSION 1
+#define SCHEMA_VERSION 2
 #define BLOCK_MAX_BYTES ((size_t)1 << 30) /* sanity bound on one block file */
 #define KEY_MAX 256
 #define BATCH_MAX_BYTES ((uint64_t)256 << 20) /* queued bytes before a commit */
@@ -226,8 +233,16 @@ static const char schema_sql[] =
     "  path TEXT NOT NULL,"  /* absolute path of the source file */
     "  off INTEGER NOT NULL,"
     "  len INTEGER NOT NULL,"
-    "  file_size INTEGER NOT NULL," /* source size and mtime when recorded */
-    "  mtime_ns INTEGER NOT NULL);";
+    "  file_size INTEGER NOT NULL," /* source size and mtime when recorded; */
+    "  mtime_ns INTEGER NOT NULL,"  /* file_size -1: still being written */
+    "  prefix BLOB,"                /* bytes before and after the range (a */
+    "  suffix BLOB);"               /* dag-pb leaf's wrapping), NULL: none */
+    "CREATE INDEX IF NOT EXISTS refs_path ON refs(path);";
+
+/* Version 1 had refs without the wrapping of dag-pb leaves. */
+static const char upgrade_v1_sql[] = "ALTER TABLE refs ADD COLUMN prefix BLOB;"
+                                     "ALTER TABLE refs ADD COLUMN suffix BLOB;"
+                                     "CREATE INDEX IF NOT EXISTS refs_path ON refs(path);";
 
 /* Creates or checks the schema in one immediate transaction, so that two
  * processes opening a fresh repo at once do not race. */
@@ -267,8 +282,10 @@ static ia_status db_init(ia_blockstore *bs) {
                           bs->dir, version, SCHEMA_VERSION);
         goto fail;
     }
+    if (version == 1 && (st = db_exec(bs, upgrade_v1_sql)))
+        goto fail;
     if (version < SCHEMA_VERSION) {
-        if ((st = db_exec(bs, schema_sql)) || (st = db_exec(bs, "PRAGMA user_version=1")))
+        if ((st = db_exec(bs, schema_sql)) || (st = db_exec(bs, "PRAGMA user_version=2")))
             goto fail;
     }
     return db_exec(bs, "COMMIT");
@@ -592,6 +609,39 @@ static int64_t mtime_ns(const struct stat *sb) {
     return (int64_t)sb->st_mtim.tv_sec * 1000000000 + sb->st_mtim.tv_nsec;
 }
 
+/* Binds and steps one INSERT of a reference row; file_size < 0 marks it
+ * pending (its source is still being written). */
+static ia_status ref_insert(ia_blockstore *bs, sqlite3_stmt *q, const ia_cid *cid, const char *path,
+                            uint64_t offset, uint64_t len, int64_t file_size, int64_t mtime,
+                            const uint8_t *prefix, size_t n_prefix, const uint8_t *suffix,
+                            size_t n_suffix) {
+    uint8_t mh[IA_CID_MAX_BYTES];
+    size_t mh_len = ia_bs_multihash(cid, mh);
+    sqlite3_reset(q);
+    sqlite3_bind_blob(q, 1, mh, (int)mh_len, SQLITE_TRANSIENT);
+    sqlite3_bind_text(q, 2, path, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(q, 3, (sqlite3_int64)offset);
+    sqlite3_bind_int64(q, 4, (sqlite3_int64)len);
+    sqlite3_bind_int64(q, 5, (sqlite3_int64)file_size);
+    sqlite3_bind_int64(q, 6, (sqlite3_int64)mtime);
+    if (n_prefix)
+        sqlite3_bind_blob(q, 7, prefix, (int)n_prefix, SQLITE_TRANSIENT);
+    else
+        sqlite3_bind_null(q, 7);
+    if (n_suffix)
+        sqlite3_bind_blob(q, 8, suffix, (int)n_suffix, SQLITE_TRANSIENT);
+    else
+        sqlite3_bind_null(q, 8);
+    if (sqlite3_step(q) != SQLITE_DONE)
+        return ia_error_set(IA_EIO, "%s/repo.sqlite: cannot record a reference to %s: %s", bs->dir,
+                            path, sqlite3_errmsg(bs->db));
+    return IA_OK;
+}
+
+static const char ref_insert_sql[] =
+    "INSERT OR REPLACE INTO refs(mh, path, off, len, file_size, mtime_ns, prefix, suffix) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)";
+
 ia_status ia_blockstore_put_ref(ia_blockstore *bs, const ia_cid *cid, const char *path,
                                 uint64_t offset, uint64_t len) {
     ia_status st;
@@ -609,45 +659,129 @@ ia_status ia_blockstore_put_ref(ia_blockstore *bs, const ia_cid *cid, const char
     if (len > BLOCK_MAX_BYTES)
         return ia_error_set(IA_ERANGE, "%s: a %llu-byte block is too large", path,
                             (unsigned long long)len);
+    if (cid->codec != IA_CODEC_RAW)
+        return ia_error_set(IA_EINVAL, "%s: a reference holds a raw leaf, not a %s block", path,
+                            ia_codec_name(cid->codec) ? ia_codec_name(cid->codec) : "other");
     if ((st = ia_bs_lock_writer(bs)))
         return st;
-    uint8_t mh[IA_CID_MAX_BYTES];
-    size_t mh_len = ia_bs_multihash(cid, mh);
-    if (sqlite3_prepare_v2(bs->db,
-                           "INSERT OR REPLACE INTO refs(mh, path, off, len, file_size, mtime_ns) "
-                           "VALUES (?, ?, ?, ?, ?, ?)",
-                           -1, &q, NULL) != SQLITE_OK)
-        goto db_fail;
-    sqlite3_bind_blob(q, 1, mh, (int)mh_len, SQLITE_TRANSIENT);
-    sqlite3_bind_text(q, 2, abs, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int64(q, 3, (sqlite3_int64)offset);
-    sqlite3_bind_int64(q, 4, (sqlite3_int64)len);
-    sqlite3_bind_int64(q, 5, (sqlite3_int64)sb.st_size);
-    sqlite3_bind_int64(q, 6, mtime_ns(&sb));
-    if (sqlite3_step(q) != SQLITE_DONE)
-        goto db_fail;
-    sqlite3_finalize(q);
-    return IA_OK;
-db_fail:
-    st = ia_error_set(IA_EIO, "%s/repo.sqlite: cannot record a reference to %s: %s", bs->dir, path,
-                      sqlite3_errmsg(bs->db));
+    if (sqlite3_prepare_v2(bs->db, ref_insert_sql, -1, &q, NULL) != SQLITE_OK) {
+        st = ia_error_set(IA_EIO, "%s/repo.sqlite: cannot record a reference to %s: %s", bs->dir,
+                          path, sqlite3_errmsg(bs->db));
+    } else {
+        st = ref_insert(bs, q, cid, abs, offset, len, (int64_t)sb.st_size, mtime_ns(&sb), NULL, 0,
+                        NULL, 0);
+    }
     sqlite3_finalize(q);
     return st;
+}
+
+ia_status ia_bs_put_refs_pending(ia_blockstore *bs, const ia_bs_ref *refs, size_t n) {
+    ia_status st;
+    sqlite3_stmt *q = NULL;
+    if (n == 0)
+        return IA_OK;
+    if ((st = ia_bs_lock_writer(bs)) || (st = db_exec(bs, "BEGIN IMMEDIATE")))
+        return st;
+    if (sqlite3_prepare_v2(bs->db, ref_insert_sql, -1, &q, NULL) != SQLITE_OK) {
+        st = ia_error_set(IA_EIO, "%s/repo.sqlite: %s", bs->dir, sqlite3_errmsg(bs->db));
+        goto fail;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const ia_bs_ref *r = &refs[i];
+        if (r->n_prefix > IA_BS_WRAP_MAX || r->n_suffix > IA_BS_WRAP_MAX ||
+            r->len + r->n_prefix + r->n_suffix > BLOCK_MAX_BYTES) {
+            st = ia_error_set(IA_ERANGE, "%s: reference at offset %llu is too large", r->path,
+                              (unsigned long long)r->offset);
+            goto fail;
+        }
+        /* References hold leaves only (walks take them as such without
+         * reading them): raw bytes, or a dag-pb node that starts with its
+         * Data field, so it has no links (they would come first). */
+        bool raw = r->cid.codec == IA_CODEC_RAW && !r->n_prefix && !r->n_suffix;
+        bool pb_leaf = r->cid.codec == IA_CODEC_DAG_PB && r->n_prefix && r->prefix[0] == 0x0a;
+        if (!raw && !pb_leaf) {
+            st = ia_error_set(IA_EINVAL, "%s: a reference at offset %llu would not be a leaf",
+                              r->path, (unsigned long long)r->offset);
+            goto fail;
+        }
+        if ((st = ref_insert(bs, q, &r->cid, r->path, r->offset, r->len, -1, 0, r->prefix,
+                             r->n_prefix, r->suffix, r->n_suffix)))
+            goto fail;
+    }
+    sqlite3_finalize(q);
+    return db_exec(bs, "COMMIT");
+fail:
+    sqlite3_finalize(q);
+    sqlite3_exec(bs->db, "ROLLBACK", NULL, NULL, NULL);
+    return st;
+}
+
+/* One statement over paths in one transaction: finish (stat each file and
+ * record its size and mtime on its pending rows) or drop them. */
+static ia_status refs_pending_apply(ia_blockstore *bs, const char *const *paths, size_t n,
+                                    bool finish) {
+    ia_status st;
+    sqlite3_stmt *q = NULL;
+    if (n == 0)
+        return IA_OK;
+    if ((st = ia_bs_lock_writer(bs)) || (st = db_exec(bs, "BEGIN IMMEDIATE")))
+        return st;
+    const char *sql =
+        finish ? "UPDATE refs SET file_size = ?, mtime_ns = ? WHERE path = ? AND file_size < 0"
+               : "DELETE FROM refs WHERE path = ? AND file_size < 0";
+    if (sqlite3_prepare_v2(bs->db, sql, -1, &q, NULL) != SQLITE_OK)
+        goto db_fail;
+    for (size_t i = 0; i < n; i++) {
+        struct stat sb;
+        sqlite3_reset(q);
+        if (finish) {
+            if (stat(paths[i], &sb) != 0) {
+                st = ia_error_set(IA_EIO, "%s: cannot reference: %s", paths[i], strerror(errno));
+                goto fail;
+            }
+            sqlite3_bind_int64(q, 1, (sqlite3_int64)sb.st_size);
+            sqlite3_bind_int64(q, 2, mtime_ns(&sb));
+        }
+        sqlite3_bind_text(q, finish ? 3 : 1, paths[i], -1, SQLITE_STATIC);
+        if (sqlite3_step(q) != SQLITE_DONE)
+            goto db_fail;
+    }
+    sqlite3_finalize(q);
+    return db_exec(bs, "COMMIT");
+db_fail:
+    st = ia_error_set(IA_EIO, "%s/repo.sqlite: cannot update references: %s", bs->dir,
+                      sqlite3_errmsg(bs->db));
+fail:
+    sqlite3_finalize(q);
+    sqlite3_exec(bs->db, "ROLLBACK", NULL, NULL, NULL);
+    return st;
+}
+
+ia_status ia_bs_refs_finish(ia_blockstore *bs, const char *const *paths, size_t n) {
+    return refs_pending_apply(bs, paths, n, true);
+}
+
+ia_status ia_bs_refs_drop(ia_blockstore *bs, const char *const *paths, size_t n) {
+    return refs_pending_apply(bs, paths, n, false);
 }
 
 typedef struct ref_row {
     char path[PATH_MAX];
     uint64_t off, len, file_size;
     int64_t mtime_ns;
+    uint8_t prefix[IA_BS_WRAP_MAX], suffix[IA_BS_WRAP_MAX];
+    size_t n_prefix, n_suffix;
 } ref_row;
 
-/* IA_ENOTFOUND when the block has no reference. */
+/* IA_ENOTFOUND when the block has no reference, or only a pending one (its
+ * source is still being written, or the writer did not finish). */
 static ia_status ref_lookup(ia_blockstore *bs, const uint8_t *mh, size_t mh_len, ref_row *row) {
     sqlite3_stmt *q = NULL;
     ia_status st = IA_ENOTFOUND;
     if (sqlite3_prepare_v2(bs->db,
-                           "SELECT path, off, len, file_size, mtime_ns FROM refs WHERE mh = ?", -1,
-                           &q, NULL) != SQLITE_OK)
+                           "SELECT path, off, len, file_size, mtime_ns, prefix, suffix FROM refs "
+                           "WHERE mh = ? AND file_size >= 0",
+                           -1, &q, NULL) != SQLITE_OK)
         return ia_error_set(IA_EIO, "%s/repo.sqlite: %s", bs->dir, sqlite3_errmsg(bs->db));
     sqlite3_bind_blob(q, 1, mh, (int)mh_len, SQLITE_STATIC);
     int rc = sqlite3_step(q);
@@ -659,6 +793,17 @@ static ia_status ref_lookup(ia_blockstore *bs, const uint8_t *mh, size_t mh_len,
         row->file_size = (uint64_t)sqlite3_column_int64(q, 3);
         row->mtime_ns = sqlite3_column_int64(q, 4);
         st = IA_OK;
+        for (int c = 5; c <= 6; c++) {
+            const void *b = sqlite3_column_blob(q, c);
+            size_t n = (size_t)sqlite3_column_bytes(q, c);
+            if (n > IA_BS_WRAP_MAX) {
+                st = ia_error_set(IA_EPARSE, "%s/repo.sqlite: a reference's wrapping is %zu bytes",
+                                  bs->dir, n);
+                break;
+            }
+            memcpy(c == 5 ? row->prefix : row->suffix, b ? b : "", n);
+            *(c == 5 ? &row->n_prefix : &row->n_suffix) = n;
+        }
     } else if (rc != SQLITE_DONE) {
         st = ia_error_set(IA_EIO, "%s/repo.sqlite: %s", bs->dir, sqlite3_errmsg(bs->db));
     }
@@ -682,18 +827,21 @@ static ia_status ref_read(const ref_row *row, const char *cid_str, uint8_t **dat
                           cid_str, row->path);
         goto fail;
     }
-    if (row->len > BLOCK_MAX_BYTES) {
+    uint64_t total = row->len + row->n_prefix + row->n_suffix;
+    if (row->len > BLOCK_MAX_BYTES || total > BLOCK_MAX_BYTES) {
         st = ia_error_set(IA_ERANGE, "block %s: reference of %llu bytes is too large", cid_str,
                           (unsigned long long)row->len);
         goto fail;
     }
-    if (!(buf = ia_malloc(row->len ? (size_t)row->len : 1))) {
+    if (!(buf = ia_malloc(total ? (size_t)total : 1))) {
         st = IA_ENOMEM;
         goto fail;
     }
+    memcpy(buf, row->prefix, row->n_prefix);
+    uint8_t *body = buf + row->n_prefix;
     size_t got = 0;
     while (got < row->len) {
-        ssize_t n = pread(fd, buf + got, (size_t)row->len - got, (off_t)(row->off + got));
+        ssize_t n = pread(fd, body + got, (size_t)row->len - got, (off_t)(row->off + got));
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0) {
@@ -703,14 +851,21 @@ static ia_status ref_read(const ref_row *row, const char *cid_str, uint8_t **dat
         }
         got += (size_t)n;
     }
+    memcpy(body + row->len, row->suffix, row->n_suffix);
     close(fd);
     *data = buf;
-    *len = (size_t)row->len;
+    *len = (size_t)total;
     return IA_OK;
 fail:
     close(fd);
     free(buf);
     return st;
+}
+
+bool ia_bs_ref_is_leaf(ia_blockstore *bs, const ia_cid *cid) {
+    uint8_t mh[IA_CID_MAX_BYTES];
+    ref_row row;
+    return ref_lookup(bs, mh, ia_bs_multihash(cid, mh), &row) == IA_OK;
 }
 
 /* ---- get, has, size, remove ------------------------------------------------------ */
@@ -838,7 +993,7 @@ ia_status ia_blockstore_size(ia_blockstore *bs, const ia_cid *cid, uint64_t *siz
     uint8_t mh[IA_CID_MAX_BYTES];
     ref_row row;
     if ((st = ref_lookup(bs, mh, ia_bs_multihash(cid, mh), &row)) == IA_OK) {
-        *size = row.len;
+        *size = row.len + row.n_prefix + row.n_suffix;
         return IA_OK;
     }
     if (st == IA_ENOTFOUND) {
@@ -961,7 +1116,8 @@ static ia_status walk_block_files(ia_blockstore *bs, bool clean_temp, ia_cid_fn 
 static ia_status walk_refs(ia_blockstore *bs, ia_cid_fn fn, void *ctx) {
     sqlite3_stmt *q = NULL;
     ia_status st = IA_OK;
-    if (sqlite3_prepare_v2(bs->db, "SELECT mh FROM refs ORDER BY rowid", -1, &q, NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(bs->db, "SELECT mh FROM refs WHERE file_size >= 0 ORDER BY rowid", -1,
+                           &q, NULL) != SQLITE_OK)
         return ia_error_set(IA_EIO, "%s/repo.sqlite: %s", bs->dir, sqlite3_errmsg(bs->db));
     int rc;
     while (st == IA_OK && (rc = sqlite3_step(q)) == SQLITE_ROW) {

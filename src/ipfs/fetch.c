@@ -38,14 +38,37 @@
  * stalls past the stall timeout, or fails max_failures requests in a row.
  * When no live peer may still have a block the fetch fails naming the block
  * and the peers asked.
+ *
+ * ia_fetch_get (get --from) runs the same walk but sends each verified
+ * block's bytes straight to the output instead of through the store and an
+ * export: every block has placements (a byte range of an output file, from
+ * its parent's blocksizes; or a directory entry, whose type its own block
+ * tells), kept beside the set of blocks seen. A leaf is pwritten at its
+ * offsets as soon as it is verified; on a second CPU a verifier thread hashes
+ * and writes CAR leaves while the main thread goes on reading (a full queue
+ * means the main thread verifies the next one itself). A block that occurs
+ * twice is fetched once: a leaf is copied into its other places at the end,
+ * a repeated node is asked for again for the new place alone. The output is
+ * built under OUT.get-XXXXXX and renamed once complete. The store keeps the
+ * DAG without a second copy: leaves as references into the output (pending
+ * until the rename, so never served half-written), other nodes as blocks.
  */
+#define _GNU_SOURCE /* renameat2 */
 #include "ia/ipfs.h"
+#include "ipfs/ipfs_internal.h"
 
 #include <curl/curl.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define FETCH_MAX_PEERS 64
 #define DEFAULT_MAX_BLOCK ((size_t)2 << 20) /* Kubo's block size limit */
@@ -71,7 +94,9 @@ typedef struct task {
     uint64_t tsize;   /* the parent link's Tsize (size of the subtree) */
     bool has_tsize;
     int attempts;
-    bool checked; /* looked for in the local store already */
+    bool checked;    /* looked for in the local store already */
+    uint32_t place1; /* get: 1 + the one placement to fill (a block seen before); 0: all */
+    bool redo;       /* get: the verifier found it corrupt: fetch it although in `got` */
 } task;
 
 /* A ring of tasks: new blocks go to the back, retries to the front. */
@@ -125,8 +150,13 @@ static task queue_pop(task_queue *q) {
 typedef struct cid_set {
     ia_cid *slots;
     bool *used;
+    int32_t *head;  /* get: the block's placements (fetcher.places), -1: none */
+    uint8_t *flags; /* get: SLOT_DONE, SLOT_LEAF */
     size_t n, cap;
 } cid_set;
+
+#define SLOT_DONE 1 /* its bytes went to its placements */
+#define SLOT_LEAF 2 /* ... and it has no links: copies come from head's place */
 
 static uint64_t cid_hash(const ia_cid *c) {
     uint64_t h = 1469598103934665603ull ^ c->mh_code;
@@ -140,28 +170,41 @@ static bool same_multihash(const ia_cid *a, const ia_cid *b) {
            memcmp(a->digest, b->digest, a->digest_len) == 0;
 }
 
-static bool set_has(const cid_set *s, const ia_cid *c) {
+/* The slot holding c, or SIZE_MAX. */
+static size_t set_find(const cid_set *s, const ia_cid *c) {
     if (s->cap == 0)
-        return false;
+        return SIZE_MAX;
     size_t j = cid_hash(c) & (s->cap - 1);
     while (s->used[j]) {
         if (same_multihash(&s->slots[j], c))
-            return true;
+            return j;
         j = (j + 1) & (s->cap - 1);
     }
-    return false;
+    return SIZE_MAX;
 }
 
-/* Adds c; *added is false when it was there already. */
-static ia_status set_add(cid_set *s, const ia_cid *c, bool *added) {
+static bool set_has(const cid_set *s, const ia_cid *c) { return set_find(s, c) != SIZE_MAX; }
+
+static void set_free(cid_set *s) {
+    free(s->slots);
+    free(s->used);
+    free(s->head);
+    free(s->flags);
+    memset(s, 0, sizeof *s);
+}
+
+/* Adds c (its slot in *slot, head -1 and flags 0 when new); *added is false
+ * when it was there already. Slots move when the set grows. */
+static ia_status set_add_at(cid_set *s, const ia_cid *c, bool *added, size_t *slot) {
     if ((s->n + 1) * 2 > s->cap) {
         cid_set bigger = {0};
         bigger.cap = s->cap ? s->cap * 2 : 1024;
         bigger.slots = ia_malloc_array(bigger.cap, sizeof *bigger.slots);
         bigger.used = ia_calloc(bigger.cap, sizeof *bigger.used);
-        if (!bigger.slots || !bigger.used) {
-            free(bigger.slots);
-            free(bigger.used);
+        bigger.head = ia_malloc_array(bigger.cap, sizeof *bigger.head);
+        bigger.flags = ia_calloc(bigger.cap, sizeof *bigger.flags);
+        if (!bigger.slots || !bigger.used || !bigger.head || !bigger.flags) {
+            set_free(&bigger);
             return IA_ENOMEM;
         }
         for (size_t i = 0; i < s->cap; i++) {
@@ -172,25 +215,35 @@ static ia_status set_add(cid_set *s, const ia_cid *c, bool *added) {
                 j = (j + 1) & (bigger.cap - 1);
             bigger.used[j] = true;
             bigger.slots[j] = s->slots[i];
+            bigger.head[j] = s->head[i];
+            bigger.flags[j] = s->flags[i];
         }
         bigger.n = s->n;
-        free(s->slots);
-        free(s->used);
+        set_free(s);
         *s = bigger;
     }
     size_t j = cid_hash(c) & (s->cap - 1);
     while (s->used[j]) {
         if (same_multihash(&s->slots[j], c)) {
             *added = false;
+            *slot = j;
             return IA_OK;
         }
         j = (j + 1) & (s->cap - 1);
     }
     s->used[j] = true;
     s->slots[j] = *c;
+    s->head[j] = -1;
+    s->flags[j] = 0;
     s->n++;
     *added = true;
+    *slot = j;
     return IA_OK;
+}
+
+static ia_status set_add(cid_set *s, const ia_cid *c, bool *added) {
+    size_t slot;
+    return set_add_at(s, c, added, &slot);
 }
 
 /* ---- the fetcher --------------------------------------------------------------- */
@@ -205,6 +258,7 @@ typedef struct peer {
 } peer;
 
 typedef struct fetcher fetcher;
+typedef struct verifier verifier;
 
 /* Why a CAR stream was cut short by us (the write callback returned 0). */
 typedef enum car_fault {
@@ -236,6 +290,35 @@ typedef struct request {
     char fault_why[512];
 } request;
 
+/* get: where a block's bytes go. A file's blocks are RANGEs of it (offsets
+ * from their parents' blocksizes); a directory's links are ENTRYs (a path,
+ * whose type the child's own block tells: it becomes a RANGE covering the
+ * whole new file, a DIR or a LINK), and a HAMT shard's links to its child
+ * shards are SHARDs of the same directory. */
+typedef enum place_kind { P_RANGE, P_ENTRY, P_SHARD, P_DIR, P_LINK } place_kind;
+
+typedef struct place {
+    uint8_t kind;
+    uint32_t path;         /* ENTRY, SHARD, DIR, LINK: fetcher.paths index */
+    uint32_t file;         /* RANGE: fetcher.files index */
+    uint64_t offset, size; /* RANGE: file bytes [offset, offset + size) */
+    int32_t next;          /* the block's next placement, -1: none */
+} place;
+
+/* A file being written (under the temporary root). */
+typedef struct out_file {
+    uint32_t path; /* fetcher.paths index */
+    int fd;        /* -1 once closed */
+    uint64_t size, written;
+    char *abs; /* its final absolute path (references name it) */
+} out_file;
+
+/* A placement filled at the end by copying the bytes of a leaf written
+ * elsewhere (a block that occurs twice is fetched once). */
+typedef struct copy_item {
+    uint32_t src, dst; /* fetcher.places indexes */
+} copy_item;
+
 struct fetcher {
     ia_blockstore *bs;
     ia_fetch_options opts;
@@ -251,6 +334,23 @@ struct fetcher {
     struct curl_slist *car_headers;
     CURL **idle; /* easy handles kept for reuse (their connections stay warm) */
     size_t n_idle;
+    /* get (ia_fetch_get): bytes go to the output as they are verified */
+    bool get;
+    const char *out; /* the final path, as given */
+    char *out_abs;   /* ... made absolute (for references) */
+    char *tmp;       /* the temporary root, once the root block arrived */
+    place *places;
+    size_t n_places, cap_places;
+    char **paths; /* entry paths relative to the root ("" is the root) */
+    size_t n_paths, cap_paths;
+    out_file *files;
+    size_t n_files, cap_files;
+    copy_item *copies;
+    size_t n_copies, cap_copies;
+    ia_bs_ref *refs; /* references not yet recorded (pending) */
+    size_t n_refs;
+    verifier *verifier;  /* a thread that verifies and writes leaves, or NULL */
+    uint64_t n_unusable; /* blocks in the store that could not be read back */
 };
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -345,6 +445,882 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *ctx) {
     return n;
 }
 
+/* ---- get: verified bytes straight into the output ------------------------------- */
+
+static ia_status expect_push(request *r, const task *t);
+
+#define REF_BATCH 1024
+#define OPEN_FILES_MAX 64 /* past this many files, each is closed once complete */
+#define VJOB_MAX_TARGETS 4
+#define VQUEUE_MAX 8 /* leaves handed to the verifier and not yet finished */
+#define HAMT_MAX_FANOUT 4096
+#define COPY_BUFFER ((size_t)1 << 20)
+
+/* Grows an array of elem-sized items to hold need of them. */
+static bool grow(void *items, size_t *cap, size_t need, size_t elem) {
+    void **p = items;
+    if (need <= *cap)
+        return true;
+    size_t cap2 = *cap ? *cap * 2 : 64;
+    while (cap2 < need)
+        cap2 *= 2;
+    void *more = ia_realloc_array(*p, cap2, elem);
+    if (!more)
+        return false;
+    *p = more;
+    *cap = cap2;
+    return true;
+}
+
+/* A block decoded as far as UnixFS; content borrows from the block. */
+typedef struct unode {
+    ia_unixfs_type type;
+    const uint8_t *content;
+    size_t content_len;
+    ia_pb_node pb;
+    ia_unixfs fs;
+    bool raw;
+} unode;
+
+static void unode_free(unode *u) {
+    if (!u->raw) {
+        ia_pb_node_free(&u->pb);
+        ia_unixfs_free(&u->fs);
+    }
+}
+
+static ia_status unode_decode(const ia_cid *cid, const uint8_t *data, size_t len, unode *u) {
+    char text[IA_CID_MAX_STRING];
+    ia_status st;
+    memset(u, 0, sizeof *u);
+    if (cid->codec == IA_CODEC_RAW) {
+        u->raw = true;
+        u->type = IA_UNIXFS_RAW;
+        u->content = data;
+        u->content_len = len;
+        return IA_OK;
+    }
+    cid_text(cid, text);
+    if (cid->codec != IA_CODEC_DAG_PB) {
+        u->raw = true; /* nothing to free */
+        const char *name = ia_codec_name(cid->codec);
+        return ia_error_set(IA_EUNSUPPORTED, "%s: codec %s is not UnixFS (dag-pb or raw)", text,
+                            name ? name : "unknown");
+    }
+    if ((st = ia_dagpb_decode(data, len, &u->pb)))
+        goto fail;
+    if (!u->pb.has_data) {
+        st = ia_error_set(IA_EPARSE, "%s: dag-pb node has no UnixFS Data", text);
+        goto fail;
+    }
+    if ((st = ia_unixfs_decode(u->pb.data, u->pb.data_len, &u->fs)))
+        goto fail;
+    u->type = u->fs.type;
+    u->content = u->fs.data;
+    u->content_len = u->fs.data_len;
+    return IA_OK;
+fail:
+    ia_error_prefix("%s (verified against its CID)", text);
+    ia_pb_node_free(&u->pb);
+    u->raw = true;
+    return st;
+}
+
+static const char *type_name(ia_unixfs_type t) {
+    static const char *names[] = {"raw", "directory", "file", "metadata", "symlink", "HAMT shard"};
+    return (unsigned)t < 6 ? names[t] : "unknown";
+}
+
+/* File bytes under a file node: its own data plus its children's. */
+static ia_status unode_file_size(const unode *u, const char *text, uint64_t *out) {
+    uint64_t total = u->content_len;
+    if (!u->raw && u->fs.n_blocksizes != u->pb.n_links)
+        return ia_error_set(IA_EPARSE, "%s: %zu links but %zu blocksizes", text, u->pb.n_links,
+                            u->fs.n_blocksizes);
+    for (size_t i = 0; !u->raw && i < u->fs.n_blocksizes; i++)
+        if (__builtin_add_overflow(total, u->fs.blocksizes[i], &total))
+            return ia_error_set(IA_EPARSE, "%s: blocksizes overflow", text);
+    *out = total;
+    return IA_OK;
+}
+
+/* The path of entry `path` under the temporary root, or its final absolute
+ * path (malloc'd). */
+static char *entry_path(const fetcher *f, uint32_t path, bool final) {
+    const char *root = final ? f->out_abs : f->tmp, *rel = f->paths[path];
+    return *rel ? ia_path_join(root, rel) : ia_strdup(root);
+}
+
+static ia_status new_path(fetcher *f, uint32_t dir, const char *name, size_t len, uint32_t *out) {
+    const char *parent = f->paths[dir];
+    if (len == 0 || (len == 1 && name[0] == '.') ||
+        (len == 2 && name[0] == '.' && name[1] == '.') || memchr(name, '/', len) ||
+        memchr(name, '\0', len))
+        return ia_error_set(IA_EPARSE,
+                            "%s/%s: refusing the entry name '%.*s' (not one path "
+                            "component)",
+                            f->out, parent, (int)len, name);
+    if (!grow(&f->paths, &f->cap_paths, f->n_paths + 1, sizeof *f->paths))
+        return IA_ENOMEM;
+    size_t plen = strlen(parent);
+    char *p = ia_malloc(plen + len + 2);
+    if (!p)
+        return IA_ENOMEM;
+    if (plen)
+        memcpy(p, parent, plen);
+    p[plen] = '/';
+    memcpy(p + plen + (plen > 0), name, len);
+    p[plen + (plen > 0) + len] = '\0';
+    f->paths[f->n_paths] = p;
+    *out = (uint32_t)f->n_paths++;
+    return IA_OK;
+}
+
+/* Records a new placement of cid: a block not seen yet becomes a task (for
+ * the stream, when it comes from one); one seen but not yet arrived gets one
+ * more placement; a leaf already written is copied at the end; a node already
+ * expanded is asked for again for this placement alone (rare: a repeated
+ * subtree). */
+static ia_status add_place(fetcher *f, const ia_cid *cid, const place *p, const ia_pb_link *link,
+                           request *stream) {
+    bool added;
+    size_t slot;
+    ia_status st;
+    if (!grow(&f->places, &f->cap_places, f->n_places + 1, sizeof *f->places))
+        return IA_ENOMEM;
+    uint32_t pi = (uint32_t)f->n_places++;
+    f->places[pi] = *p;
+    f->places[pi].next = -1;
+    if ((st = set_add_at(&f->seen, cid, &added, &slot)))
+        return st;
+    task t = {.cid = *cid};
+    if (link) {
+        t.tsize = link->tsize;
+        t.has_tsize = link->has_tsize;
+    }
+    if (added) {
+        f->seen.head[slot] = (int32_t)pi;
+        return stream ? expect_push(stream, &t) : queue_push_back(&f->queue, &t);
+    }
+    uint8_t flags = f->seen.flags[slot];
+    if (!(flags & SLOT_DONE)) {
+        f->places[pi].next = f->seen.head[slot];
+        f->seen.head[slot] = (int32_t)pi;
+        return IA_OK;
+    }
+    if (flags & SLOT_LEAF) {
+        if (!grow(&f->copies, &f->cap_copies, f->n_copies + 1, sizeof *f->copies))
+            return IA_ENOMEM;
+        f->copies[f->n_copies++] = (copy_item){(uint32_t)f->seen.head[slot], pi};
+        return IA_OK;
+    }
+    t.place1 = pi + 1;
+    return queue_push_back(&f->queue, &t);
+}
+
+/* Opens an output file again (a directory's files are closed once complete). */
+static ia_status out_open(fetcher *f, uint32_t file) {
+    out_file *o = &f->files[file];
+    if (o->fd >= 0)
+        return IA_OK;
+    char *path = entry_path(f, o->path, false);
+    if (!path)
+        return IA_ENOMEM;
+    ia_status st = IA_OK;
+    if ((o->fd = open(path, O_RDWR | O_CLOEXEC)) < 0)
+        st = ia_error_set(IA_EIO, "%s: cannot open: %s", path, strerror(errno));
+    free(path);
+    return st;
+}
+
+static ia_status out_write(fetcher *f, uint32_t file, uint64_t offset, const uint8_t *data,
+                           size_t len) {
+    out_file *o = &f->files[file];
+    ia_status st = out_open(f, file);
+    if (st)
+        return st;
+    while (len > 0) {
+        ssize_t n = pwrite(o->fd, data, len, (off_t)offset);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            int e = n < 0 ? errno : ENOSPC;
+            return ia_error_set(IA_EIO, "%s/%s: cannot write: %s%s", f->out, f->paths[o->path],
+                                strerror(e), e == ENOSPC ? " (the disk is full)" : "");
+        }
+        data += n;
+        len -= (size_t)n;
+        offset += (uint64_t)n;
+        o->written += (uint64_t)n;
+    }
+    /* Many files (a directory): close each once complete. */
+    if (o->written >= o->size && f->n_files > OPEN_FILES_MAX) {
+        close(o->fd);
+        o->fd = -1;
+    }
+    return IA_OK;
+}
+
+/* Creates the temporary root beside the output: a file (its fd in *fd), a
+ * folder or a symlink to target. */
+static ia_status make_root(fetcher *f, ia_unixfs_type type, const char *target, int *fd) {
+    size_t n = strlen(f->out) + 32;
+    if (!(f->tmp = ia_malloc(n)))
+        return IA_ENOMEM;
+    for (unsigned tries = 0;; tries++) {
+        snprintf(f->tmp, n, "%s.get-XXXXXX", f->out);
+        int rc = 0;
+        if (type == IA_UNIXFS_DIRECTORY || type == IA_UNIXFS_HAMT_SHARD) {
+            rc = mkdtemp(f->tmp) ? 0 : -1;
+        } else if (type == IA_UNIXFS_SYMLINK) {
+            snprintf(f->tmp, n, "%s.get-%ld-%u", f->out, (long)getpid(), tries);
+            rc = symlink(target, f->tmp);
+        } else {
+            rc = *fd = mkstemp(f->tmp);
+            if (rc >= 0)
+                fchmod(*fd, 0644);
+        }
+        if (rc >= 0)
+            return IA_OK;
+        if (errno != EEXIST || tries > 100) {
+            ia_status st = ia_error_set(IA_EIO, "%s: cannot create: %s", f->tmp, strerror(errno));
+            free(f->tmp);
+            f->tmp = NULL;
+            return st;
+        }
+    }
+}
+
+static ia_status fill_range(fetcher *f, const ia_cid *cid, const unode *u, uint32_t pi,
+                            request *stream);
+
+/* The links of a directory (or of a HAMT shard of it) become its entries. */
+static ia_status dir_links(fetcher *f, const unode *u, const char *text, uint32_t dir,
+                           request *stream) {
+    ia_status st = IA_OK;
+    size_t pad = 0;
+    bool hamt = u->type == IA_UNIXFS_HAMT_SHARD;
+    if (hamt) {
+        uint64_t fo = u->fs.fanout;
+        if (!u->fs.has_hash_type || u->fs.hash_type != IA_HAMT_MURMUR3)
+            return ia_error_set(IA_EUNSUPPORTED, "%s: HAMT hash type 0x%llx is not murmur3", text,
+                                (unsigned long long)u->fs.hash_type);
+        if (!u->fs.has_fanout || fo < 2 || fo > HAMT_MAX_FANOUT || (fo & (fo - 1)))
+            return ia_error_set(IA_EPARSE, "%s: HAMT fanout %llu is not a power of two up to %d",
+                                text, (unsigned long long)fo, HAMT_MAX_FANOUT);
+        for (uint64_t v = fo - 1; v; v >>= 4)
+            pad++;
+    }
+    for (size_t i = 0; i < u->pb.n_links && st == IA_OK; i++) {
+        const ia_pb_link *l = &u->pb.links[i];
+        place p = {.kind = P_SHARD, .path = dir};
+        if (hamt && l->name_len < pad)
+            return ia_error_set(IA_EPARSE, "%s: HAMT link %zu has a name shorter than its slot",
+                                text, i);
+        if (!hamt || l->name_len > pad) {
+            p.kind = P_ENTRY;
+            if ((st = new_path(f, dir, l->name ? l->name + pad : "", l->name_len - pad, &p.path)))
+                return st;
+        }
+        st = add_place(f, &l->cid, &p, l, stream);
+    }
+    return st;
+}
+
+/* A directory entry's block tells what it is: a file is created (sized
+ * already) and filled as a RANGE of it, a folder made, a symlink written. */
+static ia_status fill_entry(fetcher *f, const ia_cid *cid, const unode *u, const char *text,
+                            uint32_t pi, request *stream) {
+    ia_status st = IA_OK;
+    uint32_t path = f->places[pi].path;
+    char *where = NULL, *target = NULL;
+    int fd = -1;
+    uint64_t size = 0;
+    bool root = path == 0;
+    switch (u->type) {
+    case IA_UNIXFS_FILE:
+    case IA_UNIXFS_RAW:
+        if ((st = unode_file_size(u, text, &size)))
+            return st;
+        if (!grow(&f->files, &f->cap_files, f->n_files + 1, sizeof *f->files))
+            return IA_ENOMEM;
+        if (root) {
+            if ((st = make_root(f, u->type, NULL, &fd)))
+                return st;
+        } else {
+            if (!(where = entry_path(f, path, false)))
+                return IA_ENOMEM;
+            if ((fd = open(where, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644)) < 0) {
+                st = ia_error_set(IA_EIO, "%s: cannot create: %s", where, strerror(errno));
+                goto done;
+            }
+        }
+        if (size > 0 && ftruncate(fd, (off_t)size) != 0) {
+            st = ia_error_set(IA_EIO, "%s/%s: cannot make a %llu-byte file: %s", f->out,
+                              f->paths[path], (unsigned long long)size, strerror(errno));
+            close(fd);
+            goto done;
+        }
+        f->files[f->n_files] = (out_file){.path = path, .fd = fd, .size = size};
+        if (f->bs && !(f->files[f->n_files].abs = entry_path(f, path, true))) {
+            close(fd);
+            st = IA_ENOMEM;
+            goto done;
+        }
+        f->places[pi] = (place){P_RANGE, 0, (uint32_t)f->n_files++, 0, size, f->places[pi].next};
+        st = fill_range(f, cid, u, pi, stream);
+        break;
+    case IA_UNIXFS_DIRECTORY:
+    case IA_UNIXFS_HAMT_SHARD:
+        if (root) {
+            st = make_root(f, u->type, NULL, NULL);
+        } else if (!(where = entry_path(f, path, false))) {
+            st = IA_ENOMEM;
+        } else if (mkdir(where, 0755) != 0) {
+            st = ia_error_set(IA_EIO, "%s: cannot create folder: %s", where, strerror(errno));
+        }
+        f->places[pi].kind = P_DIR;
+        if (st == IA_OK)
+            st = dir_links(f, u, text, path, stream);
+        break;
+    case IA_UNIXFS_SYMLINK:
+        if (!(target = ia_strndup((const char *)u->content, u->content_len)))
+            return IA_ENOMEM;
+        if (root) {
+            st = make_root(f, u->type, target, NULL);
+        } else if (!(where = entry_path(f, path, false))) {
+            st = IA_ENOMEM;
+        } else if (symlink(target, where) != 0) {
+            st = ia_error_set(IA_EIO, "%s: cannot create symlink: %s", where, strerror(errno));
+        }
+        f->places[pi].kind = P_LINK;
+        break;
+    default:
+        st = ia_error_set(IA_EUNSUPPORTED, "%s: cannot write a UnixFS %s to disk", text,
+                          type_name(u->type));
+    }
+done:
+    free(where);
+    free(target);
+    return st;
+}
+
+/* A file's block at its RANGE: its own data written at the offset, its
+ * children placed after it by their blocksizes. */
+static ia_status fill_range(fetcher *f, const ia_cid *cid, const unode *u, uint32_t pi,
+                            request *stream) {
+    char text[IA_CID_MAX_STRING];
+    place p = f->places[pi];
+    uint64_t size;
+    ia_status st;
+    cid_text(cid, text);
+    if (u->type != IA_UNIXFS_FILE && u->type != IA_UNIXFS_RAW)
+        return ia_error_set(IA_EPARSE, "%s: a %s inside a file's DAG", text, type_name(u->type));
+    if ((st = unode_file_size(u, text, &size)))
+        return st;
+    if (size != p.size)
+        return ia_error_set(IA_EPARSE, "%s: holds %llu bytes but its parent says %llu", text,
+                            (unsigned long long)size, (unsigned long long)p.size);
+    if (u->content_len && (st = out_write(f, p.file, p.offset, u->content, u->content_len)))
+        return st;
+    uint64_t off = p.offset + u->content_len;
+    for (size_t i = 0; !u->raw && i < u->pb.n_links; i++) {
+        place child = {.kind = P_RANGE, .file = p.file, .offset = off, .size = u->fs.blocksizes[i]};
+        if ((st = add_place(f, &u->pb.links[i].cid, &child, &u->pb.links[i], stream)))
+            return st;
+        off += child.size;
+    }
+    return IA_OK;
+}
+
+static ia_status flush_refs(fetcher *f) {
+    ia_status st = ia_bs_put_refs_pending(f->bs, f->refs, f->n_refs);
+    f->n_refs = 0;
+    return st;
+}
+
+/* Keeps a fetched block in the store: a leaf as a reference into the file
+ * it was written to (its dag-pb framing, if any, as the reference's prefix
+ * and suffix), anything else as a block. */
+static ia_status keep_block(fetcher *f, const ia_cid *cid, const uint8_t *data, size_t len,
+                            const unode *u, int32_t written_at) {
+    const place *p = written_at >= 0 ? &f->places[written_at] : NULL;
+    bool leaf = u->raw || u->pb.n_links == 0;
+    size_t n_prefix = u->content_len ? (size_t)(u->content - data) : 0;
+    size_t n_suffix = u->content_len ? len - n_prefix - u->content_len : 0;
+    if (!p || p->kind != P_RANGE || !leaf || u->content_len == 0 || n_prefix > IA_BS_WRAP_MAX ||
+        n_suffix > IA_BS_WRAP_MAX || cid->mh_code == IA_MH_IDENTITY)
+        return ia_blockstore_put(f->bs, cid, len ? (const void *)data : "", len);
+    if (!f->refs && !(f->refs = ia_malloc_array(REF_BATCH, sizeof *f->refs)))
+        return IA_ENOMEM;
+    ia_bs_ref *r = &f->refs[f->n_refs++];
+    r->cid = *cid;
+    r->path = f->files[p->file].abs;
+    r->offset = p->offset;
+    r->len = u->content_len;
+    r->n_prefix = (uint8_t)n_prefix;
+    r->n_suffix = (uint8_t)n_suffix;
+    memcpy(r->prefix, data, n_prefix);
+    memcpy(r->suffix, u->content + u->content_len, n_suffix);
+    return f->n_refs == REF_BATCH ? flush_refs(f) : IA_OK;
+}
+
+/* A verified block in a get: its bytes go to each of its placements (or to
+ * the one its task names), its links get theirs, and a fetched block is kept
+ * in the store (stored: it came from there). */
+static ia_status get_block(fetcher *f, const ia_cid *cid, const uint8_t *data, size_t len,
+                           bool stored, uint32_t place1, request *stream) {
+    char text[IA_CID_MAX_STRING];
+    unode u;
+    ia_status st = unode_decode(cid, data, len, &u);
+    if (st)
+        return st;
+    cid_text(cid, text);
+    size_t slot = set_find(&f->seen, cid);
+    int32_t pi = place1 ? (int32_t)place1 - 1 : (slot != SIZE_MAX ? f->seen.head[slot] : -1);
+    int32_t written_at = -1;
+    if (pi < 0) {
+        st = ia_error_set(IA_EINVAL, "%s arrived but has no place in the output", text);
+        goto done;
+    }
+    while (pi >= 0 && st == IA_OK) {
+        int32_t next = place1 ? -1 : f->places[pi].next;
+        uint8_t kind = f->places[pi].kind;
+        if (kind == P_RANGE)
+            st = fill_range(f, cid, &u, (uint32_t)pi, stream);
+        else if (kind == P_ENTRY)
+            st = fill_entry(f, cid, &u, text, (uint32_t)pi, stream);
+        else if (kind == P_SHARD && u.type != IA_UNIXFS_HAMT_SHARD)
+            st = ia_error_set(IA_EPARSE, "%s: HAMT slot link leads to a %s", text,
+                              type_name(u.type));
+        else if (kind == P_SHARD)
+            st = dir_links(f, &u, text, f->places[pi].path, stream);
+        if (st == IA_OK && written_at < 0 &&
+            (f->places[pi].kind == P_RANGE || f->places[pi].kind == P_LINK))
+            written_at = pi;
+        pi = next;
+    }
+    if (st || place1)
+        goto done;
+    slot = set_find(&f->seen, cid); /* the set may have grown */
+    f->seen.flags[slot] |= SLOT_DONE;
+    if (written_at >= 0 && (u.raw || u.pb.n_links == 0)) {
+        f->seen.flags[slot] |= SLOT_LEAF;
+        f->seen.head[slot] = written_at; /* copies come from there */
+    }
+    if (f->bs && !stored)
+        st = keep_block(f, cid, data, len, &u, written_at);
+done:
+    unode_free(&u);
+    return st;
+}
+
+/* Copies the bytes of place src (written) to place dst. */
+static ia_status copy_place(fetcher *f, const place *src, place *dst, uint8_t *buf) {
+    ia_status st = IA_OK;
+    char *path = NULL;
+    if (src->kind == P_LINK && dst->kind == P_ENTRY) {
+        char *from = entry_path(f, src->path, false), target[PATH_MAX];
+        path = entry_path(f, dst->path, false);
+        ssize_t n = from ? readlink(from, target, sizeof target - 1) : -1;
+        if (!from || !path)
+            st = IA_ENOMEM;
+        else if (n < 0 || (target[n] = '\0', symlink(target, path) != 0))
+            st = ia_error_set(IA_EIO, "%s: cannot create symlink: %s", path, strerror(errno));
+        free(from);
+        free(path);
+        return st;
+    }
+    if (src->kind != P_RANGE || (dst->kind != P_RANGE && dst->kind != P_ENTRY))
+        return ia_error_set(IA_EPARSE,
+                            "%s: one block is both a file and something else in this "
+                            "DAG",
+                            f->out);
+    if (dst->kind == P_ENTRY) { /* a file of its own: created here, not referenced */
+        if (!(path = entry_path(f, dst->path, false)))
+            return IA_ENOMEM;
+        int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        if (fd < 0) {
+            st = ia_error_set(IA_EIO, "%s: cannot create: %s", path, strerror(errno));
+            free(path);
+            return st;
+        }
+        free(path);
+        if (!grow(&f->files, &f->cap_files, f->n_files + 1, sizeof *f->files)) {
+            close(fd);
+            return IA_ENOMEM;
+        }
+        f->files[f->n_files] = (out_file){.path = dst->path, .fd = fd, .size = src->size};
+        *dst = (place){P_RANGE, 0, (uint32_t)f->n_files++, 0, src->size, -1};
+    }
+    if (dst->size != src->size)
+        return ia_error_set(IA_EPARSE, "%s/%s: a block of %llu bytes placed where %llu belong",
+                            f->out, f->paths[f->files[dst->file].path],
+                            (unsigned long long)src->size, (unsigned long long)dst->size);
+    for (uint64_t done = 0; done < src->size;) {
+        size_t n = src->size - done < COPY_BUFFER ? (size_t)(src->size - done) : COPY_BUFFER;
+        const out_file *s = &f->files[src->file];
+        if ((st = out_open(f, src->file)))
+            return st;
+        ssize_t got = pread(s->fd, buf, n, (off_t)(src->offset + done));
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0)
+            return ia_error_set(IA_EIO, "%s/%s: cannot read back: %s", f->out, f->paths[s->path],
+                                got < 0 ? strerror(errno) : "file is shorter");
+        if ((st = out_write(f, dst->file, dst->offset + done, buf, (size_t)got)))
+            return st;
+        done += (uint64_t)got;
+    }
+    return IA_OK;
+}
+
+/* Removes a temporary tree (a file, symlink or folder). */
+static void remove_tree(const char *path) {
+    struct stat sb;
+    if (lstat(path, &sb) != 0)
+        return;
+    if (S_ISDIR(sb.st_mode)) {
+        DIR *d = opendir(path);
+        struct dirent *e;
+        while (d && (e = readdir(d))) {
+            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+                continue;
+            char *p = ia_path_join(path, e->d_name);
+            if (p)
+                remove_tree(p);
+            free(p);
+        }
+        if (d)
+            closedir(d);
+        rmdir(path);
+    } else {
+        unlink(path);
+    }
+}
+
+/* The end of a get's run: copies, then the temporary root renamed to the
+ * output (never over something that appeared meanwhile), then the
+ * references made valid. On failure the temporary output is removed and its
+ * pending references dropped. */
+static ia_status get_finish(fetcher *f, ia_status st) {
+    uint8_t *buf = NULL;
+    if (st == IA_OK && f->n_copies && !(buf = ia_malloc(COPY_BUFFER)))
+        st = IA_ENOMEM;
+    for (size_t i = 0; st == IA_OK && i < f->n_copies; i++) {
+        place src = f->places[f->copies[i].src];
+        st = copy_place(f, &src, &f->places[f->copies[i].dst], buf);
+    }
+    free(buf);
+    for (size_t i = 0; i < f->n_files; i++) {
+        if (f->files[i].fd >= 0 && close(f->files[i].fd) != 0 && st == IA_OK)
+            st = ia_error_set(IA_EIO, "%s/%s: cannot close: %s", f->out, f->paths[f->files[i].path],
+                              strerror(errno));
+        f->files[i].fd = -1;
+    }
+    if (st == IA_OK && !f->tmp)
+        st = ia_error_set(IA_EIO, "%s: nothing was written", f->out);
+    if (st == IA_OK && renameat2(AT_FDCWD, f->tmp, AT_FDCWD, f->out, RENAME_NOREPLACE) != 0) {
+        if (errno == EINVAL || errno == ENOSYS) { /* no RENAME_NOREPLACE here */
+            struct stat sb;
+            if (lstat(f->out, &sb) == 0)
+                errno = EEXIST;
+            else if (rename(f->tmp, f->out) == 0)
+                errno = 0;
+        }
+        if (errno)
+            st = ia_error_set(IA_EIO, "%s: cannot rename to %s: %s", f->tmp, f->out,
+                              strerror(errno));
+    }
+    const char **abs = NULL;
+    size_t n_abs = 0;
+    if (f->bs && f->n_files && (abs = ia_malloc_array(f->n_files, sizeof *abs)))
+        for (size_t i = 0; i < f->n_files; i++)
+            if (f->files[i].abs)
+                abs[n_abs++] = f->files[i].abs;
+    if (st == IA_OK && f->bs) {
+        if (f->n_files && !abs)
+            st = IA_ENOMEM;
+        if (st == IA_OK && (st = flush_refs(f)) == IA_OK)
+            st = ia_bs_refs_finish(f->bs, abs, n_abs);
+    }
+    if (st != IA_OK) {
+        ia_status keep = st;
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", ia_error_message());
+        if (f->tmp)
+            remove_tree(f->tmp);
+        if (f->bs && abs) {
+            f->n_refs = 0;
+            ia_bs_refs_drop(f->bs, abs, n_abs);
+        }
+        ia_error_set(keep, "%s", msg);
+        st = keep;
+    }
+    free(abs);
+    return st;
+}
+
+/* ---- get: verification on a second core ------------------------------------------- */
+
+/* A leaf of a CAR stream, copied out of curl's buffer, for the verifier
+ * thread to hash and write while the main thread reads on. Only leaves whose
+ * placements are all known ranges of open files go there; anything else is
+ * verified inline. The main thread finishes each job (references, copies,
+ * or the peer's blame when the bytes do not match). */
+typedef struct vjob {
+    ia_cid cid;
+    uint8_t *data;
+    size_t len, content_off, content_len;
+    int peer;
+    int32_t head; /* the block's first placement when it was handed over */
+    int n_targets;
+    int fd[VJOB_MAX_TARGETS];
+    uint64_t off[VJOB_MAX_TARGETS];
+    bool corrupt;
+    ia_status st;
+    char why[512];
+    struct vjob *next;
+} vjob;
+
+struct verifier {
+    pthread_t thread;
+    pthread_mutex_t lock; /* guards the lists, n_queued and stop */
+    pthread_cond_t wake;
+    vjob *todo, *todo_tail, *done;
+    size_t n_queued; /* handed over, not yet collected by the main thread */
+    bool stop;
+    CURLM *multi; /* woken when a job is done */
+};
+
+static void vjob_free(vjob *j) {
+    if (j)
+        free(j->data);
+    free(j);
+}
+
+static void vjob_run(vjob *j) {
+    if (ia_cid_verify(&j->cid, j->data, j->len) != IA_OK) {
+        j->corrupt = true;
+        return;
+    }
+    for (int i = 0; i < j->n_targets && j->st == IA_OK; i++) {
+        const uint8_t *p = j->data + j->content_off;
+        size_t left = j->content_len;
+        uint64_t off = j->off[i];
+        while (left > 0) {
+            ssize_t n = pwrite(j->fd[i], p, left, (off_t)off);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n <= 0) {
+                int e = n < 0 ? errno : ENOSPC;
+                j->st = IA_EIO;
+                snprintf(j->why, sizeof j->why, "cannot write: %s%s", strerror(e),
+                         e == ENOSPC ? " (the disk is full)" : "");
+                break;
+            }
+            p += n;
+            left -= (size_t)n;
+            off += (uint64_t)n;
+        }
+    }
+}
+
+static void *verifier_main(void *arg) {
+    verifier *v = arg;
+    pthread_mutex_lock(&v->lock);
+    for (;;) {
+        while (!v->todo && !v->stop)
+            pthread_cond_wait(&v->wake, &v->lock);
+        if (v->stop)
+            break;
+        vjob *j = v->todo;
+        v->todo = j->next;
+        if (!v->todo)
+            v->todo_tail = NULL;
+        pthread_mutex_unlock(&v->lock);
+        vjob_run(j);
+        pthread_mutex_lock(&v->lock);
+        j->next = v->done;
+        v->done = j;
+        curl_multi_wakeup(v->multi);
+    }
+    pthread_mutex_unlock(&v->lock);
+    return NULL;
+}
+
+/* A verifier thread when this process may use more than one CPU. */
+static void verifier_start(fetcher *f) {
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) != 0 || CPU_COUNT(&set) < 2)
+        return;
+    verifier *v = ia_calloc(1, sizeof *v);
+    if (!v)
+        return;
+    v->multi = f->multi;
+    pthread_mutex_init(&v->lock, NULL);
+    pthread_cond_init(&v->wake, NULL);
+    if (pthread_create(&v->thread, NULL, verifier_main, v) != 0) {
+        pthread_mutex_destroy(&v->lock);
+        pthread_cond_destroy(&v->wake);
+        free(v);
+        return;
+    }
+    f->verifier = v;
+}
+
+/* Stops the thread (it finishes the job in hand) and drops what is left. */
+static void verifier_stop(fetcher *f) {
+    verifier *v = f->verifier;
+    if (!v)
+        return;
+    pthread_mutex_lock(&v->lock);
+    v->stop = true;
+    pthread_cond_signal(&v->wake);
+    pthread_mutex_unlock(&v->lock);
+    pthread_join(v->thread, NULL);
+    for (vjob *lists[2] = {v->todo, v->done}, **l = lists; l < lists + 2; l++) {
+        while (*l) {
+            vjob *next = (*l)->next;
+            vjob_free(*l);
+            *l = next;
+        }
+    }
+    pthread_mutex_destroy(&v->lock);
+    pthread_cond_destroy(&v->wake);
+    free(v);
+    f->verifier = NULL;
+}
+
+/* Hands a stream's leaf to the verifier when it can take it: a leaf (by its
+ * still unverified bytes; nothing is acted on before they are verified),
+ * every placement a range of an open file, and fewer than VQUEUE_MAX jobs
+ * waiting (otherwise the main thread verifies it inline: both cores hash). */
+static bool offload(fetcher *f, request *r, const ia_cid *cid, const uint8_t *data, size_t len) {
+    verifier *v = f->verifier;
+    size_t slot;
+    bool added, ok = false;
+    unode u;
+    if (!v || f->n_files > OPEN_FILES_MAX || (slot = set_find(&f->seen, cid)) == SIZE_MAX ||
+        f->seen.head[slot] < 0)
+        return false;
+    pthread_mutex_lock(&v->lock);
+    bool room = v->n_queued < VQUEUE_MAX;
+    pthread_mutex_unlock(&v->lock);
+    if (!room || unode_decode(cid, data, len, &u) != IA_OK) {
+        ia_error_clear();
+        return false;
+    }
+    vjob *j = NULL;
+    if ((!u.raw && u.pb.n_links > 0) || (u.type != IA_UNIXFS_FILE && u.type != IA_UNIXFS_RAW) ||
+        !(j = ia_calloc(1, sizeof *j)))
+        goto done;
+    for (int32_t pi = f->seen.head[slot]; pi >= 0; pi = f->places[pi].next) {
+        const place *p = &f->places[pi];
+        if (p->kind != P_RANGE || p->size != u.content_len || j->n_targets == VJOB_MAX_TARGETS ||
+            f->files[p->file].fd < 0)
+            goto done;
+        j->fd[j->n_targets] = f->files[p->file].fd;
+        j->off[j->n_targets++] = p->offset;
+    }
+    if (!(j->data = ia_malloc(len ? len : 1)) || set_add(&f->got, cid, &added) != IA_OK)
+        goto done;
+    memcpy(j->data, data, len);
+    j->cid = *cid;
+    j->len = len;
+    j->content_off = u.content_len ? (size_t)(u.content - data) : 0;
+    j->content_len = u.content_len;
+    j->peer = r->peer;
+    j->head = f->seen.head[slot];
+    pthread_mutex_lock(&v->lock);
+    if (v->todo_tail)
+        v->todo_tail->next = j;
+    else
+        v->todo = j;
+    v->todo_tail = j;
+    v->n_queued++;
+    pthread_cond_signal(&v->wake);
+    pthread_mutex_unlock(&v->lock);
+    j = NULL;
+    ok = true;
+done:
+    vjob_free(j);
+    unode_free(&u);
+    return ok;
+}
+
+static ia_status drop_peer(fetcher *f, int p, const char *why);
+static ia_status retry(fetcher *f, task t, int p, bool missing);
+
+/* A job came back: a good leaf is done (its reference kept; placements
+ * found meanwhile become copies); a corrupt one drops its peer and is
+ * fetched again elsewhere. */
+static ia_status vjob_finish(fetcher *f, vjob *j) {
+    char text[IA_CID_MAX_STRING];
+    size_t slot = set_find(&f->seen, &j->cid);
+    ia_fetch_peer_stats *ps = &f->report->peers[j->peer];
+    cid_text(&j->cid, text);
+    if (j->st)
+        return ia_error_set(j->st, "%s: %s", f->out, j->why);
+    if (j->corrupt) {
+        char why[IA_CID_MAX_STRING + 64];
+        ps->corrupt++;
+        ps->blocks--;
+        ps->bytes -= j->len;
+        f->report->blocks--;
+        f->report->blocks_fetched--;
+        f->report->bytes_fetched -= j->len;
+        snprintf(why, sizeof why, "served a block that does not match %s", text);
+        ia_status st = drop_peer(f, j->peer, why);
+        task t = {.cid = j->cid, .redo = true, .attempts = 1};
+        return st ? st : retry(f, t, j->peer, false);
+    }
+    for (int32_t pi = f->seen.head[slot]; pi >= 0 && pi != j->head; pi = f->places[pi].next) {
+        if (!grow(&f->copies, &f->cap_copies, f->n_copies + 1, sizeof *f->copies))
+            return IA_ENOMEM;
+        f->copies[f->n_copies++] = (copy_item){(uint32_t)j->head, (uint32_t)pi};
+    }
+    f->seen.head[slot] = j->head;
+    f->seen.flags[slot] |= SLOT_DONE | SLOT_LEAF;
+    if (!f->bs)
+        return IA_OK;
+    unode u = {.raw = true, .content = j->data + j->content_off, .content_len = j->content_len};
+    return keep_block(f, &j->cid, j->data, j->len, &u, j->head);
+}
+
+/* Finishes the jobs the verifier has done. */
+static ia_status verifier_collect(fetcher *f) {
+    verifier *v = f->verifier;
+    ia_status st = IA_OK;
+    if (!v)
+        return IA_OK;
+    pthread_mutex_lock(&v->lock);
+    vjob *done = v->done;
+    v->done = NULL;
+    pthread_mutex_unlock(&v->lock);
+    while (done) {
+        vjob *next = done->next;
+        if (st == IA_OK)
+            st = vjob_finish(f, done);
+        vjob_free(done);
+        pthread_mutex_lock(&v->lock);
+        v->n_queued--;
+        pthread_mutex_unlock(&v->lock);
+        done = next;
+    }
+    return st;
+}
+
+static size_t verifier_pending(fetcher *f) {
+    verifier *v = f->verifier;
+    if (!v)
+        return 0;
+    pthread_mutex_lock(&v->lock);
+    size_t n = v->n_queued;
+    pthread_mutex_unlock(&v->lock);
+    return n;
+}
+
 /* ---- CAR streams ------------------------------------------------------------------ */
 
 static ia_status expect_push(request *r, const task *t);
@@ -388,6 +1364,22 @@ static bool car_block(fetcher *f, request *r, const ia_cid *cid, const uint8_t *
     }
     if (set_has(&f->got, cid))
         return true; /* another stream brought it, or dups=y */
+    if (f->get) {    /* verified, then written where it belongs */
+        ia_status st = IA_OK;
+        if (offload(f, r, cid, data, len))
+            goto counted;
+        if (ia_cid_verify(cid, data, len) != IA_OK) {
+            cid_text(cid, text);
+            car_fail(r, CAR_CORRUPT, IA_EPARSE, "served a block that does not match %s", text);
+            return false;
+        }
+        if ((st = get_block(f, cid, data, len, false, 0, r)) ||
+            (st = set_add(&f->got, cid, &added))) {
+            car_fail(r, CAR_STORE, st, "%s", ia_error_message());
+            return false;
+        }
+        goto counted;
+    }
     if (ia_blockstore_has(f->bs, cid)) {
         /* Resume below a missing node: kept, not stored again; its own
          * links may still be missing. Not verified: the store's copy is. */
@@ -418,6 +1410,7 @@ static bool car_block(fetcher *f, request *r, const ia_cid *cid, const uint8_t *
         car_fail(r, CAR_STORE, st, "%s", ia_error_message());
         return false;
     }
+counted:
     r->car_blocks++;
     r->car_bytes += len;
     f->report->peers[r->peer].blocks++;
@@ -537,8 +1530,9 @@ static size_t on_car_body(char *data, size_t size, size_t nmemb, void *ctx) {
 #define CAR_SUBTREE_MAX ((uint64_t)64 << 20)
 
 static bool wants_car(const fetcher *f, const task *t, int p) {
-    return !f->peers[p].no_car && t->attempts == 0 && t->cid.codec == IA_CODEC_DAG_PB &&
-           t->has_tsize && t->tsize > f->opts.max_block_size && t->tsize <= CAR_SUBTREE_MAX;
+    return !f->peers[p].no_car && t->attempts == 0 && !t->place1 &&
+           t->cid.codec == IA_CODEC_DAG_PB && t->has_tsize && t->tsize > f->opts.max_block_size &&
+           t->tsize <= CAR_SUBTREE_MAX;
 }
 
 /* Starts a request for t on peer p. */
@@ -745,6 +1739,39 @@ static ia_status enqueue_links(fetcher *f, const ia_cid *cid, const uint8_t *dat
  * CID is removed and fetched again; *fetch says so. */
 static ia_status take_local(fetcher *f, const task *t, bool *fetch) {
     *fetch = false;
+    if (f->get) { /* its bytes are needed for the output */
+        uint8_t *data = NULL;
+        size_t len = 0;
+        ia_status st = IA_ENOTFOUND;
+        if (t->cid.mh_code == IA_MH_IDENTITY) { /* the CID holds the bytes */
+            st = (data = ia_malloc(t->cid.digest_len + 1)) ? IA_OK : IA_ENOMEM;
+            if (data)
+                memcpy(data, t->cid.digest, len = t->cid.digest_len);
+        } else if (f->bs && ia_blockstore_has(f->bs, &t->cid)) {
+            st = ia_blockstore_get(f->bs, &t->cid, &data, &len);
+        }
+        if (st != IA_OK) {
+            if (st != IA_ENOTFOUND && f->n_unusable++ == 0) { /* one line, not thousands */
+                char text[IA_CID_MAX_STRING];
+                cid_text(&t->cid, text);
+                ia_log(IA_LOG_WARN,
+                       "fetch: local copy of %s is unusable (%s); fetching it again (and any "
+                       "other such block)",
+                       text, ia_error_message());
+            }
+            ia_error_clear();
+            *fetch = true;
+            return IA_OK;
+        }
+        if (!t->place1) { /* a repeated subtree is one block of the DAG */
+            f->report->blocks++;
+            f->report->blocks_present++;
+        }
+        st = get_block(f, &t->cid, data, len, true, t->place1, NULL);
+        free(data);
+        bool added;
+        return st ? st : set_add(&f->got, &t->cid, &added);
+    }
     if (!ia_blockstore_has(f->bs, &t->cid)) {
         *fetch = true;
         return IA_OK;
@@ -826,7 +1853,7 @@ static ia_status dispatch(fetcher *f) {
     int max_attempts = 2 * (int)f->n_peers + 2;
     while (f->queue.n > 0) {
         task t = f->queue.items[f->queue.head];
-        if (set_has(&f->got, &t.cid)) { /* a CAR stream brought it meanwhile */
+        if (!t.place1 && !t.redo && set_has(&f->got, &t.cid)) { /* a CAR stream brought it */
             queue_pop(&f->queue);
             continue;
         }
@@ -966,7 +1993,11 @@ static ia_status finish(fetcher *f, request *r, CURLcode rc) {
     if (r->car)
         return finish_car(f, r, rc, code);
     if (rc == CURLE_OK && code == 200) {
-        st = ia_blockstore_put(f->bs, &t.cid, r->buf ? (const void *)r->buf : "", r->len);
+        const uint8_t *body = r->buf ? r->buf : (const uint8_t *)"";
+        if (f->get) /* verified first: a DAG error after that is not the peer's */
+            st = ia_cid_verify(&t.cid, body, r->len) ? IA_EPARSE : IA_OK;
+        else
+            st = ia_blockstore_put(f->bs, &t.cid, body, r->len);
         if (st == IA_EPARSE) { /* the bytes do not hash to the CID */
             ps->corrupt++;
             snprintf(why, sizeof why, "served a block that does not match %s", text);
@@ -975,6 +2006,8 @@ static ia_status finish(fetcher *f, request *r, CURLcode rc) {
                 return st;
             return retry(f, t, p, false);
         }
+        if (st == IA_OK && f->get)
+            st = get_block(f, &t.cid, body, r->len, false, t.place1, NULL);
         if (st) {
             end_request(f, r);
             return st;
@@ -985,10 +2018,11 @@ static ia_status finish(fetcher *f, request *r, CURLcode rc) {
         pe->consecutive_failures = 0;
         ps->blocks++;
         ps->bytes += r->len;
-        f->report->blocks++;
+        f->report->blocks += !t.place1;
         f->report->blocks_fetched++;
         f->report->bytes_fetched += r->len;
-        st = enqueue_links(f, &t.cid, r->buf, r->len, NULL);
+        if (!f->get)
+            st = enqueue_links(f, &t.cid, r->buf, r->len, NULL);
         if (st == IA_OK)
             st = set_add(&f->got, &t.cid, &(bool){false});
         end_request(f, r);
@@ -1020,9 +2054,9 @@ static ia_status finish(fetcher *f, request *r, CURLcode rc) {
 static ia_status run(fetcher *f) {
     ia_status st;
     for (;;) {
-        if ((st = dispatch(f)))
+        if ((st = verifier_collect(f)) || (st = dispatch(f)))
             return st;
-        if (!f->active && f->queue.n == 0)
+        if (!f->active && f->queue.n == 0 && verifier_pending(f) == 0)
             return IA_OK;
         int running = 0, done = 0, left;
         CURLMcode mc = curl_multi_perform(f->multi, &running);
@@ -1045,10 +2079,12 @@ static ia_status run(fetcher *f) {
     }
 }
 
-ia_status ia_fetch_dag(ia_blockstore *bs, const ia_cid *root, const char *const *peers,
-                       size_t n_peers, const ia_fetch_options *opts, ia_fetch_report *report) {
+/* Both entry points: f has bs, get and out set. */
+static ia_status fetch_main(fetcher *fp, const ia_cid *root, const char *const *peers,
+                            size_t n_peers, const ia_fetch_options *opts, ia_fetch_report *report) {
     ia_status st = IA_OK;
-    fetcher f = {.bs = bs, .report = report};
+    fetcher f = *fp;
+    f.report = report;
     memset(report, 0, sizeof *report);
     double t0 = ia_time_now();
     f.opts = opts ? *opts : ia_fetch_options_default();
@@ -1108,13 +2144,33 @@ ia_status ia_fetch_dag(ia_blockstore *bs, const ia_cid *root, const char *const 
     curl_multi_setopt(f.multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)f.opts.max_inflight);
     bool added;
     task t = {.cid = *root};
-    if ((st = set_add(&f.seen, root, &added)) || (st = queue_push_back(&f.queue, &t)))
+    if (f.get) {
+        place p = {.kind = P_ENTRY, .path = 0};
+        if (!grow(&f.paths, &f.cap_paths, 1, sizeof *f.paths) || !(f.paths[0] = ia_strdup(""))) {
+            st = IA_ENOMEM;
+            goto fail;
+        }
+        f.n_paths = 1;
+        if ((st = add_place(&f, root, &p, NULL, NULL)))
+            goto fail;
+    } else if ((st = set_add(&f.seen, root, &added)) || (st = queue_push_back(&f.queue, &t))) {
         goto fail;
+    }
     /* Blocks are written as batches synced together; on failure the verified
-     * ones are still committed, so that a later fetch resumes from them. */
-    ia_blockstore_batch_begin(bs);
+     * ones are still committed, so that a later fetch resumes from them. A
+     * get stores few blocks (its leaves are references), each synced on its
+     * own: a batch's syncfs would also write back the whole output, which
+     * nothing needs durable (references are re-hashed on every read). */
+    bool batch = f.bs && !f.get;
+    if (batch)
+        ia_blockstore_batch_begin(f.bs);
+    if (f.get)
+        verifier_start(&f);
     st = run(&f);
-    ia_status cst = ia_blockstore_batch_commit(bs);
+    verifier_stop(&f); /* idle after a clean run; stopped mid-job after a failure */
+    if (f.get)
+        st = get_finish(&f, st);
+    ia_status cst = batch ? ia_blockstore_batch_commit(f.bs) : IA_OK;
     st = st ? st : cst;
 fail:
     report->seconds = ia_time_now() - t0;
@@ -1131,10 +2187,71 @@ fail:
         free(f.peers[i].base);
     free(f.peers);
     free(f.queue.items);
-    free(f.seen.slots);
-    free(f.seen.used);
-    free(f.got.slots);
-    free(f.got.used);
+    set_free(&f.seen);
+    set_free(&f.got);
+    for (size_t i = 0; i < f.n_files; i++) {
+        if (f.files[i].fd >= 0)
+            close(f.files[i].fd);
+        free(f.files[i].abs);
+    }
+    free(f.files);
+    for (size_t i = 0; i < f.n_paths; i++)
+        free(f.paths[i]);
+    free(f.paths);
+    free(f.places);
+    free(f.copies);
+    free(f.refs);
+    free(f.tmp);
+    return st;
+}
+
+ia_status ia_fetch_dag(ia_blockstore *bs, const ia_cid *root, const char *const *peers,
+                       size_t n_peers, const ia_fetch_options *opts, ia_fetch_report *report) {
+    fetcher f = {.bs = bs};
+    return fetch_main(&f, root, peers, n_peers, opts, report);
+}
+
+ia_status ia_fetch_get(ia_blockstore *bs, const ia_cid *root, const char *out_path,
+                       const char *const *peers, size_t n_peers, const ia_fetch_options *opts,
+                       ia_fetch_report *report) {
+    memset(report, 0, sizeof *report);
+    struct stat sb;
+    size_t len = strlen(out_path);
+    while (len > 1 && out_path[len - 1] == '/')
+        len--;
+    char *out = ia_strndup(out_path, len), *abs = NULL;
+    if (!out)
+        return IA_ENOMEM;
+    ia_status st = IA_OK;
+    if (lstat(out, &sb) == 0) {
+        st = ia_error_set(IA_EINVAL, "%s: already exists; choose another output path", out);
+        goto done;
+    }
+    /* References name the output by its absolute path: the folder it goes
+     * into, resolved, and its own name. */
+    const char *slash = strrchr(out, '/');
+    char *parent =
+        slash ? ia_strndup(out, slash == out ? 1 : (size_t)(slash - out)) : ia_strdup(".");
+    char resolved[PATH_MAX];
+    if (!parent) {
+        st = IA_ENOMEM;
+        goto done;
+    }
+    if (!realpath(parent, resolved)) {
+        st = ia_error_set(IA_EIO, "%s: cannot write there: %s", parent, strerror(errno));
+        free(parent);
+        goto done;
+    }
+    free(parent);
+    if (!(abs = ia_path_join(resolved, slash ? slash + 1 : out))) {
+        st = IA_ENOMEM;
+        goto done;
+    }
+    fetcher f = {.bs = bs, .get = true, .out = out, .out_abs = abs};
+    st = fetch_main(&f, root, peers, n_peers, opts, report);
+done:
+    free(out);
+    free(abs);
     return st;
 }
 

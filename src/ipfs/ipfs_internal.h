@@ -112,6 +112,27 @@ uint64_t ia_bs_disk_usage(ia_blockstore *bs);
  * 256 MiB); for tests. */
 void ia_bs_set_batch_limits(ia_blockstore *bs, size_t max_blocks, uint64_t max_bytes);
 
+/* A reference whose file is still being written (get --from): the block is
+ * prefix, bytes [offset, offset + len) of path, then suffix. */
+#define IA_BS_WRAP_MAX 64
+typedef struct ia_bs_ref {
+    ia_cid cid;
+    const char *path; /* absolute, the file's final name (borrowed) */
+    uint64_t offset, len;
+    uint8_t prefix[IA_BS_WRAP_MAX], suffix[IA_BS_WRAP_MAX];
+    uint8_t n_prefix, n_suffix;
+} ia_bs_ref;
+/* Records references as pending (absent to reads) in one transaction. */
+ia_status ia_bs_put_refs_pending(ia_blockstore *bs, const ia_bs_ref *refs, size_t n);
+/* Makes the pending references into each file valid: records the file's
+ * size and mtime now (call once it is complete under its final name). */
+ia_status ia_bs_refs_finish(ia_blockstore *bs, const char *const *paths, size_t n);
+/* True when the block is held as a (valid) reference: references hold only
+ * leaves, so a walk that needs the DAG's shape need not read it. */
+bool ia_bs_ref_is_leaf(ia_blockstore *bs, const ia_cid *cid);
+/* Removes the pending references into these files (a get that failed). */
+ia_status ia_bs_refs_drop(ia_blockstore *bs, const char *const *paths, size_t n);
+
 /* A set of multihashes (the identity of a block in the store), for walks. */
 typedef struct ia_mh_set ia_mh_set;
 ia_mh_set *ia_mh_set_create(void);

@@ -132,6 +132,10 @@ static ia_status walk_node(walk *w, const ia_cid *cid, int depth) {
                             WALK_MAX_DEPTH);
     }
     bool leaf = cid->codec == IA_CODEC_RAW || cid->mh_code == IA_MH_IDENTITY;
+    /* A dag-pb leaf kept as a reference (get --from of a CIDv0 file) is
+     * known to have no links: not read (and re-hashed) for the shape. */
+    if (!leaf && !w->fn && cid->codec == IA_CODEC_DAG_PB)
+        leaf = ia_bs_ref_is_leaf(w->bs, cid);
     if (leaf && !w->fn) {
         if (ia_blockstore_has(w->bs, cid) || w->skip_missing)
             return IA_OK;

@@ -5,7 +5,8 @@
  * with hash-on-read, reported by verify), batched puts (invisible until
  * commit, removed by abort or close), two processes putting at once, --nocopy
  * references and a source file that changes under them (refused even without
- * hash-on-read), and the schema-version check.
+ * hash-on-read), the schema-version check, the upgrade of a schema-1 repo,
+ * and references that wrap a dag-pb leaf's bytes (get --from's).
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -380,6 +381,97 @@ TEST(newer_schema_refused) {
     bs = NULL;
     CHECK_ERR(ia_blockstore_open(dir, &bs), IA_EUNSUPPORTED, "schema version 7");
     CHECK(bs == NULL);
+    rm_rf(dir);
+    free(dir);
+}
+
+/* A repo of schema 1 (references without a dag-pb leaf's framing) is
+ * upgraded in place: its references still read, and wrapped ones can be
+ * added. Wrapped references must be leaves, and pending ones are absent. */
+TEST(schema_1_upgraded_and_wrapped_references) {
+    char *dir = temp_dir(), path[4200], src[4200];
+    snprintf(path, sizeof path, "%s/repo.sqlite", dir);
+    snprintf(src, sizeof src, "%s/data.bin", dir);
+    FILE *f = fopen(src, "wb");
+    const char content[] = "0123456789abcdefghij";
+    fwrite(content, 1, 20, f);
+    fclose(f);
+    struct stat sb;
+    CHECK(stat(src, &sb) == 0);
+    ia_cid raw;
+    ia_cid_of_block(1, IA_CODEC_RAW, content + 4, 8, &raw);
+    uint8_t mh[IA_CID_MAX_BYTES];
+    size_t mh_len = ia_bs_multihash(&raw, mh);
+    sqlite3 *db = NULL;
+    mkdir(dir, 0755);
+    CHECK(sqlite3_open(path, &db) == SQLITE_OK);
+    CHECK(sqlite3_exec(db,
+                       "CREATE TABLE pins (cid BLOB NOT NULL, mh BLOB PRIMARY KEY, type INTEGER "
+                       "NOT NULL); CREATE TABLE refs (mh BLOB PRIMARY KEY, path TEXT NOT NULL, "
+                       "off INTEGER NOT NULL, len INTEGER NOT NULL, file_size INTEGER NOT NULL, "
+                       "mtime_ns INTEGER NOT NULL); PRAGMA user_version=1",
+                       NULL, NULL, NULL) == SQLITE_OK);
+    sqlite3_stmt *q = NULL;
+    CHECK(sqlite3_prepare_v2(db, "INSERT INTO refs VALUES (?, ?, 4, 8, 20, ?)", -1, &q, NULL) ==
+          SQLITE_OK);
+    sqlite3_bind_blob(q, 1, mh, (int)mh_len, SQLITE_STATIC);
+    sqlite3_bind_text(q, 2, src, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(q, 3, (sqlite3_int64)sb.st_mtim.tv_sec * 1000000000 + sb.st_mtim.tv_nsec);
+    CHECK(sqlite3_step(q) == SQLITE_DONE);
+    sqlite3_finalize(q);
+    sqlite3_close(db);
+
+    ia_blockstore *bs = open_repo(dir);
+    uint8_t *data = NULL;
+    size_t len = 0;
+    CHECK_OK(ia_blockstore_get(bs, &raw, &data, &len));
+    CHECK(len == 8 && memcmp(data, "456789ab", 8) == 0);
+    free(data);
+
+    /* A dag-pb leaf: framing + bytes [10, 16) + framing, as get --from keeps it. */
+    uint8_t block[32] = {0x0a, 0x0c, 0x08, 0x02, 0x12, 0x06};
+    memcpy(block + 6, content + 10, 6);
+    block[12] = 0x18;
+    block[13] = 0x06;
+    ia_cid pb;
+    ia_cid_of_block(0, IA_CODEC_DAG_PB, block, 14, &pb);
+    ia_bs_ref r = {.cid = pb, .path = src, .offset = 10, .len = 6, .n_prefix = 6, .n_suffix = 2};
+    memcpy(r.prefix, block, 6);
+    memcpy(r.suffix, block + 12, 2);
+    CHECK_OK(ia_bs_put_refs_pending(bs, &r, 1));
+    CHECK(!ia_blockstore_has(bs, &pb)); /* pending: not there yet */
+    const char *paths[1] = {src};
+    CHECK_OK(ia_bs_refs_finish(bs, paths, 1));
+    CHECK(ia_blockstore_has(bs, &pb));
+    CHECK(ia_bs_ref_is_leaf(bs, &pb));
+    uint64_t size = 0;
+    CHECK_OK(ia_blockstore_size(bs, &pb, &size));
+    CHECK_EQ_INT(size, 14);
+    CHECK_OK(ia_blockstore_get(bs, &pb, &data, &len));
+    CHECK(len == 14 && memcmp(data, block, 14) == 0);
+    free(data);
+    ia_pb_node node;
+    CHECK_OK(ia_dagpb_decode(block, 14, &node));
+    CHECK_EQ_INT(node.n_links, 0);
+    ia_pb_node_free(&node);
+
+    /* Not leaves: a raw block with framing, a dag-pb block that does not start with Data. */
+    ia_bs_ref bad = r;
+    bad.prefix[0] = 0x12;
+    CHECK_ERR(ia_bs_put_refs_pending(bs, &bad, 1), IA_EINVAL, "would not be a leaf");
+    bad = r;
+    bad.cid = raw;
+    CHECK_ERR(ia_bs_put_refs_pending(bs, &bad, 1), IA_EINVAL, "would not be a leaf");
+    /* Dropped pending references leave the valid ones alone. */
+    CHECK_OK(ia_bs_refs_drop(bs, paths, 1));
+    CHECK(ia_blockstore_has(bs, &pb));
+    ia_blockstore_close(bs);
+    CHECK(sqlite3_open(path, &db) == SQLITE_OK);
+    CHECK(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &q, NULL) == SQLITE_OK);
+    CHECK(sqlite3_step(q) == SQLITE_ROW);
+    CHECK_EQ_INT(sqlite3_column_int(q, 0), 2);
+    sqlite3_finalize(q);
+    sqlite3_close(db);
     rm_rf(dir);
     free(dir);
 }
