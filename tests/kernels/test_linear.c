@@ -4,7 +4,8 @@
  * odd shapes (edges in m, n and k), fused multi-part weights, f32/f16/bf16
  * sources, f32, f16 and bf16 compute, every activation, 1-3 threads; and
  * the decode GEMV kernels (m = 1..4) against the generic variant's tiled
- * path on the same packed values.
+ * path on the same packed values; and that every row of y has the same bits
+ * whatever the number of rows multiplied with it and the thread count.
  */
 #include "ia/kernels.h"
 #include "kernels_test_util.h"
@@ -243,6 +244,98 @@ static void gemv_vs_generic(const ia_backend *b) {
     }
 }
 TEST_EACH_VARIANT(gemv_matches_generic, gemv_vs_generic)
+
+/* Row independence: row i of y = act(x W^T + bias) must have the same bits
+ * whether x has that row alone, a few rows (the GEMV kernels), a latency
+ * tile's worth (m <= 4 mr) or hundreds (the register-tiled GEMM), on any
+ * number of threads: the server batches requests (and decode steps of
+ * several sequences) and promises each the bits it gets alone. Every
+ * product below is compared with memcmp to the whole product on one thread:
+ * once more whole, and in chunks of rows that straddle every path's limits
+ * (mr is 4 generic, 6 AVX2, 12 AVX-512; GEMV up to 4 rows). */
+typedef struct rows_case {
+    size_t m, n, k;
+    ia_activation act;
+    bool bias;
+} rows_case;
+
+static const rows_case rows_cases[] = {
+    {600, 37, 45, IA_ACT_SILU, true},      /* many row tiles, a partial panel */
+    {150, 70, 389, IA_ACT_GELU_ERF, true}, /* odd k over three k-blocks */
+    {64, 33, 700, IA_ACT_NONE, false},     /* four k-blocks, no bias */
+    {200, 1, 5, IA_ACT_RELU, true},        /* one column, tiny odd k */
+    {96, 100, 64, IA_ACT_GELU_TANH, true}, /* several full panels */
+};
+static const size_t rows_chunks[] = {0 /* all rows */, 1, 2, 3, 4, 5, 7, 16, 24, 25, 48, 49};
+
+/* Multiplies x in chunks of `chunk` rows (0: all at once) into y. */
+static void linear_chunked(const ia_backend *b, const ia_packed_weight *w, const float *bias,
+                           ia_activation act, const float *x, size_t ldx, float *y, size_t ldy,
+                           size_t m, size_t chunk, ia_threadpool *pool) {
+    if (!chunk)
+        chunk = m;
+    for (size_t r = 0; r < m; r += chunk)
+        b->linear(w, bias, act, x + r * ldx, ldx, y + r * ldy, ldy, m - r < chunk ? m - r : chunk,
+                  pool);
+}
+
+static void rows_independent(const ia_backend *b) {
+    static const ia_dtype computes[] = {IA_DTYPE_F32, IA_DTYPE_F16, IA_DTYPE_BF16};
+    ia_threadpool *pool2 = ia_threadpool_create(2);
+    rng_seed(1234);
+    for (size_t ci = 0; ci < sizeof computes / sizeof computes[0]; ci++)
+        for (size_t s = 0; s < sizeof rows_cases / sizeof rows_cases[0]; s++) {
+            const rows_case *c = &rows_cases[s];
+            size_t m = c->m, n = c->n, k = c->k, ldx = k + 2, ldy = n + 3;
+            float *wsrc = malloc(n * k * sizeof *wsrc), *x = malloc(m * ldx * sizeof *x);
+            float *bias = malloc(n * sizeof *bias), *want = calloc(m * ldy, sizeof *want);
+            float *got = calloc(m * ldy, sizeof *got);
+            rng_fill(wsrc, n * k, -1.0f, 1.0f);
+            rng_fill(x, m * ldx, -1.0f, 1.0f);
+            rng_fill(bias, n, -0.5f, 0.5f);
+            ia_tensor t = {.name = "w",
+                           .dtype = IA_DTYPE_F32,
+                           .ndim = 2,
+                           .shape = {(int64_t)n, (int64_t)k},
+                           .data = wsrc};
+            const ia_tensor *pp[1] = {&t};
+            ia_packed_weight *w = NULL;
+            CHECK_OK(b->weight_pack(pp, 1, computes[ci], &w));
+            const float *bs = c->bias ? bias : NULL;
+            if (w)
+                b->linear(w, bs, c->act, x, ldx, want, ldy, m, NULL);
+            for (int threads = 1; w && threads <= 2; threads++)
+                for (size_t h = 0; h < sizeof rows_chunks / sizeof rows_chunks[0]; h++) {
+                    size_t chunk = rows_chunks[h];
+                    memset(got, 0, m * ldy * sizeof *got);
+                    linear_chunked(b, w, bs, c->act, x, ldx, got, ldy, m, chunk,
+                                   threads > 1 ? pool2 : NULL);
+                    for (size_t i = 0; i < m; i++) {
+                        if (memcmp(got + i * ldy, want + i * ldy, n * sizeof *got) == 0)
+                            continue;
+                        size_t j = 0;
+                        while (memcmp(&got[i * ldy + j], &want[i * ldy + j], sizeof *got) == 0)
+                            j++;
+                        CHECK_MSG(0,
+                                  "%s %s m=%zu n=%zu k=%zu: row %zu in chunks of %zu rows on %d "
+                                  "thread(s) differs at column %zu: %.9g, whole product %.9g",
+                                  b->name, ia_dtype_name(computes[ci]), m, n, k, i,
+                                  chunk ? chunk : m, threads, j, got[i * ldy + j],
+                                  want[i * ldy + j]);
+                        break; /* one report per product */
+                    }
+                }
+            if (w)
+                b->weight_free(w);
+            free(wsrc);
+            free(x);
+            free(bias);
+            free(want);
+            free(got);
+        }
+    ia_threadpool_destroy(pool2);
+}
+TEST_EACH_VARIANT(linear_rows_bit_identical_for_any_m, rows_independent)
 
 /* Large-ish activations, so that GELU's erf and the exp inside SiLU/tanh see
  * their saturated ranges through the epilogue. */

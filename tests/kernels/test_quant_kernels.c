@@ -14,8 +14,12 @@
  *     bounded by 5e-3 of sum |w x| per output (measured: 1.0e-3 for the
  *     32-element types, 2.5e-3 for the k-quants, whose Q8_K activations
  *     have one scale per 256 values, on inputs whose scale varies per 32);
- *   - each vector variant's activation quantisers (Q8_K and the 32-element
- *     blocks) byte-identical to the scalar ones, NaN / inf / zero blocks included;
+ *   - each vector variant's activation quantisers (Q8_K, the 32-element
+ *     blocks and their int16 form for the Q8_0 tiles) byte-identical to the
+ *     scalar ones, NaN / inf / zero blocks included;
+ *   - Q8_0's interleaved tiles (quant_gemm.c): exact against the reference,
+ *     bit-identical across variants, and independent of m (a row gives the
+ *     same bits alone and in a batch);
  *   - packing errors name the tensor.
  */
 #include <math.h>
@@ -140,6 +144,18 @@ static void check_act_quant(const cpu_quant_kernels *qk, const char *variant) {
         for (size_t b = 0; b < K / 32; b++)
             CHECK_MSG(memcmp(&q_ref[b], &q_var[b], sizeof q_ref[b]) == 0,
                       "%s qa32 round %d block %zu differs", variant, round, b);
+        /* Q8_0 tiles' rows: the same levels widened, the same scales */
+        if (qk->quantize_q8_0_i16) {
+            static int16_t q16[K];
+            static float d16[K / 32];
+            qk->quantize_q8_0_i16(x, q16, d16, K);
+            for (size_t b = 0; b < K / 32; b++) {
+                bool same = memcmp(&d16[b], &q_ref[b].d, sizeof d16[b]) == 0;
+                for (int j = 0; j < 32; j++)
+                    same = same && q16[32 * b + (size_t)j] == q_ref[b].qs[j];
+                CHECK_MSG(same, "%s q8_0 int16 rows round %d block %zu differ", variant, round, b);
+            }
+        }
     }
 }
 
@@ -213,6 +229,7 @@ TEST(quant_dot_generic) {
 TEST(quant_act_avx2) {
     if (!cpu_get_features()->avx2)
         SKIP("this CPU lacks AVX2+FMA");
+    CHECK(cpu_quant_avx2.quantize_q8_0_i16 != NULL);
     check_act_quant(&cpu_quant_avx2, "avx2");
 }
 
@@ -314,6 +331,115 @@ static void check_linear(const ia_backend *b) {
 }
 
 TEST_EACH_VARIANT(quant_linear, check_linear)
+
+/* Q8_0 (quant_gemm.c): random weight bytes (levels -128..127, every scale)
+ * packed as already-quantised tensors, and activations mostly at +-1 so that
+ * many quantise to +-127: the extremes of the int16 products. Checked three
+ * ways: against the double reference of the same quantised operands
+ * (1e-5 of sum |w a|); bit for bit against the generic variant (every
+ * vector tile must compute the same fused sums); and m-independence - the
+ * whole product of M rows, in one call with bias and GELU on a pool, gives
+ * every row the bits of that row alone (m = 1) and of calls of m = 3 (the
+ * decode path), so batching requests cannot change a response. N is not a
+ * multiple of 16 (padded tile) and K has more than 64 blocks (the
+ * quantiser's chunks). */
+enum { Q8N = 45, Q8K = 70 * 32, Q8M = 70 };
+
+static void q8_0_operands(uint8_t *wq, float *wd, float *x, float *bias) {
+    rng_seed(99);
+    size_t nb = (size_t)Q8N * Q8K / 32;
+    for (size_t i = 0; i < nb * 34; i++)
+        wq[i] = (uint8_t)rng_uniform(0.0f, 256.0f);
+    for (size_t b = 0; b < nb; b++) {
+        uint16_t d = ia_f32_to_f16(rng_uniform(0.0005f, 0.02f) * (b % 7 == 3 ? 50.0f : 1.0f));
+        memcpy(wq + b * 34, &d, 2);
+        if (b % 11 == 5) /* a block of the extreme level only */
+            memset(wq + b * 34 + 2, 0x80, 32);
+    }
+    CHECK_OK(ia_dequantize_row(IA_DTYPE_Q8_0, wq, wd, (size_t)Q8N * Q8K));
+    for (size_t i = 0; i < (size_t)Q8M * Q8K; i++) {
+        float v = rng_uniform(-1.0f, 1.0f);
+        x[i] = fabsf(v) < 0.6f ? (v < 0 ? -1.0f : 1.0f) : v * (i % 97 == 0 ? 30.0f : 1.0f);
+    }
+    rng_fill(bias, Q8N, -1.0f, 1.0f);
+}
+
+static ia_packed_weight *q8_0_pack(const ia_backend *b, const uint8_t *wq) {
+    ia_tensor tq = {
+        .name = "w.q8_0", .dtype = IA_DTYPE_Q8_0, .ndim = 2, .shape = {Q8N, Q8K}, .data = wq};
+    const ia_tensor *pq[] = {&tq};
+    ia_packed_weight *w = NULL;
+    CHECK_OK(b->weight_pack(pq, 1, IA_DTYPE_Q8_0, &w));
+    return w;
+}
+
+static void check_q8_0(const ia_backend *b) {
+    const ia_backend *gen = ia_backend_cpu_variant("generic");
+    uint8_t *wq = malloc((size_t)Q8N * Q8K / 32 * 34);
+    float *wd = malloc((size_t)Q8N * Q8K * sizeof *wd), *x = malloc((size_t)Q8M * Q8K * sizeof *x);
+    float *xd = malloc(Q8K * sizeof *xd), bias[Q8N];
+    cpu_qa32 *aq = malloc(Q8K / 32 * sizeof *aq);
+    float *y = malloc((size_t)Q8M * Q8N * sizeof *y), *y1 = malloc((size_t)Q8M * Q8N * sizeof *y1);
+    ia_threadpool *pool = ia_threadpool_create(2);
+    q8_0_operands(wq, wd, x, bias);
+    ia_packed_weight *w = q8_0_pack(b, wq), *wg = q8_0_pack(gen, wq);
+    if (!w || !wg)
+        goto done;
+
+    /* exact integer sums: the double reference of the quantised operands */
+    b->linear(w, NULL, IA_ACT_NONE, x, Q8K, y, Q8N, Q8M, pool);
+    for (size_t i = 0; i < Q8M; i++) {
+        cpu_quantize_qa32(x + i * Q8K, aq, Q8K);
+        act_values(false, aq, Q8K, xd);
+        for (size_t j = 0; j < Q8N; j++) {
+            double ref = 0, mag = 0;
+            for (size_t kk = 0; kk < Q8K; kk++) {
+                ref += (double)wd[j * Q8K + kk] * xd[kk];
+                mag += fabs((double)wd[j * Q8K + kk] * xd[kk]);
+            }
+            CHECK_MSG(fabs(y[i * Q8N + j] - ref) <= 1e-5 * mag + 1e-6,
+                      "%s q8_0 [%zu,%zu]: %.9g vs %.9g (|w a| %.6g)", b->name, i, j,
+                      (double)y[i * Q8N + j], ref, mag);
+        }
+    }
+    /* the same bits as the portable tile */
+    gen->linear(wg, NULL, IA_ACT_NONE, x, Q8K, y1, Q8N, Q8M, NULL);
+    CHECK_MSG(memcmp(y, y1, (size_t)Q8M * Q8N * sizeof *y) == 0,
+              "%s q8_0 sums differ from the generic tile's", b->name);
+
+    /* m-independence, with bias and activation */
+    for (int with = 0; with < 2; with++) {
+        const float *bs = with ? bias : NULL;
+        ia_activation act = with ? IA_ACT_GELU_ERF : IA_ACT_NONE;
+        b->linear(w, bs, act, x, Q8K, y, Q8N, Q8M, pool);
+        for (size_t i = 0; i < Q8M; i++)
+            b->linear(w, bs, act, x + i * Q8K, Q8K, y1 + i * Q8N, Q8N, 1, NULL);
+        for (size_t i = 0; i < Q8M; i++)
+            CHECK_MSG(memcmp(y + i * Q8N, y1 + i * Q8N, Q8N * sizeof *y) == 0,
+                      "%s q8_0 row %zu of %d differs from the row alone (bias %d)", b->name, i, Q8M,
+                      with);
+        for (size_t i = 0; i < Q8M; i += 3) {
+            size_t mm = Q8M - i < 3 ? Q8M - i : 3;
+            b->linear(w, bs, act, x + i * Q8K, Q8K, y1 + i * Q8N, Q8N, mm, pool);
+        }
+        CHECK_MSG(memcmp(y, y1, (size_t)Q8M * Q8N * sizeof *y) == 0,
+                  "%s q8_0 rows in calls of 3 differ from the whole product (bias %d)", b->name,
+                  with);
+    }
+done:
+    b->weight_free(w);
+    gen->weight_free(wg);
+    ia_threadpool_destroy(pool);
+    free(wq);
+    free(wd);
+    free(x);
+    free(xd);
+    free(aq);
+    free(y);
+    free(y1);
+}
+
+TEST_EACH_VARIANT(quant_q8_0_gemm, check_q8_0)
 
 TEST(quant_pack_errors) {
     const ia_backend *b = ia_backend_cpu();

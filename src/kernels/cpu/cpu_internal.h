@@ -55,13 +55,54 @@ typedef struct cpu_qa32 {
 typedef void (*cpu_qdot_fn)(size_t nb, const void *w, const void *a, size_t a_stride, int m,
                             float *out);
 
+/* Q8_0 weights are the exception to the above (quant_gemm.c): packing
+ * interleaves them in groups of 8 output rows (n padded with zero rows to a
+ * multiple of 16), group g's nb blocks at data + (g nb + b) CPU_Q8X8_BYTES,
+ * each block the 8 rows' f16 scales (16 bytes) and then, for pair p = 0..15,
+ * the 8 rows' levels 2p and 2p+1 (16 bytes): one sign-extended load is 8
+ * rows x 2 inputs for vpmaddwd. Activations are Q8_0-quantised per row (the
+ * cpu_qa32 quantiser) and widened to int16. Every output is, whatever m and
+ * the tile: acc = 0; per block b in order acc = fmaf(dw_b da_b, (float)
+ * isum_b, acc) with the exact integer dot isum_b; y = act(acc + bias). */
+#define CPU_Q8X8_BYTES 272
+typedef struct cpu_q8_0_tile {
+    const uint8_t *w; /* two consecutive groups (16 rows of W), block 0 */
+    size_t nb;        /* blocks per row */
+    const int16_t *a; /* mr rows of nb * 32 levels, lda elements apart */
+    size_t lda;
+    const float *ad; /* their block scales, ldd floats apart */
+    size_t ldd;
+    int mr;            /* 1..CPU_Q8_0_MR */
+    bool prefetch;     /* weights stream from memory: prefetch ahead */
+    const float *bias; /* 16 values or NULL */
+    ia_activation act; /* applied after the bias */
+    float *out;        /* mr x 16 results, ldo floats apart (also the sums' scratch) */
+    size_t ldo;
+} cpu_q8_0_tile;
+#define CPU_Q8_0_MR 4
+
 typedef struct cpu_quant_kernels {
     cpu_qdot_fn dot[IA_DTYPE_COUNT]; /* NULL: the generic one */
     /* Activation quantisers, bit-identical to cpu_quantize_qa32 / _q8k
      * below; NULL: those. */
     void (*quantize_qa32)(const float *x, cpu_qa32 *dst, size_t k);
     void (*quantize_q8k)(const float *x, void *dst, size_t k);
+    /* Q8_0 tile: its sums bit-identical to cpu_q8_0_tile_generic's (the
+     * activation is the variant's own); NULL: that one. */
+    void (*q8_0_tile)(const cpu_q8_0_tile *t);
+    /* The tile's activation rows: cpu_quantize_qa32's levels widened to
+     * int16 (q) and its scales (d), one per 32 values; NULL: that, widened. */
+    void (*quantize_q8_0_i16)(const float *x, int16_t *q, float *d, size_t k);
 } cpu_quant_kernels;
+
+/* quant_gemm.c: the Q8_0 layout above - packing from row-major Q8_0 rows,
+ * the portable tile, and linear for any m. */
+void cpu_q8_0_interleave(const uint8_t *rows, size_t n, size_t k, uint8_t *dst);
+size_t cpu_q8_0_packed_bytes(size_t n, size_t k);
+void cpu_q8_0_tile_generic(const cpu_q8_0_tile *t);
+void cpu_q8_0_linear(const cpu_quant_kernels *qk, const ia_packed_weight *w, const float *bias,
+                     ia_activation act, const float *x, size_t ldx, float *y, size_t ldy, size_t m,
+                     ia_threadpool *pool);
 
 extern const cpu_quant_kernels cpu_quant_generic;
 extern const cpu_quant_kernels cpu_quant_avx2;
@@ -121,7 +162,12 @@ typedef void (*cpu_pack_a_fn)(const float *x, size_t ldx, size_t rows, size_t k0
 /* One call of a GEMV kernel (m = 1..CPU_GEMV_MAX_M rows of x): y[m, cols of
  * panels p0..p1) = act(x W^T + bias) over the whole k at once, so that each
  * panel is one contiguous stream of weights. The last panel of w may be
- * partial; the kernel then writes only its real columns. */
+ * partial; the kernel then writes only its real columns.
+ *
+ * Bits: a GEMV kernel must give each output exactly the bits of the
+ * variant's micro-kernels: the same chain from the bias through k in order
+ * (no split into partial sums) and the same activation code. Then a row's
+ * result does not depend on m; see gemm.c. */
 #define CPU_GEMV_MAX_M 4
 typedef struct cpu_gemv_args {
     const ia_packed_weight *w;

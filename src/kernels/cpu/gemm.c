@@ -20,6 +20,15 @@
  * goes to the variant's GEMV kernel when it has one: whole-k panels, each a
  * contiguous stream, split into one run of panels per thread-pool task.
  *
+ * Whatever the path, every output is one chain: it starts from its bias (or
+ * zero) and adds x[k] * w[k] for k in order (a fused multiply-add in the
+ * vector variants), carried from one k-block to the next through y (a float
+ * stored and reloaded keeps its bits), and the activation is applied to the
+ * finished sum; k-blocks depend on k alone and no path splits k among
+ * threads. So row i of y has the same bits for any m, tiling and thread
+ * count (tests/kernels/test_linear.c checks it), which the server needs to
+ * batch requests and decode steps without changing anyone's results.
+ *
  * f16 weights (IA_DTYPE_F16) keep the f32 panel layout at 2 bytes a value;
  * packing from an F16 tensor copies the bits, from f32 or bf16 it rounds to
  * nearest even.

@@ -15,10 +15,12 @@
  * 8 outputs of one k step, exactly (every half is a float).
  *
  * The GEMV kernels (m = 1..4, decode) walk whole panels instead of k-blocks:
- * each panel is one contiguous stream of nr * k weights, read once, with
- * two independent accumulator sets per row (even and odd k) so that the FMA
- * latency never limits a memory-bound loop, and a software prefetch a few
- * cache lines ahead within the panel.
+ * each panel is one contiguous stream of nr * k weights, read once, with a
+ * software prefetch a few cache lines ahead within the panel. They compute
+ * every output with the micro-kernels' own chain (bias, then one FMA per k
+ * in order, then activate_tile), so a row's bits never depend on how many
+ * rows share the call; to keep enough independent chains for the FMA
+ * latency, one or two rows walk several panels side by side.
  *
  * The row count mr of a call is a compile-time constant inside each
  * instantiation (1..6), so rows past it fold away; the driver handles
@@ -27,6 +29,8 @@
  */
 #include "kernels/cpu/cpu_internal.h"
 #include "kernels/cpu/simd_avx2.h"
+
+#include <string.h>
 
 #define MR 6
 #define NR 16
@@ -230,53 +234,89 @@ static void ukr_bf16(const cpu_ukr_args *a) {
 
 /* ---- GEMV (m = 1..4) ---------------------------------------------------------- */
 
-/* Rows 0..3 of x; two accumulator pairs per row (e: even k, o: odd k). */
-#define GROWS(X) X(0) X(1) X(2) X(3)
-#define GDECL(i)                                                         \
-    __m256 e##i##0 = _mm256_setzero_ps(), e##i##1 = _mm256_setzero_ps(); \
-    __m256 o##i##0 = _mm256_setzero_ps(), o##i##1 = _mm256_setzero_ps(); \
-    const float *x##i = a->x + (i < m ? i : 0) * a->ldx;
-#define GFMA(i, acc, kk, b0, b1)                        \
-    if (i < m) {                                        \
-        __m256 av = _mm256_broadcast_ss(x##i + (kk));   \
-        acc##i##0 = _mm256_fmadd_ps(av, b0, acc##i##0); \
-        acc##i##1 = _mm256_fmadd_ps(av, b1, acc##i##1); \
+/* Every output here is the very chain the micro-kernels above compute: it
+ * starts from its bias (or zero), takes one FMA per k in k order and goes
+ * through activate_tile at the end. (The micro-kernels carry the chain from
+ * one k-block to the next through y, and a stored float reloads with the
+ * same bits.) So row i of y has the same bits whether x has one row, four
+ * or hundreds; the server batches requests on that promise, and
+ * test_linear.c checks it with memcmp.
+ *
+ * One chain per output leaves the FMA latency to hide with other outputs
+ * (4 cycles on 2 pipes: 8 chains in flight), so a call walks np panels side
+ * by side, each its own contiguous stream: np = 4 for one row and 2 for two
+ * (8 chains), 1 for three or four rows (6 or 8 chains). */
+
+/* X(i, q) for rows i = 0..3 of panel q; X(q) for panels q = 0..3. Rows at
+ * or past the constant m and panels at or past np fold away. */
+#define GROWS(X, q) X(0, q) X(1, q) X(2, q) X(3, q)
+#define GPANELS(X) X(0) X(1) X(2) X(3)
+#define GX(i) const float *x##i = a->x + (i < m ? i : 0) * a->ldx;
+#define GPANEL(q)                                                                              \
+    const char *pb##q = (const char *)w->data + (p + (q < np ? q : 0)) * w->panel_elems * esz; \
+    float pad##q[NR];                                                                          \
+    const float *bias##q = q < np ? gemv_bias(a, (p + q) * NR, pad##q) : NULL;                 \
+    GROWS(GACC, q)
+#define GACC(i, q)                                                             \
+    __m256 c##i##q##0 = _mm256_setzero_ps(), c##i##q##1 = _mm256_setzero_ps(); \
+    if (i < m && q < np && bias##q) {                                          \
+        c##i##q##0 = _mm256_loadu_ps(bias##q);                                 \
+        c##i##q##1 = _mm256_loadu_ps(bias##q + 8);                             \
     }
-#define GFMA_E(i) GFMA(i, e, k, b0, b1)
-#define GFMA_O(i) GFMA(i, o, k + 1, h0, h1)
-#define GSTORE(i)                                                                          \
-    if (i < m) {                                                                           \
-        __m256 s0 = _mm256_add_ps(e##i##0, o##i##0), s1 = _mm256_add_ps(e##i##1, o##i##1); \
-        if (bias) {                                                                        \
-            s0 = _mm256_add_ps(s0, _mm256_loadu_ps(bias));                                 \
-            s1 = _mm256_add_ps(s1, _mm256_loadu_ps(bias + 8));                             \
-        }                                                                                  \
-        if (act != IA_ACT_NONE) {                                                          \
-            s0 = v_act(act, s0);                                                           \
-            s1 = v_act(act, s1);                                                           \
-        }                                                                                  \
-        gemv_store(a->y + i * a->ldy + col, s0, s1, ncols);                                \
+#define GFMA(i, q, kk, b0, b1)                            \
+    if (i < m) {                                          \
+        __m256 av = _mm256_broadcast_ss(x##i + (kk));     \
+        c##i##q##0 = _mm256_fmadd_ps(av, b0, c##i##q##0); \
+        c##i##q##1 = _mm256_fmadd_ps(av, b1, c##i##q##1); \
+    }
+#define GFMA_E(i, q) GFMA(i, q, k, b0, b1)
+#define GFMA_O(i, q) GFMA(i, q, k + 1, h0, h1)
+/* Two k steps of panel q. GLOAD_EVEN / GLOAD_ODD / GLOAD_TAIL, defined by
+ * each body, read the weights at pb: b0, b1 for step k, h0, h1 for k + 1. */
+#define GSTEP(q)                                       \
+    if (q < np) {                                      \
+        const char *pb = pb##q;                        \
+        _mm_prefetch(pb + GEMV_PREFETCH, _MM_HINT_T0); \
+        GLOAD_EVEN                                     \
+        GROWS(GFMA_E, q)                               \
+        GLOAD_ODD                                      \
+        GROWS(GFMA_O, q)                               \
+        pb##q += 2 * step;                             \
+    }
+#define GTAIL(q)                \
+    if (q < np) {               \
+        const char *pb = pb##q; \
+        GLOAD_TAIL              \
+        GROWS(GFMA_E, q)        \
+    }
+#define GTILE(i, q)                                   \
+    if (i < m) {                                      \
+        _mm256_storeu_ps(t + i * NR, c##i##q##0);     \
+        _mm256_storeu_ps(t + i * NR + 8, c##i##q##1); \
+    }
+/* Through a tile, so that the activation is activate_tile's, bit for bit. */
+#define GSTORE(q)                                                                          \
+    if (q < np) {                                                                          \
+        float t[CPU_GEMV_MAX_M * NR];                                                      \
+        GROWS(GTILE, q)                                                                    \
+        if (act != IA_ACT_NONE)                                                            \
+            activate_tile(t, NR, (int)m, act);                                             \
+        const size_t col = (p + q) * NR;                                                   \
+        if (w->n - col >= NR)                                                              \
+            for (size_t i = 0; i < m; i++)                                                 \
+                memcpy(a->y + i * a->ldy + col, t + i * NR, NR * sizeof(float));           \
+        else                                                                               \
+            for (size_t i = 0; i < m; i++)                                                 \
+                memcpy(a->y + i * a->ldy + col, t + i * NR, (w->n - col) * sizeof(float)); \
     }
 
 /* Distance of the software prefetch within a panel, in bytes. */
 #define GEMV_PREFETCH 512
 
-static ALWAYS_INLINE void gemv_store(float *y, __m256 s0, __m256 s1, size_t ncols) {
-    if (ncols >= NR) {
-        _mm256_storeu_ps(y, s0);
-        _mm256_storeu_ps(y + 8, s1);
-        return;
-    }
-    float t[NR];
-    _mm256_storeu_ps(t, s0);
-    _mm256_storeu_ps(t + 8, s1);
-    for (size_t j = 0; j < ncols; j++)
-        y[j] = t[j];
-}
-
-/* The bias of the last, partial panel read through a zero-padded copy. */
-static ALWAYS_INLINE const float *gemv_bias(const cpu_gemv_args *a, size_t col, size_t ncols,
-                                            float *pad) {
+/* The bias of the panel at col; the last, partial panel's through a
+ * zero-padded copy (as the driver's edge tile does). */
+static ALWAYS_INLINE const float *gemv_bias(const cpu_gemv_args *a, size_t col, float *pad) {
+    const size_t ncols = a->w->n - col;
     if (!a->bias || ncols >= NR)
         return a->bias ? a->bias + col : NULL;
     for (size_t j = 0; j < NR; j++)
@@ -284,79 +324,99 @@ static ALWAYS_INLINE const float *gemv_bias(const cpu_gemv_args *a, size_t col, 
     return pad;
 }
 
-/* LOAD(ptr, k) yields the 16 weights of step k as b0, b1 (even k) or h0, h1
- * (odd k); STEP is the panel's bytes per k step. */
-#define GEMV_BODY(TYPE, STEP, LOAD_EVEN, LOAD_ODD, TAIL)                             \
-    const ia_packed_weight *w = a->w;                                                \
-    const size_t k_len = w->k;                                                       \
-    const ia_activation act = a->act;                                                \
-    for (size_t p = a->p0; p < a->p1; p++) {                                         \
-        const size_t col = p * NR, ncols = w->n - col;                               \
-        const char *pb = (const char *)((const TYPE *)w->data + p * w->panel_elems); \
-        float pad[NR];                                                               \
-        const float *bias = gemv_bias(a, col, ncols, pad);                           \
-        GROWS(GDECL)                                                                 \
-        size_t k = 0;                                                                \
-        for (; k + 2 <= k_len; k += 2, pb += 2 * (STEP)) {                           \
-            _mm_prefetch(pb + GEMV_PREFETCH, _MM_HINT_T0);                           \
-            LOAD_EVEN                                                                \
-            GROWS(GFMA_E)                                                            \
-            LOAD_ODD                                                                 \
-            GROWS(GFMA_O)                                                            \
-        }                                                                            \
-        if (k < k_len) {                                                             \
-            TAIL GROWS(GFMA_E)                                                       \
-        }                                                                            \
-        GROWS(GSTORE)                                                                \
-    }
+/* Panels [p, p + np) for rows [0, m) of x, whole k; STEP is the panel's
+ * bytes per k step. */
+#define GEMV_BODY(TYPE, STEP)                             \
+    const ia_packed_weight *w = a->w;                     \
+    const size_t k_len = w->k;                            \
+    const ia_activation act = a->act;                     \
+    const size_t esz = sizeof(TYPE), step = (STEP);       \
+    GX(0) GX(1) GX(2) GX(3) GPANELS(GPANEL) size_t k = 0; \
+    for (; k + 2 <= k_len; k += 2) {                      \
+        GPANELS(GSTEP)                                    \
+    }                                                     \
+    if (k < k_len) {                                      \
+        GPANELS(GTAIL)                                    \
+    }                                                     \
+    GPANELS(GSTORE)
 
-static ALWAYS_INLINE void gemv_f32_body(const cpu_gemv_args *a, const size_t m) {
+static ALWAYS_INLINE void gemv_f32_body(const cpu_gemv_args *a, size_t p, const size_t m,
+                                        const size_t np) {
 #define F32_LOAD(off, r0, r1)                              \
     __m256 r0 = _mm256_load_ps((const float *)pb + (off)); \
     __m256 r1 = _mm256_load_ps((const float *)pb + (off) + 8);
-    GEMV_BODY(float, NR * 4, F32_LOAD(0, b0, b1), F32_LOAD(NR, h0, h1), F32_LOAD(0, b0, b1))
+#define GLOAD_EVEN F32_LOAD(0, b0, b1)
+#define GLOAD_ODD F32_LOAD(NR, h0, h1)
+#define GLOAD_TAIL F32_LOAD(0, b0, b1)
+    GEMV_BODY(float, NR * 4)
+#undef GLOAD_EVEN
+#undef GLOAD_ODD
+#undef GLOAD_TAIL
 #undef F32_LOAD
 }
 
-static ALWAYS_INLINE void gemv_f16_body(const cpu_gemv_args *a, const size_t m) {
+static ALWAYS_INLINE void gemv_f16_body(const cpu_gemv_args *a, size_t p, const size_t m,
+                                        const size_t np) {
 #define F16_LOAD(off, r0, r1)                                                 \
     __m256 r0 = _mm256_cvtph_ps(_mm_load_si128((const __m128i *)pb + (off))); \
     __m256 r1 = _mm256_cvtph_ps(_mm_load_si128((const __m128i *)pb + (off) + 1));
-    GEMV_BODY(uint16_t, NR * 2, F16_LOAD(0, b0, b1), F16_LOAD(2, h0, h1), F16_LOAD(0, b0, b1))
+#define GLOAD_EVEN F16_LOAD(0, b0, b1)
+#define GLOAD_ODD F16_LOAD(2, h0, h1)
+#define GLOAD_TAIL F16_LOAD(0, b0, b1)
+    GEMV_BODY(uint16_t, NR * 2)
+#undef GLOAD_EVEN
+#undef GLOAD_ODD
+#undef GLOAD_TAIL
 #undef F16_LOAD
 }
 
 /* bf16 pairs: one 256-bit load holds 8 outputs at k (low halves) and k + 1
  * (high halves); the pair stride equals 2 k steps of 16 halves. */
-static ALWAYS_INLINE void gemv_bf16_body(const cpu_gemv_args *a, const size_t m) {
+static ALWAYS_INLINE void gemv_bf16_body(const cpu_gemv_args *a, size_t p, const size_t m,
+                                         const size_t np) {
     const __m256i hi_mask = _mm256_set1_epi32((int)0xffff0000u);
-#define BF16_PAIR                                               \
+#define GLOAD_EVEN                                              \
     __m256i p0 = _mm256_load_si256((const __m256i *)pb);        \
     __m256i p1 = _mm256_load_si256((const __m256i *)pb + 1);    \
     __m256 b0 = _mm256_castsi256_ps(_mm256_slli_epi32(p0, 16)); \
     __m256 b1 = _mm256_castsi256_ps(_mm256_slli_epi32(p1, 16));
-#define BF16_ODD                                                    \
+#define GLOAD_ODD                                                   \
     __m256 h0 = _mm256_castsi256_ps(_mm256_and_si256(p0, hi_mask)); \
     __m256 h1 = _mm256_castsi256_ps(_mm256_and_si256(p1, hi_mask));
-    GEMV_BODY(uint16_t, NR * 2, BF16_PAIR, BF16_ODD, BF16_PAIR)
-#undef BF16_PAIR
-#undef BF16_ODD
+#define GLOAD_TAIL GLOAD_EVEN
+    GEMV_BODY(uint16_t, NR * 2)
+#undef GLOAD_EVEN
+#undef GLOAD_ODD
+#undef GLOAD_TAIL
 }
 
+/* Panels [p0, p1) in groups of np (see above), the rest in smaller ones. */
 #define GEMV_DISPATCH(name, body)              \
     static void name(const cpu_gemv_args *a) { \
+        size_t p = a->p0;                      \
+        const size_t p1 = a->p1;               \
         switch (a->m) {                        \
         case 1:                                \
-            body(a, 1);                        \
+            for (; p + 4 <= p1; p += 4)        \
+                body(a, p, 1, 4);              \
+            for (; p + 2 <= p1; p += 2)        \
+                body(a, p, 1, 2);              \
+            for (; p < p1; p++)                \
+                body(a, p, 1, 1);              \
             break;                             \
         case 2:                                \
-            body(a, 2);                        \
+            for (; p + 2 <= p1; p += 2)        \
+                body(a, p, 2, 2);              \
+            for (; p < p1; p++)                \
+                body(a, p, 2, 1);              \
             break;                             \
         case 3:                                \
-            body(a, 3);                        \
+            for (; p < p1; p++)                \
+                body(a, p, 3, 1);              \
             break;                             \
         default:                               \
-            body(a, 4);                        \
+            for (; p < p1; p++)                \
+                body(a, p, 4, 1);              \
             break;                             \
         }                                      \
     }

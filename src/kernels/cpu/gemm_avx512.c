@@ -13,6 +13,12 @@
  *    (shift / mask of the pair lanes) and x stays f32.
  * The activation epilogue reuses the AVX2 vector math on the stored tile: it
  * runs once per tile, not per k step.
+ *
+ * There is no GEMV kernel: every m, decode included, runs these
+ * micro-kernels, whose chain per output (bias, then k in order, k-blocks
+ * even so that bf16 pairs never straddle) does not depend on mr or on the
+ * tiling, so a row's bits do not depend on m (see gemm.c). A GEMV added here
+ * must keep that chain, as gemm_avx2.c's does.
  */
 #include "kernels/cpu/cpu_internal.h"
 #include "kernels/cpu/simd_avx2.h"

@@ -16,6 +16,10 @@
  * may bring its own, byte-identical ones (the driver quantises every row of
  * x on each call, so at decode their speed is part of every token's time).
  *
+ * Q8_0 weights are the exception: packing interleaves them and linear hands
+ * them to quant_gemm.c's tiles for every m; the Q8_0 dot product here works
+ * on plain ggml rows and is kept as the reference of the row format.
+ *
  * Decode (m <= 4) streams each weight row once for all m activation rows and
  * gives every thread a few contiguous runs of rows; larger m cuts the work
  * into tiles of weight rows x activation rows so that a tile's weights stay
@@ -296,7 +300,8 @@ GENERIC_DOT(dot_q4_k, IA_DTYPE_Q4_K, dotk_generic)
 GENERIC_DOT(dot_q5_k, IA_DTYPE_Q5_K, dotk_generic)
 GENERIC_DOT(dot_q6_k, IA_DTYPE_Q6_K, dotk_generic)
 
-const cpu_quant_kernels cpu_quant_generic = {.dot = {
+const cpu_quant_kernels cpu_quant_generic = {.q8_0_tile = cpu_q8_0_tile_generic,
+                                             .dot = {
                                                  [IA_DTYPE_Q4_0] = dot_q4_0,
                                                  [IA_DTYPE_Q4_1] = dot_q4_1,
                                                  [IA_DTYPE_Q5_0] = dot_q5_0,
@@ -386,6 +391,19 @@ ia_status cpu_quant_weight_pack(const ia_tensor *const *parts, int n_parts, ia_d
             }
         }
     }
+    if (compute == IA_DTYPE_Q8_0) {
+        /* Q8_0 is interleaved for quant_gemm.c's tiles (cpu_internal.h). */
+        uint8_t *rows = w->data;
+        w->n_panels = (n + 15) / 16 * 2;
+        w->data = ia_malloc_aligned(cpu_q8_0_packed_bytes(n, k) + 64, 64);
+        if (!w->data) {
+            ia_free_aligned(rows);
+            st = IA_ENOMEM;
+            goto fail;
+        }
+        cpu_q8_0_interleave(rows, n, k, w->data);
+        ia_free_aligned(rows);
+    }
     free(row);
     *out = w;
     return IA_OK;
@@ -458,6 +476,10 @@ void cpu_quant_linear(const cpu_quant_kernels *qk, const ia_packed_weight *w, co
                       ia_threadpool *pool) {
     if (m == 0)
         return;
+    if (w->compute == IA_DTYPE_Q8_0) {
+        cpu_q8_0_linear(qk, w, bias, act, x, ldx, y, ldy, m, pool);
+        return;
+    }
     bool k_quant = ia_dtype_get_info(w->compute)->block_elems == QK_K;
     qlinear_job job = {.dot = qk->dot[w->compute] ? qk->dot[w->compute]
                                                   : cpu_quant_generic.dot[w->compute],

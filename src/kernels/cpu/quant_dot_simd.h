@@ -14,6 +14,10 @@
  * Every weight block is unpacked once into unsigned levels in element order
  * (offsets such as Q4_0's -8 or Q6_K's -32 folded back in through the
  * activation sums) and then multiplied with each of the m activation rows.
+ *
+ * Q8_0 has its own tiles here (quant_gemm.c has the layout and the driver):
+ * int16 products through vpmaddwd, or vpdpwssd with VNNI, which sum the
+ * same exact integers, so both builds give the portable tile's bits.
  */
 #ifndef IA_QUANT_DOT_SIMD_H
 #define IA_QUANT_DOT_SIMD_H
@@ -22,6 +26,7 @@
 #include <string.h>
 
 #include "kernels/cpu/cpu_internal.h"
+#include "kernels/cpu/simd_avx2.h"
 
 #define QK_K 256
 #define Q8K_BYTES 292
@@ -514,6 +519,105 @@ QDOT_DISPATCH(dot_q2_k, dot_q2_k_body)
 QDOT_DISPATCH(dot_q3_k, dot_q3_k_body)
 QDOT_DISPATCH(dot_q6_k, dot_q6_k_body)
 
+/* ---- Q8_0 tiles (quant_gemm.c) ------------------------------------------------------------ */
+
+/* mr activation rows x 16 outputs (two interleaved groups of 8) over all
+ * blocks: per pair p of a block, one sign-extending load gives 8 outputs x 2
+ * levels of each group, and vpmaddwd with the row's broadcast levels 2p, 2p+1
+ * adds 8 exact i32 products (with VNNI, vpdpwssd fuses the add); the block
+ * ends with acc = fma(dw da, isum, acc) per output, as the portable tile. */
+static ALWAYS_INLINE __m256i madd_acc(__m256i acc, __m256i w, __m256i a) {
+#if QDOT_VNNI
+    return _mm256_dpwssd_epi32(acc, w, a);
+#else
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(w, a));
+#endif
+}
+
+/* The integer accumulators are named variables (an array of them passed
+ * around stays in memory); the float sums live in t->out, read and written
+ * once per block. Q8_ROWS expands a statement for rows 0..3; a row at or
+ * past the constant mr folds away. */
+#define Q8_ROWS(X) X(0) X(1) X(2) X(3)
+#define Q8_ZERO(i) __m256i s##i##0 = _mm256_setzero_si256(), s##i##1 = _mm256_setzero_si256();
+#define Q8_ROWPTR(i) const int16_t *a##i = t->a + (size_t)(i < mr ? i : 0) * lda;
+#define Q8_MADD(i, p)                                        \
+    if (i < mr) {                                            \
+        int32_t v##i;                                        \
+        memcpy(&v##i, a##i + b * 32 + 2 * (p), sizeof v##i); \
+        __m256i av##i = _mm256_set1_epi32(v##i);             \
+        s##i##0 = madd_acc(s##i##0, x0, av##i);              \
+        s##i##1 = madd_acc(s##i##1, x1, av##i);              \
+    }
+#define Q8_STEP(i) Q8_MADD(i, p)
+#define Q8_FLOAT(i)                                                                             \
+    if (i < mr) {                                                                               \
+        __m256 da = _mm256_broadcast_ss(t->ad + (size_t)i * ldd + b);                           \
+        float *o = t->out + (size_t)i * t->ldo;                                                 \
+        _mm256_storeu_ps(o, _mm256_fmadd_ps(_mm256_mul_ps(d0, da), _mm256_cvtepi32_ps(s##i##0), \
+                                            _mm256_loadu_ps(o)));                               \
+        _mm256_storeu_ps(o + 8,                                                                 \
+                         _mm256_fmadd_ps(_mm256_mul_ps(d1, da), _mm256_cvtepi32_ps(s##i##1),    \
+                                         _mm256_loadu_ps(o + 8)));                              \
+    }
+
+static ALWAYS_INLINE void q8_0_tile_body(const cpu_q8_0_tile *t, const int mr) {
+    const size_t nb = t->nb, lda = t->lda, ldd = t->ldd;
+    const uint8_t *w0 = t->w, *w1 = t->w + nb * CPU_Q8X8_BYTES;
+    Q8_ROWS(Q8_ROWPTR)
+    for (int i = 0; i < mr; i++) {
+        _mm256_storeu_ps(t->out + (size_t)i * t->ldo, _mm256_setzero_ps());
+        _mm256_storeu_ps(t->out + (size_t)i * t->ldo + 8, _mm256_setzero_ps());
+    }
+    for (size_t b = 0; b < nb; b++, w0 += CPU_Q8X8_BYTES, w1 += CPU_Q8X8_BYTES) {
+        if (t->prefetch) {
+            prefetch_block(w0, CPU_Q8X8_BYTES);
+            prefetch_block(w1, CPU_Q8X8_BYTES);
+        }
+        Q8_ROWS(Q8_ZERO)
+#pragma GCC unroll 2
+        for (int p = 0; p < 16; p++) {
+            __m256i x0 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(w0 + 16 + 16 * p)));
+            __m256i x1 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(w1 + 16 + 16 * p)));
+            Q8_ROWS(Q8_STEP)
+        }
+        __m256 d0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)w0));
+        __m256 d1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)w1));
+        Q8_ROWS(Q8_FLOAT)
+    }
+    if (!t->bias && t->act == IA_ACT_NONE)
+        return;
+    __m256 b0 = t->bias ? _mm256_loadu_ps(t->bias) : _mm256_setzero_ps();
+    __m256 b1 = t->bias ? _mm256_loadu_ps(t->bias + 8) : _mm256_setzero_ps();
+    for (int i = 0; i < mr; i++) {
+        float *o = t->out + (size_t)i * t->ldo;
+        __m256 v0 = _mm256_loadu_ps(o), v1 = _mm256_loadu_ps(o + 8);
+        if (t->bias) {
+            v0 = _mm256_add_ps(v0, b0);
+            v1 = _mm256_add_ps(v1, b1);
+        }
+        _mm256_storeu_ps(o, v_act(t->act, v0));
+        _mm256_storeu_ps(o + 8, v_act(t->act, v1));
+    }
+}
+
+static void q8_0_tile(const cpu_q8_0_tile *t) {
+    switch (t->mr) {
+    case 1:
+        q8_0_tile_body(t, 1);
+        break;
+    case 2:
+        q8_0_tile_body(t, 2);
+        break;
+    case 3:
+        q8_0_tile_body(t, 3);
+        break;
+    default:
+        q8_0_tile_body(t, 4);
+        break;
+    }
+}
+
 /* ---- activation quantisers --------------------------------------------------------------- */
 
 /* The largest |x| of n floats (n a multiple of 32); NaNs are passed over as
@@ -571,6 +675,20 @@ static void quantize_qa32_simd(const float *x, cpu_qa32 *dst, size_t k) {
     }
 }
 
+/* quantize_qa32_simd's levels and scales for quant_gemm.c: levels widened
+ * to int16, no sums. */
+static void quantize_q8_0_i16_simd(const float *x, int16_t *q, float *d, size_t k) {
+    for (size_t b = 0; b < k / 32; b++, x += 32, q += 32) {
+        float amax = amax_ps(x, 32);
+        float s = amax / 127.0f, id = s != 0.0f ? 1.0f / s : 0.0f;
+        __m256i v = quant32(x, _mm256_set1_ps(id), true);
+        _mm256_storeu_si256((__m256i *)q, _mm256_cvtepi8_epi16(_mm256_castsi256_si128(v)));
+        _mm256_storeu_si256((__m256i *)(q + 16),
+                            _mm256_cvtepi8_epi16(_mm256_extracti128_si256(v, 1)));
+        d[b] = s;
+    }
+}
+
 static void quantize_q8k_simd(const float *x, void *dst, size_t k) {
     uint8_t *out = dst;
     for (size_t b = 0; b < k / QK_K; b++, x += QK_K, out += Q8K_BYTES) {
@@ -592,7 +710,9 @@ static void quantize_q8k_simd(const float *x, void *dst, size_t k) {
     }
 }
 
-const cpu_quant_kernels QDOT_TABLE = {.quantize_qa32 = quantize_qa32_simd,
+const cpu_quant_kernels QDOT_TABLE = {.q8_0_tile = q8_0_tile,
+                                      .quantize_q8_0_i16 = quantize_q8_0_i16_simd,
+                                      .quantize_qa32 = quantize_qa32_simd,
                                       .quantize_q8k = quantize_q8k_simd,
                                       .dot = {
                                           [IA_DTYPE_Q4_0] = dot_q4_0,
