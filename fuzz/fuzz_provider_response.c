@@ -67,7 +67,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     ia_api_stream_state s = {.res = &res, .on_delta = count_delta, .delta_ctx = &total};
     feed f = {ad, &s};
     ia_status st;
-    bool ndjson = ad->provider == IA_API_OLLAMA;
+    bool ndjson = ad->provider == IA_API_PROVIDER_OLLAMA;
     if (ndjson) {
         ia_ndjson_parser *p;
         st = ia_ndjson_parser_create(1 << 16, on_line, &f, &p);

@@ -24,16 +24,16 @@ extern "C" {
 /* ---- endpoints configuration --------------------------------------------------- */
 
 typedef enum ia_api_provider {
-    IA_API_OPENAI = 0,
-    IA_API_GROQ,
-    IA_API_VLLM,
-    IA_API_ANTHROPIC,
-    IA_API_GEMINI,
-    IA_API_OLLAMA,
-    IA_API_TGI,
-    IA_API_TEI,
-    IA_API_OVMS,
-    IA_API_OPEA,
+    IA_API_PROVIDER_OPENAI = 0,
+    IA_API_PROVIDER_GROQ,
+    IA_API_PROVIDER_VLLM,
+    IA_API_PROVIDER_ANTHROPIC,
+    IA_API_PROVIDER_GEMINI,
+    IA_API_PROVIDER_OLLAMA,
+    IA_API_PROVIDER_TGI,
+    IA_API_PROVIDER_TEI,
+    IA_API_PROVIDER_OVMS,
+    IA_API_PROVIDER_OPEA,
     IA_API_PROVIDER_COUNT
 } ia_api_provider;
 
@@ -52,6 +52,12 @@ typedef enum ia_api_priority {
     IA_API_PRIORITY_NORMAL,
     IA_API_PRIORITY_LOW,
 } ia_api_priority;
+
+/* Which of a provider's APIs carries the text (only OVMS has two). */
+typedef enum ia_api_wire {
+    IA_API_WIRE_DEFAULT = 0, /* the provider's usual one (OVMS: OpenAI-compatible /v3) */
+    IA_API_WIRE_KSERVE,      /* KServe v2 inference: POST /v2/models/{m}/infer with tensors */
+} ia_api_wire;
 
 #define IA_API_MAX_KEYS 16
 #define IA_API_MAX_MODELS 32
@@ -88,7 +94,10 @@ typedef struct ia_api_endpoint_config {
     long batch_max_wait_ms;
     const char *fallbacks[IA_API_MAX_FALLBACKS];
     size_t n_fallbacks;
-    int line; /* where it was declared, for messages */
+    ia_api_wire api;           /* `api: kserve` (ovms) */
+    const char *kserve_input;  /* KServe input tensor name; NULL: "text" */
+    const char *kserve_output; /* output tensor name; NULL: the first output */
+    int line;                  /* where it was declared, for messages */
 } ia_api_endpoint_config;
 
 typedef struct ia_api_config ia_api_config;
@@ -124,15 +133,26 @@ const char *ia_api_op_name(ia_api_op op);
  * the stream (the call then ends with IA_EINVAL "stopped by the caller"). */
 typedef bool (*ia_api_delta_fn)(void *ctx, const char *text, size_t len);
 
+/* One turn of a conversation (borrowed strings); role is "system", "user"
+ * or "assistant". */
+typedef struct ia_api_message {
+    const char *role, *content;
+} ia_api_message;
+
 /* A request. Texts are borrowed. Chat sends texts[0] as the user message
- * (after `system` when set); complete sends texts[0] as the prompt; embed
- * embeds every text; rerank scores every text against `query`. */
+ * (after `system` when set), or, when n_messages > 0, the whole conversation
+ * in messages (providers with a messages API: OpenAI-format, Anthropic,
+ * Gemini, Ollama; the others get texts[0], which the caller then sets to the
+ * last user turn); complete sends texts[0] as the prompt; embed embeds every
+ * text; rerank scores every text against `query`. */
 typedef struct ia_api_request {
     ia_api_op op;
     const char *model; /* NULL: the endpoint's first model */
     const char *system;
     const char *const *texts;
     size_t n_texts;
+    const ia_api_message *messages; /* chat: the conversation, or NULL */
+    size_t n_messages;
     const char *query;           /* rerank */
     int max_tokens;              /* 0: provider default (Anthropic needs one: 1024 then) */
     double temperature;          /* < 0: provider default */
@@ -152,7 +172,22 @@ typedef struct ia_api_rank {
     double score;
 } ia_api_rank;
 
-/* A result; owned by the caller, free with ia_api_result_free. */
+/* Why a call failed, for callers that map failures to their own answers
+ * (the server's HTTP statuses). */
+typedef enum ia_api_failure {
+    IA_API_FAIL_NONE = 0,
+    IA_API_FAIL_REFUSED,      /* not retryable: the provider's 4xx, an unsupported parameter,
+                               * a malformed answer */
+    IA_API_FAIL_EXHAUSTED,    /* retries (and fallbacks) used up on 5xx / 429 / timeouts */
+    IA_API_FAIL_DEADLINE,     /* the whole-call deadline passed */
+    IA_API_FAIL_QUEUE_FULL,   /* the endpoint's queue was full: refused at once */
+    IA_API_FAIL_BREAKER_OPEN, /* the circuit breaker was open (and no fallback served) */
+    IA_API_FAIL_CANCELLED,    /* the delta callback said stop */
+} ia_api_failure;
+
+/* A result; owned by the caller, free with ia_api_result_free. When
+ * ia_api_call fails only failure, http_status (the last attempt's, 0 when
+ * none answered), attempts and served_by are set. */
 typedef struct ia_api_result {
     char *text; /* chat / complete: the whole text, streamed or not */
     char *finish_reason;
@@ -164,6 +199,7 @@ typedef struct ia_api_result {
     int http_status;
     int attempts;
     char served_by[128]; /* the endpoint that answered (a fallback maybe) */
+    ia_api_failure failure;
 } ia_api_result;
 
 void ia_api_result_free(ia_api_result *r);

@@ -41,16 +41,51 @@ typedef struct ia_encoder_config {
     int64_t max_tokens;
     /* MPNet-style relative attention bias buckets (0 when absent). */
     int64_t relative_buckets;
+    /* GGUF files: the pooling <arch>.pooling_type names (has_pooling false
+     * when the key is absent or says "none"; directories: always false, the
+     * sentence-transformers modules say it). */
+    bool from_gguf, has_pooling;
+    ia_pooling pooling;
 } ia_encoder_config;
 
 typedef struct ia_encoder ia_encoder;
 
-/* Loads config.json and model.safetensors from a model directory and packs
- * the weights for `backend` in `compute` (IA_DTYPE_F32 or IA_DTYPE_BF16).
+/* The type a float weight gets in memory, by its llama.cpp GGUF name
+ * ("token_embd.weight", "blk.3.attn_v.weight", ...), the layer count and
+ * its row length: a quantisation recipe applied at load (see
+ * ia_quantize_recipe_weight_type). IA_DTYPE_COUNT: the compute type. */
+typedef ia_dtype (*ia_encoder_weight_type_fn)(void *ctx, const char *gguf_name, int n_layers,
+                                              int64_t row_len);
+
+typedef struct ia_encoder_options {
+    const ia_backend *backend; /* NULL: ia_backend_cpu() */
+    /* Float matrices' type in memory: IA_DTYPE_F32, IA_DTYPE_BF16 or a
+     * quantised type (quantised at load, falling back per ia_quant_fit).
+     * Matrices a GGUF file holds quantised keep their own blocks. */
+    ia_dtype compute;
+    /* Optional per-tensor types (NULL: compute everywhere). A quantised type
+     * for token_embd.weight quantises the embedding table too, as a GGUF
+     * file written with the same recipe holds it, so the two agree bit for
+     * bit. */
+    ia_encoder_weight_type_fn weight_type;
+    void *weight_type_ctx;
+} ia_encoder_options;
+
+/* Loads an encoder from a model directory (config.json + model.safetensors)
+ * or a BERT GGUF file (general.architecture "bert", llama.cpp's tensor names
+ * and bert.* keys; matrices and the token embedding table may be in any of
+ * the ggml block types quant.h lists) and packs the weights for the backend.
  * The encoder owns its mapping and packed weights; free with
  * ia_encoder_free. Errors name the file and the tensor or field. */
-ia_status ia_encoder_load(const char *dir, const ia_backend *backend, ia_dtype compute,
+ia_status ia_encoder_load_ex(const char *path, const ia_encoder_options *opts, ia_encoder **out);
+
+/* ia_encoder_load_ex with only a backend and a compute type. */
+ia_status ia_encoder_load(const char *path, const ia_backend *backend, ia_dtype compute,
                           ia_encoder **out);
+
+/* Whether path names a GGUF file (by its magic), for callers that take a
+ * directory or a file. */
+bool ia_encoder_path_is_gguf(const char *path);
 void ia_encoder_free(ia_encoder *enc);
 
 const ia_encoder_config *ia_encoder_get_config(const ia_encoder *enc);
@@ -80,7 +115,10 @@ const char *const *ia_encoder_model_types(void);
  *
  * A forward call appends n tokens to one sequence's KV cache (prefill is one
  * call with the prompt, decode one call per token) and returns the logits of
- * the last token, or of every token when asked (tests compare them all).
+ * the last token, or of every token when asked (tests compare them all). A
+ * batch step (ia_decoder_forward_batch) decodes one token for each of many
+ * sequences at once, each with its own cache: continuous batching in the
+ * server, where sequences join and leave between steps.
  */
 
 typedef struct ia_decoder_config {
@@ -112,7 +150,8 @@ void ia_decoder_free(ia_decoder *dec);
 const ia_decoder_config *ia_decoder_get_config(const ia_decoder *dec);
 
 /* A KV cache for one sequence of up to max_tokens (0: the model's context),
- * keys and values stored as kv_dtype (IA_DTYPE_F32 or IA_DTYPE_F16). */
+ * keys and values stored as kv_dtype (IA_DTYPE_F32, IA_DTYPE_F16 or
+ * IA_DTYPE_Q8_0, the last for heads of a multiple of 32). */
 typedef struct ia_kv_cache ia_kv_cache;
 ia_status ia_kv_cache_create(const ia_decoder *dec, size_t max_tokens, ia_dtype kv_dtype,
                              ia_kv_cache **out);
@@ -126,6 +165,20 @@ void ia_kv_cache_reset(ia_kv_cache *kv);          /* forget all tokens */
  * cache would overflow (the message gives the context length). */
 ia_status ia_decoder_forward(const ia_decoder *dec, ia_kv_cache *kv, const int32_t *tokens,
                              size_t n, bool all_logits, float *logits, ia_threadpool *pool);
+
+/* One decode step for n_seqs sequences: tokens[i] runs at position
+ * ia_kv_cache_length(kv[i]) of cache kv[i] (distinct caches of this decoder)
+ * and logits row i (vocab_size floats) gets its next-token logits. Every
+ * matrix multiply runs once with one row per sequence, so the weights are
+ * read once a step; norms, RoPE and the cache append work per row at its own
+ * position, attention per sequence against its own cache. Each row's logits
+ * are those ia_decoder_forward gives for that token alone when the backend's
+ * products do not depend on the row count (tests/models/test_decoder_batch.c).
+ * The step's scratch lives in kv[0] (it grows to n_seqs rows once). Errors as
+ * ia_decoder_forward's, naming the sequence; no cache changes then. */
+ia_status ia_decoder_forward_batch(const ia_decoder *dec, ia_kv_cache *const *kv,
+                                   const int32_t *tokens, size_t n_seqs, float *logits,
+                                   ia_threadpool *pool);
 
 /* Llama-3 RoPE scaling as llama.cpp stores it in a GGUF's rope_freqs.weight:
  * head_dim / 2 per-frequency divisors of the plain inverse frequencies,

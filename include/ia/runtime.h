@@ -31,6 +31,10 @@ typedef struct ia_embedder_options {
     size_t max_length;         /* 0: the model's max_seq_length */
     int normalize;             /* -1: as the model's modules say, 0 off, 1 on */
     bool skip_tokenizer;       /* load no tokenizer: only ia_embedder_embed_ids works */
+    /* Per-tensor weight types applied at load (a quantisation recipe, see
+     * ia_quantize_recipe_weight_type); NULL: dtype everywhere. */
+    ia_encoder_weight_type_fn weight_type;
+    void *weight_type_ctx;
 } ia_embedder_options;
 
 ia_embedder_options ia_embedder_options_default(void);
@@ -38,8 +42,13 @@ ia_embedder_options ia_embedder_options_default(void);
 typedef struct ia_embedder ia_embedder;
 
 /* Loads a model directory (config.json, tokenizer.json or vocab.txt,
- * model.safetensors, and the sentence-transformers files when present). */
-ia_status ia_embedder_load(const char *dir, const ia_embedder_options *opts, ia_embedder **out);
+ * model.safetensors, and the sentence-transformers files when present), or
+ * a BERT GGUF file: WordPiece tokenizer from its tokenizer.ggml.* metadata,
+ * pooling from bert.pooling_type (mean when absent or "none"), and L2
+ * normalisation on unless opts->normalize is 0 (GGUF has no Normalize
+ * module; llama.cpp normalises embeddings by default), inputs up to
+ * bert.context_length tokens. */
+ia_status ia_embedder_load(const char *path, const ia_embedder_options *opts, ia_embedder **out);
 void ia_embedder_free(ia_embedder *emb);
 
 /* Embedding width (hidden size). */
@@ -278,8 +287,10 @@ ia_status ia_pool_acquire_embedder(ia_pool *pool, const char *dir, const ia_embe
  * cache for one sequence, and the model's chat template when it has one.
  * ia_generator_generate tokenises a prompt, prefills it in chunks, then
  * samples one token at a time until EOS, a stop string, max_tokens or the
- * context is full, streaming decoded text through a callback. One request at
- * a time per generator (it owns the cache and scratch).
+ * context is full, streaming decoded text through a callback. Several
+ * requests can run together, continuously batched (ia_gen_seq_start,
+ * ia_generator_step, ia_gen_seq_end below); a generator is used by one
+ * thread at a time.
  *
  * Sampling follows transformers' generate(): the repetition penalty first
  * (over every token of the prompt and the completion so far: positive logits
@@ -380,6 +391,8 @@ typedef struct ia_generator_options {
     const ia_backend *backend; /* NULL: ia_backend_cpu() */
     size_t context;            /* tokens the cache holds; 0: the model's context */
     size_t prefill_chunk;      /* prompt tokens per forward call; 0: 256 */
+    size_t max_seqs;           /* sequences generating at once (slots, a KV cache each,
+                                  made when first used); 0: 1 */
 } ia_generator_options;
 
 ia_generator_options ia_generator_options_default(void);
@@ -463,16 +476,59 @@ void ia_generate_result_free(ia_generate_result *r);
 ia_status ia_generator_tokenize(const ia_generator *g, const char *text, size_t len, bool raw,
                                 int32_t **ids, size_t *n);
 
+/* ---- continuous batching (src/runtime/generate_batch.c) ----
+ *
+ * Requests that generate together: each sequence takes one of the
+ * generator's max_seqs slots, and every ia_generator_step advances all of
+ * them at once. A sequence still prefilling runs its next prompt chunk;
+ * every sequence decoding runs its last sampled token, all of them in one
+ * ia_decoder_forward_batch (the weights are read once for the whole batch).
+ * Each then samples with its own sampler (its own seed), streams its text
+ * through its own on_text and stop strings, and may finish. Sequences join
+ * and leave between steps. A sequence's tokens are those it gets alone, bit
+ * for bit, since the CPU backend's products do not depend on the batch's row
+ * count. ia_generator_generate is one sequence stepped until it is done. */
+
+typedef struct ia_gen_seq ia_gen_seq;
+
+/* Starts a sequence: tokenises and checks the prompt (errors as
+ * ia_generator_generate's), takes a free slot (with reuse_cache, the one
+ * whose cached tokens prefix the prompt the furthest). Nothing runs until
+ * the next step. req is copied, but what it points to (prompt, stop
+ * strings, ctx) must live until ia_gen_seq_end. IA_ERANGE when every slot
+ * is taken. *out is owned by the generator until ia_gen_seq_end. */
+ia_status ia_gen_seq_start(ia_generator *g, const ia_generate_request *req, ia_gen_seq **out);
+
+/* Advances every started sequence that is not done by one step (see
+ * above); *n_decoded (may be NULL) gets the decode batch's size. A
+ * sequence's own failure (out of memory) ends that sequence with its error,
+ * reported by ia_gen_seq_end; the step itself returns IA_OK. */
+ia_status ia_generator_step(ia_generator *g, size_t *n_decoded);
+
+/* True once the sequence finished (EOS, a stop string, max_tokens, a full
+ * context, on_text returning false, or an error). */
+bool ia_gen_seq_done(const ia_gen_seq *s);
+
+/* Ends a sequence, done or not (not done: finish IA_FINISH_CANCELLED with
+ * the text streamed so far), frees its slot and moves its result into *out
+ * (owned by the caller: ia_generate_result_free). Returns the sequence's
+ * error, if it failed, with its message. s is invalid afterwards. */
+ia_status ia_gen_seq_end(ia_gen_seq *s, ia_generate_result *out);
+
+size_t ia_generator_slots(const ia_generator *g);  /* max_seqs */
+size_t ia_generator_active(const ia_generator *g); /* started and not ended */
+
 /* ---- conversion ---- */
 
 typedef struct ia_convert_options {
     ia_dtype type; /* tensor type of the matrices: F32, F16 or BF16 (1-D tensors stay F32) */
 } ia_convert_options;
 
-/* Writes an HF decoder directory (gpt2, llama, mistral, qwen2) as a GGUF file
- * with llama.cpp's names and conventions: general.architecture, <arch>.*
- * hyper-parameters, tokenizer.ggml.* from tokenizer.json, Q/K rows permuted
- * for llama and mistral as llama.cpp's converter does. */
+/* Writes an HF decoder directory (gpt2, llama, mistral, qwen2) or a BERT
+ * encoder directory as a GGUF file with llama.cpp's names and conventions:
+ * general.architecture, <arch>.* hyper-parameters, tokenizer.ggml.* from
+ * tokenizer.json (BERT: the phantom-space WordPiece vocabulary), Q/K rows
+ * permuted for llama and mistral as llama.cpp's converter does. */
 ia_status ia_convert_to_gguf(const char *dir, const char *out_path, const ia_convert_options *opts);
 
 /* ---- quantisation ---- */
@@ -502,8 +558,14 @@ const char *ia_quantize_recipe_names(void);
  * (embed --dtype) uses for the same name. IA_EINVAL for an unknown name. */
 ia_status ia_quantize_recipe_base(const char *name, ia_dtype *out);
 
-/* Writes `model` (a GGUF file, or an HF decoder directory that is converted
- * first) as a GGUF file at out_path (atomically) with the recipe's types;
+/* The per-tensor types a recipe gives a BERT encoder loaded from its
+ * directory (ia_encoder_options / ia_embedder_options weight_type): the
+ * types `quantize` gives the same tensors of the GGUF it writes. *ctx is
+ * static. IA_EINVAL for an unknown name. */
+ia_status ia_quantize_recipe_weight_fn(const char *name, ia_encoder_weight_type_fn *fn, void **ctx);
+
+/* Writes `model` (a GGUF file, or an HF decoder or BERT directory that is
+ * converted first) as a GGUF file at out_path (atomically) with the recipe's types;
  * see src/runtime/quantize.c for the recipes. Errors name the tensor. */
 ia_status ia_quantize_model(const char *model, const char *out_path,
                             const ia_quantize_options *opts, ia_quantize_report *report);
@@ -542,6 +604,15 @@ typedef struct ia_quant_eval_embed_result {
 ia_status ia_quant_eval_embed(const char *dir, ia_dtype quant_dtype, const char *const *texts,
                               size_t n, const ia_quant_eval_options *opts,
                               ia_quant_eval_embed_result *r);
+
+/* Embeds texts with the model directory `dir` at f32 and with `quant`: a
+ * GGUF file (e.g. what `quantize` wrote from dir), or, when quant is NULL,
+ * dir itself with the recipe's per-tensor types applied at load
+ * (ia_quantize_recipe_weight_fn); and compares the two as above. */
+ia_status ia_quant_eval_embed_recipe(const char *dir, const char *quant, const char *recipe,
+                                     const char *const *texts, size_t n,
+                                     const ia_quant_eval_options *opts,
+                                     ia_quant_eval_embed_result *r);
 
 /* ==== end of text generation ============================================== */
 

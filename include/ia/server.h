@@ -5,10 +5,12 @@
  * /v1/completions, /v1/chat/completions), Hugging Face TEI (/embed,
  * /tokenize, /info) and Ollama (/api/tags, /api/version, /api/embed,
  * /api/generate, /api/chat) dialects over the same loaded models, plus
- * /health and /metrics (Prometheus text). Each model has one scheduler
+ * /health, /metrics (Prometheus text), a live dashboard page at / and its
+ * JSON at /stats. Each model has one scheduler
  * thread with a bounded priority queue: embedding requests are batched by a
- * token budget, generation requests run one sequence at a time (continuous
- * batching comes later). A full queue answers 429 with Retry-After at once.
+ * token budget, generation requests are continuously batched (up to
+ * --parallel sequences join and leave one shared decode step). A full queue
+ * answers 429 with Retry-After at once.
  *
  * The server is a thin shell over runtime/: embedders come from the process
  * pool (ia_pool_acquire_embedder), generators from ia_generator_load, and the
@@ -35,14 +37,17 @@ typedef struct ia_server_options {
     size_t n_models;
     const char *host; /* NULL: "127.0.0.1" */
     uint16_t port;    /* 0: an ephemeral port (ia_server_port says which) */
-    /* Bearer keys (copied). None: no authentication. /health and /metrics
-     * stay open either way. */
+    /* Bearer keys (copied). None: no authentication. /health, /metrics, the
+     * dashboard (/) and /stats stay open either way. */
     const char *const *api_keys;
     size_t n_api_keys;
     size_t max_queue;         /* requests waiting per model; 0: 256 */
     size_t max_batch_tokens;  /* tokens per embedding batch; 0: 8192 */
     unsigned batch_wait_us;   /* how long a batch below budget waits for more; 0: 2000 */
-    unsigned max_streams;     /* concurrent streamed responses (--parallel); 0: 64 */
+    unsigned max_streams;     /* concurrent streamed responses per model (--max-streams);
+                               * past it a new stream gets 429 + Retry-After; 0: 64 */
+    unsigned parallel;        /* generation slots per model (--parallel): sequences that
+                               * generate at once, continuously batched; 0: 4 */
     int threads;              /* compute threads per model; 0: physical cores */
     size_t max_body_bytes;    /* request body; 0: 4 MiB */
     size_t max_inputs;        /* texts per embedding request; 0: 2048 */
@@ -58,6 +63,11 @@ typedef struct ia_server_options {
      * (/health answers 503 until all are ready). false: start returns after
      * every model loaded, or fails with the first load error. */
     bool load_async;
+    /* An endpoints YAML (docs/PROVIDERS.md; borrowed during start only):
+     * its endpoints' models are served on the /v1 routes next to the local ones,
+     * routed through the remote providers' resilience layer
+     * (src/server/remote.c). NULL: none. With it, no local model is needed. */
+    const char *endpoints;
 } ia_server_options;
 
 ia_server_options ia_server_options_default(void);

@@ -158,6 +158,10 @@ typedef struct ia_tokenizer_arrays {
     /* tokenizer.ggml.add_space_prefix false: "llama" does not prepend U+2581
      * (nor strip it when decoding) */
     bool no_space_prefix;
+    /* "bert" (WordPiece): tokenizer.ggml.normalizer.lowercase and
+     * .strip_accents; when absent llama.cpp takes lowercase true and
+     * strip_accents equal to lowercase, and so should the caller. */
+    bool bert_lowercase, bert_strip_accents;
 } ia_tokenizer_arrays;
 
 /* Builds the tokenizer HF would load from the equivalent tokenizer.json:
@@ -165,8 +169,10 @@ typedef struct ia_tokenizer_arrays {
  * LLaMA-3, Qwen2, StarCoder, Falcon, DeepSeek, ...; see tokenize/arrays.c)
  * and the ByteLevel decoder; "llama" gets
  * Prepend/Replace U+2581, byte_fallback, fuse_unk and the SentencePiece
- * decoder. Control and user-defined tokens become added tokens. add_bos /
- * add_eos become the template. IA_EUNSUPPORTED for another model or pre. */
+ * decoder; "bert" (llama.cpp's phantom-space WordPiece vocabulary) gets
+ * the vocabulary back in HF's "##" form, BertNormalizer, BertPreTokenizer,
+ * WordPiece and the [CLS] A [SEP] template. Control and user-defined tokens become added tokens.
+ * add_bos / add_eos become the template. IA_EUNSUPPORTED for another model or pre. */
 ia_status ia_tokenizer_load_arrays(const ia_tokenizer_arrays *a, ia_tokenizer **out);
 
 #ifdef __cplusplus

@@ -139,6 +139,10 @@ typedef struct ia_api_adapter {
                        const char *model, const char *key, ia_api_http_call *out);
     /* Parses a whole (non-streamed) 2xx body into out. */
     ia_status (*parse)(ia_api_op op, const char *body, size_t len, ia_api_result *out);
+    /* Optional: the same for a provider whose answer depends on the endpoint's
+     * configuration (OVMS: /v3 or KServe v2); used instead of parse when set. */
+    ia_status (*parse_for)(const ia_api_endpoint_config *ep, ia_api_op op, const char *body,
+                           size_t len, ia_api_result *out);
     /* One streamed event (SSE: event name and data; NDJSON: event NULL). */
     ia_status (*stream_event)(ia_api_stream_state *s, const char *event, const char *data,
                               size_t len);
@@ -160,6 +164,14 @@ ia_status ia_openai_build(const ia_api_endpoint_config *ep, const ia_api_request
 ia_status ia_openai_parse(ia_api_op op, const char *body, size_t len, ia_api_result *out);
 ia_status ia_openai_stream_event(ia_api_stream_state *s, const char *event, const char *data,
                                  size_t len);
+
+/* KServe v2 inference answers (provider_ovms.c): reads the output tensor
+ * named `output` (NULL: the first numeric one for embed, the first BYTES one
+ * otherwise) into out: embed as shape[0] rows (one row for a 1-D shape),
+ * chat/complete as the first string. Checks datatype, shape against data
+ * (nested data flattened, at most 2^28 values) and every value. */
+ia_status ia_kserve_parse(ia_api_op op, const char *output, const char *body, size_t len,
+                          ia_api_result *out);
 
 /* ---- helpers the adapters share (provider_common.c) ------------------------------------ */
 
@@ -183,5 +195,14 @@ ia_status ia_api_take_embeddings(struct json_t *rows, const char *field, ia_api_
 ia_status ia_api_take_ranks(struct json_t *arr, const char *score_field, size_t n_texts,
                             ia_api_result *out);
 ia_status ia_api_set_text(ia_api_result *out, const char *text);
+/* A chat request's conversation as [{role, content}]: req->system first when
+ * set and keep_system, then req->messages (system turns left out unless
+ * keep_system) or, without messages, texts[0] as the one user turn. NULL is
+ * out of memory. */
+struct json_t *ia_api_chat_messages(const ia_api_request *req, bool keep_system);
+/* req->system and the conversation's system turns joined by blank lines
+ * (malloc'd), for providers that take the system prompt apart; NULL when
+ * there is none (or out of memory). */
+char *ia_api_chat_system(const ia_api_request *req);
 
 #endif /* IA_BACKENDS_INTERNAL_H */

@@ -334,7 +334,8 @@ static void attempt(void *vctx, const ia_call_attempt *a, ia_call_outcome *o) {
             }
         }
     } else {
-        st = ep->ad->parse(req->op, resp.body, resp.body_len, &res);
+        st = ep->ad->parse_for ? ep->ad->parse_for(c, req->op, resp.body, resp.body_len, &res)
+                               : ep->ad->parse(req->op, resp.body, resp.body_len, &res);
         if (st == IA_OK && req->op == IA_API_EMBED && res.n_embeddings != req->n_texts) {
             char d[96];
             snprintf(d, sizeof d, "%zu embeddings for %zu texts", res.n_embeddings, req->n_texts);
@@ -555,6 +556,25 @@ static ia_status check_request(const char *name, const ia_api_request *req) {
     return IA_OK;
 }
 
+static ia_api_failure failure_of(ia_call_end end) {
+    switch (end) {
+    case IA_END_OK:
+        return IA_API_FAIL_NONE;
+    case IA_END_CANCELLED:
+        return IA_API_FAIL_CANCELLED;
+    case IA_END_EXHAUSTED:
+        return IA_API_FAIL_EXHAUSTED;
+    case IA_END_DEADLINE:
+        return IA_API_FAIL_DEADLINE;
+    case IA_END_QUEUE_FULL:
+        return IA_API_FAIL_QUEUE_FULL;
+    case IA_END_BREAKER_OPEN:
+        return IA_API_FAIL_BREAKER_OPEN;
+    default:
+        return IA_API_FAIL_REFUSED;
+    }
+}
+
 ia_status ia_api_call(ia_api_client *c, const char *endpoint, const ia_api_request *req,
                       ia_api_result *out) {
     memset(out, 0, sizeof *out);
@@ -562,33 +582,39 @@ ia_status ia_api_call(ia_api_client *c, const char *endpoint, const ia_api_reque
     if (!ep)
         return ia_error_set(IA_ENOTFOUND, "endpoint '%s' is not configured", endpoint);
     ia_status st = check_request(endpoint, req);
-    if (st != IA_OK)
+    if (st != IA_OK) {
+        out->failure = IA_API_FAIL_REFUSED;
         return st;
+    }
     ia_priority prio = (ia_priority)(req->use_default_priority ? ep->cfg->priority : req->priority);
     if ((unsigned)prio >= IA_PRIORITY_COUNT)
         prio = IA_PRIORITY_NORMAL;
     int timeout = req->deadline_ms > 0 ? (int)req->deadline_ms : 0;
     ia_call_result cr;
+    memset(&cr, 0, sizeof cr);
+    cr.end = IA_END_FATAL; /* combine/split failures leave cr as it was */
     if (ep->batcher && req->op == IA_API_EMBED) {
         batch_item item = {.req = req};
         st = ia_batcher_submit(ep->batcher, &item, prio, timeout, &cr);
-        if (st != IA_OK) {
+        if (st != IA_OK)
             ia_api_result_free(&item.result);
-            return st;
-        }
-        *out = item.result;
+        else
+            *out = item.result;
     } else {
         call_ctx cc = {.client = c, .req = req};
         st = ia_resilience_submit(c->res, endpoint, prio, attempt, &cc, timeout, &cr);
-        if (st != IA_OK) {
+        if (st != IA_OK)
             ia_api_result_free(&cc.result);
-            return st;
-        }
-        *out = cc.result;
+        else
+            *out = cc.result;
+    }
+    if (st != IA_OK) {
+        out->failure = failure_of(cr.end);
+        out->http_status = cr.outcome.http_status;
     }
     out->attempts = cr.attempts;
     snprintf(out->served_by, sizeof out->served_by, "%s", cr.served_by ? cr.served_by : endpoint);
-    return IA_OK;
+    return st;
 }
 
 ia_status ia_api_stats_json(ia_api_client *c, char **out) {
@@ -619,11 +645,11 @@ ia_status ia_api_check(ia_api_client *c, const char *endpoint, ia_api_probe *out
     if (!hc.url)
         return IA_ENOMEM;
     const char *key = ep->n_keys ? ep->keys[0] : NULL;
-    if (ep->cfg->provider == IA_API_ANTHROPIC) {
+    if (ep->cfg->provider == IA_API_PROVIDER_ANTHROPIC) {
         st = ia_api_http_call_header(&hc, "anthropic-version: 2023-06-01");
         if (st == IA_OK && key)
             st = ia_api_http_call_header(&hc, "x-api-key: %s", key);
-    } else if (ep->cfg->provider == IA_API_GEMINI) {
+    } else if (ep->cfg->provider == IA_API_PROVIDER_GEMINI) {
         if (key)
             st = ia_api_http_call_header(&hc, "x-goog-api-key: %s", key);
     } else if (key) {

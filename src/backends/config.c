@@ -13,6 +13,7 @@
  *       timeouts: {connect_ms, first_byte_ms, total_ms}
  *       batch: {max_items, max_wait_ms}
  *       fallbacks: [NAME, ...]
+ *       api: openai|kserve    kserve: {input: NAME, output: NAME}      (ovms only)
  *
  * Anything else is refused with file:line:column and the endpoint's name, as
  * are unknown providers, URLs that are not http(s)://host..., duplicate
@@ -218,6 +219,14 @@ static ia_status sub_batch(loader *L, const char *k, yaml_node_t *v, ia_api_endp
     return fail_at(L, v, e->name, "unknown field 'batch.%s' (expected max_items, max_wait_ms)", k);
 }
 
+static ia_status sub_kserve(loader *L, const char *k, yaml_node_t *v, ia_api_endpoint_config *e) {
+    if (strcmp(k, "input") == 0)
+        return get_string(L, v, e->name, "kserve.input", &e->kserve_input);
+    if (strcmp(k, "output") == 0)
+        return get_string(L, v, e->name, "kserve.output", &e->kserve_output);
+    return fail_at(L, v, e->name, "unknown field 'kserve.%s' (expected input, output)", k);
+}
+
 static ia_status mapping(loader *L, yaml_node_t *v, ia_api_endpoint_config *e, const char *field,
                          sub_fn fn) {
     if (v->type != YAML_MAPPING_NODE)
@@ -334,11 +343,27 @@ static ia_status endpoint_field(loader *L, const char *k, yaml_node_t *v, ia_api
         return mapping(L, v, e, k, sub_batch);
     if (strcmp(k, "fallbacks") == 0)
         return get_list(L, v, ep, k, e->fallbacks, IA_API_MAX_FALLBACKS, &e->n_fallbacks);
+    if (strcmp(k, "api") == 0 || strcmp(k, "kserve") == 0) {
+        if (e->provider != IA_API_PROVIDER_OVMS)
+            return fail_at(L, v, ep, "'%s' is only for provider ovms", k);
+        if (strcmp(k, "kserve") == 0)
+            return mapping(L, v, e, k, sub_kserve);
+        const char *s = scalar(v);
+        if (s && (strcmp(s, "openai") == 0 || strcmp(s, "v3") == 0)) {
+            e->api = IA_API_WIRE_DEFAULT;
+            return IA_OK;
+        }
+        if (s && strcmp(s, "kserve") == 0) {
+            e->api = IA_API_WIRE_KSERVE;
+            return IA_OK;
+        }
+        return fail_at(L, v, ep, "api must be openai (OVMS's /v3) or kserve (KServe v2 /v2)");
+    }
     return fail_at(L, v, ep,
                    "unknown field '%s' (expected name, provider, base_url, model(s), "
                    "api_key_env(s), api_key_file, key_selection, key_cooldown_ms, priority, "
                    "max_concurrency, queue, max_body_bytes, retry, breaker, timeouts, batch, "
-                   "fallbacks)",
+                   "fallbacks, api, kserve)",
                    k);
 }
 
@@ -388,8 +413,8 @@ static ia_status endpoint(loader *L, yaml_node_t *m, ia_api_endpoint_config *e) 
     if (e->retry_max_ms < e->retry_base_ms)
         return fail_at(L, m, e->name, "retry.max_ms (%ld) is below retry.base_ms (%ld)",
                        e->retry_max_ms, e->retry_base_ms);
-    if (e->n_models == 0 && e->provider != IA_API_TEI && e->provider != IA_API_TGI &&
-        e->provider != IA_API_OPEA)
+    if (e->n_models == 0 && e->provider != IA_API_PROVIDER_TEI &&
+        e->provider != IA_API_PROVIDER_TGI && e->provider != IA_API_PROVIDER_OPEA)
         return fail_at(L, m, e->name, "no model given (model: NAME or models: [NAME, ...])");
     return IA_OK;
 }

@@ -27,13 +27,15 @@ static ia_status anthropic_build(const ia_api_endpoint_config *ep, const ia_api_
                             req->n > 1      ? "n > 1"
                             : req->logprobs ? "logprobs"
                                             : "logit_bias");
-    json_t *body = json_pack("{s:s,s:i,s:[{s:s,s:s}]}", "model", model, "max_tokens",
-                             req->max_tokens > 0 ? req->max_tokens : 1024, "messages", "role",
-                             "user", "content", req->texts[0]);
+    json_t *body = json_pack("{s:s,s:i,s:o}", "model", model, "max_tokens",
+                             req->max_tokens > 0 ? req->max_tokens : 1024, "messages",
+                             ia_api_chat_messages(req, false));
     if (!body)
         return IA_ENOMEM;
-    if (req->system)
-        json_object_set_new(body, "system", json_string(req->system));
+    char *system = ia_api_chat_system(req); /* Anthropic takes it apart from the turns */
+    if (system)
+        json_object_set_new(body, "system", json_string(system));
+    free(system);
     if (req->temperature >= 0)
         json_object_set_new(body, "temperature", json_real(req->temperature));
     if (req->stream) {
@@ -148,7 +150,7 @@ static ia_status anthropic_stream_event(ia_api_stream_state *s, const char *even
 }
 
 const ia_api_adapter ia_api_adapter_anthropic = {
-    .provider = IA_API_ANTHROPIC,
+    .provider = IA_API_PROVIDER_ANTHROPIC,
     .needs_key = true,
     .probe_path = "/v1/models",
     .build = anthropic_build,

@@ -47,11 +47,16 @@ const char *ia_api_op_name(ia_api_op op) {
 
 const ia_api_adapter *ia_api_adapter_get(ia_api_provider p) {
     static const ia_api_adapter *const table[IA_API_PROVIDER_COUNT] = {
-        [IA_API_OPENAI] = &ia_api_adapter_openai, [IA_API_GROQ] = &ia_api_adapter_groq,
-        [IA_API_VLLM] = &ia_api_adapter_vllm,     [IA_API_ANTHROPIC] = &ia_api_adapter_anthropic,
-        [IA_API_GEMINI] = &ia_api_adapter_gemini, [IA_API_OLLAMA] = &ia_api_adapter_ollama,
-        [IA_API_TGI] = &ia_api_adapter_tgi,       [IA_API_TEI] = &ia_api_adapter_tei,
-        [IA_API_OVMS] = &ia_api_adapter_ovms,     [IA_API_OPEA] = &ia_api_adapter_opea,
+        [IA_API_PROVIDER_OPENAI] = &ia_api_adapter_openai,
+        [IA_API_PROVIDER_GROQ] = &ia_api_adapter_groq,
+        [IA_API_PROVIDER_VLLM] = &ia_api_adapter_vllm,
+        [IA_API_PROVIDER_ANTHROPIC] = &ia_api_adapter_anthropic,
+        [IA_API_PROVIDER_GEMINI] = &ia_api_adapter_gemini,
+        [IA_API_PROVIDER_OLLAMA] = &ia_api_adapter_ollama,
+        [IA_API_PROVIDER_TGI] = &ia_api_adapter_tgi,
+        [IA_API_PROVIDER_TEI] = &ia_api_adapter_tei,
+        [IA_API_PROVIDER_OVMS] = &ia_api_adapter_ovms,
+        [IA_API_PROVIDER_OPEA] = &ia_api_adapter_opea,
     };
     return (unsigned)p < IA_API_PROVIDER_COUNT ? table[p] : NULL;
 }
@@ -280,4 +285,49 @@ void ia_api_result_free(ia_api_result *r) {
     free(r->embeddings);
     free(r->ranks);
     memset(r, 0, sizeof *r);
+}
+
+/* ---- conversations ------------------------------------------------------------------ */
+
+json_t *ia_api_chat_messages(const ia_api_request *req, bool keep_system) {
+    json_t *msgs = json_array();
+    if (!msgs)
+        return NULL;
+    if (req->system && keep_system)
+        json_array_append_new(msgs,
+                              json_pack("{s:s,s:s}", "role", "system", "content", req->system));
+    if (req->n_messages == 0) {
+        json_array_append_new(msgs,
+                              json_pack("{s:s,s:s}", "role", "user", "content", req->texts[0]));
+        return msgs;
+    }
+    for (size_t i = 0; i < req->n_messages; i++) {
+        const ia_api_message *m = &req->messages[i];
+        if (!keep_system && strcmp(m->role, "system") == 0)
+            continue;
+        json_array_append_new(msgs, json_pack("{s:s,s:s}", "role", m->role, "content", m->content));
+    }
+    return msgs;
+}
+
+char *ia_api_chat_system(const ia_api_request *req) {
+    size_t n = req->system ? strlen(req->system) : 0, k = 0;
+    for (size_t i = 0; i < req->n_messages; i++)
+        if (strcmp(req->messages[i].role, "system") == 0)
+            n += strlen(req->messages[i].content) + 2, k++;
+    if (!req->system && k == 0)
+        return NULL;
+    char *out = malloc(n + 1), *o = out;
+    if (!out)
+        return NULL;
+    *o = 0;
+    if (req->system)
+        o = stpcpy(o, req->system);
+    for (size_t i = 0; i < req->n_messages; i++)
+        if (strcmp(req->messages[i].role, "system") == 0) {
+            if (o != out)
+                o = stpcpy(o, "\n\n");
+            o = stpcpy(o, req->messages[i].content);
+        }
+    return out;
 }

@@ -18,6 +18,20 @@
 
 #include "backends/backends_internal.h"
 
+/* The turns as Gemini contents: roles user and model, text in parts. */
+static json_t *gemini_contents(const ia_api_request *req) {
+    json_t *turns = ia_api_chat_messages(req, false), *out = json_array(), *t;
+    size_t i;
+    json_array_foreach(turns, i, t) {
+        const char *role = json_string_value(json_object_get(t, "role"));
+        json_array_append_new(out, json_pack("{s:s,s:[{s:O}]}", "role",
+                                             strcmp(role, "assistant") == 0 ? "model" : "user",
+                                             "parts", "text", json_object_get(t, "content")));
+    }
+    json_decref(turns);
+    return out;
+}
+
 static ia_status gemini_build(const ia_api_endpoint_config *ep, const ia_api_request *req,
                               const char *model, const char *key, ia_api_http_call *out) {
     json_t *body;
@@ -26,13 +40,14 @@ static ia_status gemini_build(const ia_api_endpoint_config *ep, const ia_api_req
         if (req->logprobs || req->logit_bias_json)
             return ia_error_set(IA_EUNSUPPORTED, "gemini does not support %s",
                                 req->logprobs ? "logprobs" : "logit_bias");
-        body = json_pack("{s:[{s:s,s:[{s:s}]}]}", "contents", "role", "user", "parts", "text",
-                         req->texts[0]);
+        body = json_pack("{s:o}", "contents", gemini_contents(req));
         if (!body)
             return IA_ENOMEM;
-        if (req->system)
+        char *system = ia_api_chat_system(req);
+        if (system)
             json_object_set_new(body, "systemInstruction",
-                                json_pack("{s:[{s:s}]}", "parts", "text", req->system));
+                                json_pack("{s:[{s:s}]}", "parts", "text", system));
+        free(system);
         json_t *gc = json_object();
         if (req->max_tokens > 0)
             json_object_set_new(gc, "maxOutputTokens", json_integer(req->max_tokens));
@@ -148,7 +163,7 @@ static ia_status gemini_stream_event(ia_api_stream_state *s, const char *event, 
 }
 
 const ia_api_adapter ia_api_adapter_gemini = {
-    .provider = IA_API_GEMINI,
+    .provider = IA_API_PROVIDER_GEMINI,
     .needs_key = true,
     .probe_path = "/models",
     .build = gemini_build,

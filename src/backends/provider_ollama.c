@@ -29,13 +29,7 @@ static ia_status ollama_build(const ia_api_endpoint_config *ep, const ia_api_req
         json_object_set_new(body, "options", opts);
         if (req->op == IA_API_CHAT) {
             path = "/api/chat";
-            json_t *msgs = json_array();
-            if (req->system)
-                json_array_append_new(
-                    msgs, json_pack("{s:s,s:s}", "role", "system", "content", req->system));
-            json_array_append_new(msgs,
-                                  json_pack("{s:s,s:s}", "role", "user", "content", req->texts[0]));
-            json_object_set_new(body, "messages", msgs);
+            json_object_set_new(body, "messages", ia_api_chat_messages(req, true));
         } else {
             path = "/api/generate";
             json_object_set_new(body, "prompt", json_string(req->texts[0]));
@@ -139,7 +133,7 @@ static ia_status ollama_stream_line(ia_api_stream_state *s, const char *event, c
 }
 
 const ia_api_adapter ia_api_adapter_ollama = {
-    .provider = IA_API_OLLAMA,
+    .provider = IA_API_PROVIDER_OLLAMA,
     .needs_key = false,
     .probe_path = "/api/tags",
     .build = ollama_build,

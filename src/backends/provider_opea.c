@@ -30,7 +30,7 @@ static ia_status opea_build(const ia_api_endpoint_config *ep, const ia_api_reque
 }
 
 const ia_api_adapter ia_api_adapter_opea = {
-    .provider = IA_API_OPEA,
+    .provider = IA_API_PROVIDER_OPEA,
     .needs_key = false,
     .probe_path = "/v1/health_check",
     .build = opea_build,

@@ -20,15 +20,6 @@
 
 #include "backends/backends_internal.h"
 
-static json_t *messages_json(const ia_api_request *req) {
-    json_t *msgs = json_array();
-    if (req->system)
-        json_array_append_new(msgs,
-                              json_pack("{s:s,s:s}", "role", "system", "content", req->system));
-    json_array_append_new(msgs, json_pack("{s:s,s:s}", "role", "user", "content", req->texts[0]));
-    return msgs;
-}
-
 static json_t *string_array(const char *const *texts, size_t n) {
     json_t *a = json_array();
     for (size_t i = 0; i < n; i++)
@@ -49,7 +40,7 @@ ia_status ia_openai_build(const ia_api_endpoint_config *ep, const ia_api_request
         path = req->op == IA_API_CHAT ? "/chat/completions" : "/completions";
         json_object_set_new(body, "model", json_string(model));
         if (req->op == IA_API_CHAT)
-            json_object_set_new(body, "messages", messages_json(req));
+            json_object_set_new(body, "messages", ia_api_chat_messages(req, true));
         else
             json_object_set_new(body, "prompt", json_string(req->texts[0]));
         if (req->max_tokens > 0)
@@ -218,7 +209,7 @@ static ia_status groq_build(const ia_api_endpoint_config *ep, const ia_api_reque
 }
 
 const ia_api_adapter ia_api_adapter_openai = {
-    .provider = IA_API_OPENAI,
+    .provider = IA_API_PROVIDER_OPENAI,
     .needs_key = true,
     .probe_path = "/models",
     .build = openai_build,
@@ -227,7 +218,7 @@ const ia_api_adapter ia_api_adapter_openai = {
 };
 
 const ia_api_adapter ia_api_adapter_groq = {
-    .provider = IA_API_GROQ,
+    .provider = IA_API_PROVIDER_GROQ,
     .needs_key = true,
     .probe_path = "/models",
     .build = groq_build,
@@ -236,7 +227,7 @@ const ia_api_adapter ia_api_adapter_groq = {
 };
 
 const ia_api_adapter ia_api_adapter_vllm = {
-    .provider = IA_API_VLLM,
+    .provider = IA_API_PROVIDER_VLLM,
     .needs_key = false,
     .probe_path = "/models",
     .build = vllm_build,

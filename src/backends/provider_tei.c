@@ -52,7 +52,7 @@ static ia_status tei_parse(ia_api_op op, const char *body, size_t len, ia_api_re
 }
 
 const ia_api_adapter ia_api_adapter_tei = {
-    .provider = IA_API_TEI,
+    .provider = IA_API_PROVIDER_TEI,
     .needs_key = false,
     .probe_path = "/info",
     .build = tei_build,

@@ -101,7 +101,7 @@ static ia_status tgi_stream_event(ia_api_stream_state *s, const char *event, con
 }
 
 const ia_api_adapter ia_api_adapter_tgi = {
-    .provider = IA_API_TGI,
+    .provider = IA_API_PROVIDER_TGI,
     .needs_key = false,
     .probe_path = "/info",
     .build = tgi_build,

@@ -22,6 +22,8 @@ int cmd_ls(int argc, char **argv);
 int cmd_block(int argc, char **argv);
 int cmd_pin(int argc, char **argv);
 int cmd_repo(int argc, char **argv);
+/* `repo mirror` (cmd_repo_mirror.c); cmd_repo hands it argv from "mirror" on. */
+int cmd_repo_mirror(int argc, char **argv);
 int cmd_car(int argc, char **argv);
 int cmd_gateway(int argc, char **argv);
 int cmd_serve(int argc, char **argv);

@@ -11,17 +11,22 @@
 #include "ia/runtime.h"
 
 static const char embed_usage[] =
-    "usage: ipfs-accelerate embed --model DIR [options] [TEXT ...]\n"
+    "usage: ipfs-accelerate embed --model DIR|FILE.gguf [options] [TEXT ...]\n"
     "\n"
     "Prints one embedding (a JSON array of floats) per input text.\n"
     "\n"
     "  --model DIR        HF model directory (config.json, tokenizer.json or vocab.txt,\n"
-    "                     model.safetensors; modules.json and 1_Pooling/ when present)\n"
+    "                     model.safetensors; modules.json and 1_Pooling/ when present),\n"
+    "                     or a BERT .gguf file (ours or llama.cpp's, any weight type):\n"
+    "                     pooling from bert.pooling_type, L2-normalised by default as\n"
+    "                     llama.cpp does (GGUF has no Normalize module)\n"
     "  --input FILE       read texts from FILE, one per line ('-' for stdin)\n"
     "  --format FORMAT    json (default): one JSON array holding one array per input;\n"
     "                     jsonl: one array per line, one line per input\n"
     "  --dtype TYPE       weights in memory: f32 (default), bf16, or a quantisation type\n"
-    "                     (q8_0, q4_0, q4_1, q5_0, q5_1, q2_k ... q6_k) applied at load\n"
+    "                     (q8_0, q4_0, q4_1, q5_0, q5_1, q2_k ... q6_k) applied at load,\n"
+    "                     or a `quantize` mix (q4_k_m, q4_k_s, q3_k_m, ...): its per-tensor\n"
+    "                     types applied at load, bit for bit what its GGUF file holds\n"
     "  --device D         auto (default), cpu, cuda:N, ...: where to run; a named device\n"
     "                     that cannot run the model is an error saying why\n"
     "  --threads N        worker threads (default: physical cores)\n"
@@ -66,12 +71,18 @@ int cmd_embed(int argc, char **argv) {
         case 'd':
             if (strcmp(optarg, "f32") == 0 || strcmp(optarg, "fp32") == 0)
                 opts.dtype = IA_DTYPE_F32;
+            else if (strchr(optarg, '_') && strlen(optarg) > 4 &&
+                     ia_quantize_recipe_weight_fn(optarg, &opts.weight_type,
+                                                  &opts.weight_type_ctx) == IA_OK)
+                /* a mix (q4_k_m, q3_k_s, ...): quantize's per-tensor types at load */
+                ia_quantize_recipe_base(optarg, &opts.dtype);
             else if (ia_dtype_parse(optarg, &opts.dtype) != IA_OK ||
                      (opts.dtype != IA_DTYPE_BF16 && !ia_dtype_is_quantized(opts.dtype)) ||
                      opts.dtype == IA_DTYPE_Q8_K)
                 return cli_usage_error("embed",
-                                       "--dtype: '%s' is not f32, bf16 or a quantisation type "
-                                       "(q8_0, q4_0, q4_1, q5_0, q5_1, q2_k ... q6_k)",
+                                       "--dtype: '%s' is not f32, bf16, a quantisation type "
+                                       "(q8_0, q4_0, q4_1, q5_0, q5_1, q2_k ... q6_k) or a mix "
+                                       "(q4_k_m, q4_k_s, q3_k_m, ...)",
                                        optarg);
             break;
         case 'D':

@@ -26,9 +26,10 @@ static const char quantize_usage[] =
     "       ipfs-accelerate quantize --model M --type T [-o OUT.gguf] --eval --eval-text FILE\n"
     "                                [--eval-tokens N] [--eval-window N] [--json]\n"
     "\n"
-    "Writes the decoder M (a .gguf file, or an HF directory: gpt2, llama, mistral, qwen2)\n"
-    "as a GGUF file whose matrices use ggml's quantised block types. Files written here\n"
-    "load in llama.cpp; files quantised by llama.cpp load in `generate`.\n"
+    "Writes the model M (a .gguf file, or an HF directory: gpt2, llama, mistral, qwen2, or\n"
+    "a BERT encoder such as all-MiniLM-L6-v2) as a GGUF file whose matrices use ggml's\n"
+    "quantised block types. Files written here load in llama.cpp; files quantised by\n"
+    "llama.cpp load in `generate` (decoders) and `embed` (BERT).\n"
     "\n"
     "  --model M            the source model (f32, f16, bf16 or already quantised)\n"
     "  --type T             recipe: q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k_s, q3_k_m,\n"
@@ -45,9 +46,10 @@ static const char quantize_usage[] =
     "                       perplexity of both, KL divergence of the next-token distributions\n"
     "                       and how often the top token is the same, on the text of\n"
     "                       --eval-text (the written file, or a temporary one without -o);\n"
-    "                       for an embedding model directory (weights quantised at load,\n"
-    "                       no file written), the cosine of each line's two embeddings and\n"
-    "                       the rank agreement of pairwise similarities\n"
+    "                       for an embedding model directory, the cosine of each line's two\n"
+    "                       embeddings and the rank agreement of pairwise similarities, with\n"
+    "                       the file written by -o, or without -o the same recipe applied\n"
+    "                       at load (no file written; the two agree bit for bit)\n"
     "  --eval-text FILE     the text (decoders) or one sentence per line (embedding models);\n"
     "                       IA_EVAL_TEXT in the environment when not given\n"
     "  --eval-tokens N      decoders: score at most N tokens (default 4096)\n"
@@ -98,7 +100,10 @@ typedef struct eval_args {
     ia_quant_eval_options opts;
 } eval_args;
 
-static int eval_embeddings(const char *model, const char *type, const eval_args *e, bool as_json) {
+/* The original directory against `quant` (the GGUF just written), or,
+ * without one, against the directory with the recipe applied at load. */
+static int eval_embeddings(const char *model, const char *quant, const char *type,
+                           const eval_args *e, bool as_json) {
     ia_dtype dt;
     ia_status st = ia_quantize_recipe_base(type, &dt);
     if (st != IA_OK)
@@ -111,20 +116,22 @@ static int eval_embeddings(const char *model, const char *type, const eval_args 
         if (tl.lens[i])
             tl.lines[n++] = tl.lines[i];
     ia_quant_eval_embed_result r;
-    st = ia_quant_eval_embed(model, dt, (const char *const *)tl.lines, n, &e->opts, &r);
+    st = ia_quant_eval_embed_recipe(model, quant, type, (const char *const *)tl.lines, n, &e->opts,
+                                    &r);
     ia_text_lines_free(&tl);
     if (st != IA_OK)
         return cli_fail("quantize", st);
     if (as_json) {
-        printf("{\"model\":\"%s\",\"type\":\"%s\",\"sentences\":%zu,\"cosine_mean\":%.6f,"
-               "\"cosine_min\":%.6f,\"pairs\":%zu,\"spearman\":%.6f}\n",
-               model, ia_dtype_name(dt), r.n, r.cos_mean, r.cos_min, r.n_pairs, r.spearman);
+        printf("{\"model\":\"%s\",\"quantized\":\"%s\",\"type\":\"%s\",\"sentences\":%zu,"
+               "\"cosine_mean\":%.6f,\"cosine_min\":%.6f,\"pairs\":%zu,\"spearman\":%.6f}\n",
+               model, quant ? quant : "at load", type, r.n, r.cos_mean, r.cos_min, r.n_pairs,
+               r.spearman);
         return 0;
     }
     printf("%-10s %10s %12s %12s %10s %10s\n", "type", "sentences", "cosine mean", "cosine min",
            "pairs", "spearman");
-    printf("%-10s %10zu %12.6f %12.6f %10zu %10.6f\n", ia_dtype_name(dt), r.n, r.cos_mean,
-           r.cos_min, r.n_pairs, r.spearman);
+    printf("%-10s %10zu %12.6f %12.6f %10zu %10.6f\n", type, r.n, r.cos_mean, r.cos_min, r.n_pairs,
+           r.spearman);
     return 0;
 }
 
@@ -283,15 +290,9 @@ int cmd_quantize(int argc, char **argv) {
         return cli_usage_error("quantize",
                                "--eval needs --eval-text FILE (or IA_EVAL_TEXT): plain text for a "
                                "decoder, one sentence per line for an embedding model");
-    if (ev.on && is_encoder_dir(model)) {
-        if (out)
-            return cli_usage_error("quantize",
-                                   "%s is an embedding model: its weights are quantised at load "
-                                   "(embed --dtype T); writing it as GGUF is not supported yet, "
-                                   "so drop -o to evaluate",
-                                   model);
-        return eval_embeddings(model, opts.type, &ev, as_json);
-    }
+    bool encoder = is_encoder_dir(model);
+    if (ev.on && encoder && !out) /* the recipe applied at load, no file written */
+        return eval_embeddings(model, NULL, opts.type, &ev, as_json);
     char tmp_out[64] = "";
     if (!out) { /* evaluate a temporary file */
         snprintf(tmp_out, sizeof tmp_out, "/tmp/ia-quantize-eval-%ld.gguf", (long)getpid());
@@ -314,7 +315,9 @@ int cmd_quantize(int argc, char **argv) {
     /* With --eval --json, stdout holds only the evaluation's JSON object. */
     if (!ev.on || (!tmp_out[0] && !as_json))
         print_report(&report, out, ia_time_now() - t0, as_json);
-    int rc = ev.on ? eval_decoder(model, out, report.recipe, &ev, as_json) : 0;
+    int rc = !ev.on    ? 0
+             : encoder ? eval_embeddings(model, out, opts.type, &ev, as_json)
+                       : eval_decoder(model, out, report.recipe, &ev, as_json);
     if (tmp_out[0])
         unlink(tmp_out);
     return rc;

@@ -37,6 +37,7 @@ ia_status cli_write_stream(void *ctx, const void *data, size_t len) {
 
 static const char repo_usage[] =
     "usage: ipfs-accelerate repo gc|verify|stat [--repo DIR]\n"
+    "       ipfs-accelerate repo mirror [--pull] s3://BUCKET[/PREFIX] ... (repo mirror --help)\n"
     "\n"
     "  gc       remove every block not reachable from a pin (prints 'removed CID' per block)\n"
     "  verify   re-hash every block and --nocopy reference; report the bad ones\n"
@@ -69,6 +70,8 @@ int cmd_repo(int argc, char **argv) {
     const char *repo = NULL;
     bool quiet = false;
     int c;
+    if (argc >= 2 && strcmp(argv[1], "mirror") == 0) /* its own options: cmd_repo_mirror.c */
+        return cmd_repo_mirror(argc - 1, argv + 1);
     optind = 1;
     while ((c = getopt_long(argc, argv, "q", options, NULL)) != -1) {
         switch (c) {

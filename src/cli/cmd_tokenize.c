@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "ia/runtime.h"
 #include "ia/tokenize.h"
 
 static const char tokenize_usage[] =
@@ -14,7 +15,8 @@ static const char tokenize_usage[] =
     "\n"
     "Prints the token ids of each input as a JSON array.\n"
     "\n"
-    "  --model DIR            model directory (tokenizer.json, else vocab.txt)\n"
+    "  --model DIR            model directory (tokenizer.json, else vocab.txt), or a\n"
+    "                         .gguf file (its tokenizer.ggml.* vocabulary)\n"
     "  --input FILE           read texts from FILE, one per line ('-' for stdin)\n"
     "  --format FORMAT        json (default): one JSON array per input, wrapped in an\n"
     "                         array when there are several; jsonl: one array per line\n"
@@ -122,7 +124,15 @@ int cmd_tokenize(int argc, char **argv) {
     ia_status st = IA_OK;
     ia_tokenizer *tok = NULL;
     int rc = 1;
-    if ((st = ia_tokenizer_load_dir(model, &tok)))
+    if (ia_encoder_path_is_gguf(model)) { /* a GGUF file: tokenizer.ggml.* */
+        ia_gguf *g = NULL;
+        if ((st = ia_gguf_open(model, &g)) == IA_OK)
+            st = ia_tokenizer_from_gguf(g, &tok);
+        ia_gguf_close(g);
+    } else {
+        st = ia_tokenizer_load_dir(model, &tok);
+    }
+    if (st != IA_OK)
         goto done;
     s.tok = tok;
     bool wrap = format == CLI_FORMAT_JSON && in.n != 1;

@@ -30,6 +30,13 @@
  * call works on the new tokens only; its scratch lives in the KV cache
  * object and grows only when a call brings more tokens than any before, so
  * decoding one token at a time allocates nothing.
+ *
+ * A batch step (ia_decoder_forward_batch, the server's continuous batching)
+ * decodes one token for each of n sequences: the rows of all sequences go
+ * through every matrix multiply together (decode is bound by reading the
+ * weights, so n sequences cost little more than one), while RoPE, the cache
+ * append and attention run per row against that sequence's own cache and
+ * position. The step borrows the first cache's scratch.
  */
 #include <jansson.h>
 #include <math.h>
@@ -1070,15 +1077,15 @@ static void append_kv(ia_kv_cache *kv, int l, const float *qkv, size_t ld, size_
     ia_threadpool_run(pool, (n + APPEND_ROWS - 1) / APPEND_ROWS, append_task, &job);
 }
 
-static void run_layer(const ia_decoder *dec, ia_kv_cache *kv, int li, size_t n,
-                      ia_threadpool *pool) {
+/* The attention of layer li for n new tokens of one sequence whose queries,
+ * keys and values are in kv->qkv: RoPE at the cache's positions, the keys
+ * and values appended, the context written to kv->ctx. */
+static void attend_one(const ia_decoder *dec, ia_kv_cache *kv, int li, size_t n,
+                       ia_threadpool *pool) {
     const ia_backend *be = dec->backend;
-    const decoder_layer *l = &dec->layers[li];
     const ia_decoder_config *c = &dec->config;
-    size_t h = (size_t)c->hidden_size, qkv_w = dec->q_dim + 2 * dec->kv_dim, f = dec->ffn_dim;
+    size_t qkv_w = dec->q_dim + 2 * dec->kv_dim;
     int hd = (int)c->head_dim;
-
-    run_stacked(be, &l->qkv, l->qkv_bias, IA_ACT_NONE, kv->xn, h, kv->qkv, qkv_w, n, pool);
     if (dec->inv_freq) {
         be->rope(kv->qkv, qkv_w, n, (int)c->num_heads, hd, kv->length, dec->inv_freq,
                  dec->rope_mode);
@@ -1101,21 +1108,40 @@ static void run_layer(const ia_decoder *dec, ia_kv_cache *kv, int li, size_t n,
         .n_heads = (int)c->num_heads,
         .n_kv_heads = (int)c->num_kv_heads,
         .head_dim = hd,
-        .window = l->window,
+        .window = dec->layers[li].window,
         .scale = 1.0f / sqrtf((float)hd),
     };
     be->kv_attention(&att, pool);
-    be->linear(l->attn_out, l->attn_out_bias, IA_ACT_NONE, kv->ctx, dec->q_dim, kv->tmp, h, n,
-               pool);
-    add_norm(dec, kv->x, kv->tmp, l->ffn_norm_w, l->ffn_norm_b, n, kv->xn, pool);
+}
+
+/* The rest of layer li on n rows of the scratch in s: the attention output
+ * projection, the residual into the MLP's norm, and the MLP (its output is
+ * left in s->tmp for the next norm to add). */
+static void layer_out_mlp(const ia_decoder *dec, ia_kv_cache *s, int li, size_t n,
+                          ia_threadpool *pool) {
+    const ia_backend *be = dec->backend;
+    const decoder_layer *l = &dec->layers[li];
+    size_t h = (size_t)dec->config.hidden_size, f = dec->ffn_dim;
+    be->linear(l->attn_out, l->attn_out_bias, IA_ACT_NONE, s->ctx, dec->q_dim, s->tmp, h, n, pool);
+    add_norm(dec, s->x, s->tmp, l->ffn_norm_w, l->ffn_norm_b, n, s->xn, pool);
     if (dec->arch->mlp == DEC_MLP_SWIGLU) {
-        run_stacked(be, &l->up, NULL, IA_ACT_NONE, kv->xn, h, kv->ffn, 2 * f, n, pool);
-        be->swiglu(kv->ffn, 2 * f, kv->ffn + f, 2 * f, n, f, kv->ffn, 2 * f);
-        be->linear(l->down, l->down_bias, IA_ACT_NONE, kv->ffn, 2 * f, kv->tmp, h, n, pool);
+        run_stacked(be, &l->up, NULL, IA_ACT_NONE, s->xn, h, s->ffn, 2 * f, n, pool);
+        be->swiglu(s->ffn, 2 * f, s->ffn + f, 2 * f, n, f, s->ffn, 2 * f);
+        be->linear(l->down, l->down_bias, IA_ACT_NONE, s->ffn, 2 * f, s->tmp, h, n, pool);
     } else {
-        run_stacked(be, &l->up, l->up_bias, dec->act, kv->xn, h, kv->ffn, f, n, pool);
-        be->linear(l->down, l->down_bias, IA_ACT_NONE, kv->ffn, f, kv->tmp, h, n, pool);
+        run_stacked(be, &l->up, l->up_bias, dec->act, s->xn, h, s->ffn, f, n, pool);
+        be->linear(l->down, l->down_bias, IA_ACT_NONE, s->ffn, f, s->tmp, h, n, pool);
     }
+}
+
+static void run_layer(const ia_decoder *dec, ia_kv_cache *kv, int li, size_t n,
+                      ia_threadpool *pool) {
+    const decoder_layer *l = &dec->layers[li];
+    size_t h = (size_t)dec->config.hidden_size, qkv_w = dec->q_dim + 2 * dec->kv_dim;
+    run_stacked(dec->backend, &l->qkv, l->qkv_bias, IA_ACT_NONE, kv->xn, h, kv->qkv, qkv_w, n,
+                pool);
+    attend_one(dec, kv, li, n, pool);
+    layer_out_mlp(dec, kv, li, n, pool);
 }
 
 static ia_status check_tokens(const ia_decoder *dec, const ia_kv_cache *kv, const int32_t *tokens,
@@ -1189,5 +1215,119 @@ ia_status ia_decoder_forward(const ia_decoder *dec, ia_kv_cache *kv, const int32
              kv->xn + r0 * h, pool);
     be->linear(dec->lm_head, NULL, IA_ACT_NONE, kv->xn + r0 * h, h, logits,
                (size_t)dec->config.vocab_size, rows, pool);
+    return IA_OK;
+}
+
+/* ---- one decode step for many sequences ------------------------------------------------ */
+
+/* Attention of one new token per sequence, each against its own cache: one
+ * task per (sequence, KV head), each a kv_attention call on that head's
+ * group of query heads (the same per-head arithmetic as a call with every
+ * head, so a sequence gets the bits it gets alone). */
+typedef struct batch_attention {
+    const ia_decoder *dec;
+    ia_kv_cache *const *kv;
+    const ia_kv_cache *s; /* the scratch: queries in s->qkv, contexts to s->ctx */
+    int layer;
+} batch_attention;
+
+static void batch_attention_task(void *ctx, size_t task, int thread) {
+    const batch_attention *b = ctx;
+    const ia_decoder *dec = b->dec;
+    const ia_decoder_config *c = &dec->config;
+    size_t n_kv = (size_t)c->num_kv_heads, seq = task / n_kv, g = task % n_kv;
+    size_t hd = (size_t)c->head_dim, group = (size_t)(c->num_heads / c->num_kv_heads);
+    size_t qkv_w = dec->q_dim + 2 * dec->kv_dim;
+    const ia_kv_cache *kv = b->kv[seq];
+    size_t layer_off = (size_t)b->layer * kv->max_tokens * kv->row_bytes, head_off = 0;
+    ia_dtype_bytes(kv->dtype, g * hd, &head_off); /* whole blocks: checked at creation */
+    ia_kv_attention_args att = {
+        .q = b->s->qkv + seq * qkv_w + g * group * hd,
+        .ld_q = qkv_w,
+        .k = (const char *)kv->k + layer_off + head_off,
+        .v = (const char *)kv->v + layer_off + head_off,
+        .ld_kv = dec->kv_dim,
+        .kv_dtype = kv->dtype,
+        .out = b->s->ctx + seq * dec->q_dim + g * group * hd,
+        .ld_out = dec->q_dim,
+        .n_q = 1,
+        .pos0 = kv->length,
+        .n_heads = (int)group,
+        .n_kv_heads = 1,
+        .head_dim = (int)hd,
+        .window = dec->layers[b->layer].window,
+        .scale = 1.0f / sqrtf((float)hd),
+    };
+    dec->backend->kv_attention(&att, NULL);
+    (void)thread;
+}
+
+static ia_status check_batch(const ia_decoder *dec, ia_kv_cache *const *kv, const int32_t *tokens,
+                             size_t n) {
+    if (n == 0)
+        return ia_error_set(IA_EINVAL, "decoder batch step: no sequences");
+    for (size_t i = 0; i < n; i++) {
+        ia_status st = check_tokens(dec, kv[i], tokens + i, 1);
+        if (st != IA_OK) {
+            ia_error_prefix("sequence %zu of %zu", i, n);
+            return st;
+        }
+        for (size_t j = 0; j < i; j++)
+            if (kv[j] == kv[i])
+                return ia_error_set(IA_EINVAL,
+                                    "decoder batch step: sequences %zu and %zu share one KV cache",
+                                    j, i);
+    }
+    return IA_OK;
+}
+
+ia_status ia_decoder_forward_batch(const ia_decoder *dec, ia_kv_cache *const *kv,
+                                   const int32_t *tokens, size_t n, float *logits,
+                                   ia_threadpool *pool) {
+    ia_status st = check_batch(dec, kv, tokens, n);
+    if (st != IA_OK)
+        return st;
+    if (n == 1) /* the single-sequence path: the same operations */
+        return ia_decoder_forward(dec, kv[0], tokens, 1, false, logits, pool);
+    ia_kv_cache *s = kv[0]; /* its scratch serves the whole batch */
+    if ((st = reserve_scratch(s, n)) != IA_OK)
+        return st;
+    const ia_backend *be = dec->backend;
+    const ia_decoder_config *c = &dec->config;
+    size_t h = (size_t)c->hidden_size, qkv_w = dec->q_dim + 2 * dec->kv_dim;
+    int hd = (int)c->head_dim;
+    gather(be, &dec->embed, tokens, n, false, s->x, h, s->tmp);
+    if (dec->arch->learned_positions) {
+        for (size_t i = 0; i < n; i++)
+            s->pos[i] = (int32_t)kv[i]->length;
+        gather(be, &dec->positions, s->pos, n, true, s->x, h, s->tmp);
+    }
+    add_norm(dec, s->x, NULL, dec->layers[0].attn_norm_w, dec->layers[0].attn_norm_b, n, s->xn,
+             pool);
+    for (int li = 0; li < c->num_layers; li++) {
+        const decoder_layer *l = &dec->layers[li];
+        /* the weights are read once for all sequences */
+        run_stacked(be, &l->qkv, l->qkv_bias, IA_ACT_NONE, s->xn, h, s->qkv, qkv_w, n, pool);
+        for (size_t i = 0; i < n; i++) { /* each row at its own position */
+            float *row = s->qkv + i * qkv_w;
+            if (dec->inv_freq) {
+                be->rope(row, qkv_w, 1, (int)c->num_heads, hd, kv[i]->length, dec->inv_freq,
+                         dec->rope_mode);
+                be->rope(row + dec->q_dim, qkv_w, 1, (int)c->num_kv_heads, hd, kv[i]->length,
+                         dec->inv_freq, dec->rope_mode);
+            }
+            append_rows(kv[i], li, row, qkv_w, 0, 1);
+        }
+        batch_attention job = {dec, kv, s, li};
+        ia_threadpool_run(pool, n * (size_t)c->num_kv_heads, batch_attention_task, &job);
+        layer_out_mlp(dec, s, li, n, pool);
+        if (li + 1 < c->num_layers)
+            add_norm(dec, s->x, s->tmp, dec->layers[li + 1].attn_norm_w,
+                     dec->layers[li + 1].attn_norm_b, n, s->xn, pool);
+    }
+    for (size_t i = 0; i < n; i++)
+        kv[i]->length++;
+    add_norm(dec, s->x, s->tmp, dec->final_norm_w, dec->final_norm_b, n, s->xn, pool);
+    be->linear(dec->lm_head, NULL, IA_ACT_NONE, s->xn, h, logits, (size_t)c->vocab_size, n, pool);
     return IA_OK;
 }

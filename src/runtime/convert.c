@@ -1,6 +1,7 @@
 /*
- * HF decoder directory -> GGUF, with llama.cpp's names and conventions, so
- * the file loads in llama.cpp and in our own GGUF path alike.
+ * HF decoder directory (or BERT encoder directory, see "BERT encoders"
+ * below) -> GGUF, with llama.cpp's names and conventions, so the file loads
+ * in llama.cpp and in our own GGUF path alike.
  *
  * What llama.cpp's convert_hf_to_gguf.py does, and so we do:
  *   - general.architecture is "llama" for llama and mistral checkpoints,
@@ -90,10 +91,9 @@ static const name_row gpt2_names[] = {
 };
 
 static const conv_arch conv_archs[] = {
-    {"llama", "llama", false, llama_names},
-    {"mistral", "llama", false, llama_names},
-    {"qwen2", "qwen2", false, qwen2_names},
-    {"gpt2", "gpt2", true, gpt2_names},
+    {"llama", "llama", false, llama_names}, {"mistral", "llama", false, llama_names},
+    {"qwen2", "qwen2", false, qwen2_names}, {"gpt2", "gpt2", true, gpt2_names},
+    {"bert", "bert", false, NULL}, /* its own path: bert_* below */
 };
 
 /* ---- state ------------------------------------------------------------------------------ */
@@ -591,6 +591,308 @@ done:
     return st;
 }
 
+static ia_status load_json(const char *dir, const char *name, bool required, json_t **out);
+
+/* ---- BERT encoders ------------------------------------------------------------------------------
+ *
+ * llama.cpp's BertModel conversion (convert_hf_to_gguf.py, conversion/bert.py
+ * and gguf-py's SpecialVocab), which we match key for key:
+ *   - bert.context_length, embedding_length, feed_forward_length,
+ *     attention.head_count, attention.layer_norm_epsilon (f32), block_count,
+ *     attention.causal = false, pooling_type from the sentence-transformers
+ *     Pooling module (1 mean, 2 cls, 3 last; absent without one), and
+ *     tokenizer.ggml.token_type_count = type_vocab_size.
+ *   - tokenizer.ggml.model "bert" with a "phantom space" vocabulary: every
+ *     id below vocab_size, holes as [PADn] (type unused); a token that is
+ *     not a control token gets U+2581 in front, unless it is a "##"
+ *     continuation, which loses the "##". Added special tokens are control
+ *     (3), other added tokens user-defined (4), the rest normal (1).
+ *   - special ids: bos = cls_token, eos = sep_token (tokenizer_config.json),
+ *     unk, seperator (sic, llama.cpp's key), padding, mask; add_bos_token and
+ *     add_eos_token true and add_sep_token false for the [CLS] $A [SEP]
+ *     template; normalizer.lowercase / strip_accents as the BertNormalizer
+ *     says them (absent when the tokenizer.json leaves them null).
+ *   - tokenizer.ggml.pre: llama.cpp names it by hashing how the tokenizer
+ *     splits a test text (MiniLM's vocabulary hashes as "jina-v2-en"); its
+ *     WPM tokenizer never reads it, and we write "default".
+ *   - tensors in the checkpoint's order under llama.cpp's names, the
+ *     "bert." prefix and gamma/beta names normalised, the pooler, the MLM
+ *     head and position_ids dropped; vectors, position_embd and token_types
+ *     stay f32, the other matrices take the requested type.
+ */
+
+static const name_row bert_names[] = {
+    {"embeddings.word_embeddings", "token_embd", XF_NONE},
+    {"embeddings.position_embeddings", "position_embd", XF_NONE},
+    {"embeddings.token_type_embeddings", "token_types", XF_NONE},
+    {"embeddings.LayerNorm", "token_embd_norm", XF_NONE},
+    {"encoder.layer.%d.attention.self.query", "blk.%d.attn_q", XF_NONE},
+    {"encoder.layer.%d.attention.self.key", "blk.%d.attn_k", XF_NONE},
+    {"encoder.layer.%d.attention.self.value", "blk.%d.attn_v", XF_NONE},
+    {"encoder.layer.%d.attention.output.dense", "blk.%d.attn_output", XF_NONE},
+    {"encoder.layer.%d.attention.output.LayerNorm", "blk.%d.attn_output_norm", XF_NONE},
+    {"encoder.layer.%d.intermediate.dense", "blk.%d.ffn_up", XF_NONE},
+    {"encoder.layer.%d.output.dense", "blk.%d.ffn_down", XF_NONE},
+    {"encoder.layer.%d.output.LayerNorm", "blk.%d.layer_output_norm", XF_NONE},
+    {NULL, NULL, XF_NONE},
+};
+
+/* The llama.cpp name of an HF BERT tensor into gg; false when it has none. */
+static bool bert_gguf_name(const char *hf, char *gg, size_t cap) {
+    char base[256];
+    if (strncmp(hf, "bert.", 5) == 0)
+        hf += 5;
+    const char *dot = strrchr(hf, '.');
+    if (!dot || (size_t)(dot - hf) >= sizeof base)
+        return false;
+    memcpy(base, hf, (size_t)(dot - hf));
+    base[dot - hf] = '\0';
+    const char *suffix = dot + 1;
+    if (strcmp(suffix, "gamma") == 0)
+        suffix = "weight";
+    else if (strcmp(suffix, "beta") == 0)
+        suffix = "bias";
+    for (const name_row *r = bert_names; r->hf; r++) {
+        int layer = -1, used = 0;
+        const char *pct = strstr(r->hf, "%d");
+        if (!pct) {
+            if (strcmp(base, r->hf) != 0)
+                continue;
+        } else {
+            size_t pre = (size_t)(pct - r->hf);
+            if (strncmp(base, r->hf, pre) != 0 || sscanf(base + pre, "%d%n", &layer, &used) != 1 ||
+                layer < 0 || strcmp(base + pre + used, pct + 2) != 0)
+                continue;
+        }
+        char name[200];
+        snprintf(name, sizeof name, r->gguf, layer);
+        snprintf(gg, cap, "%s.%s", name, suffix);
+        return true;
+    }
+    return false;
+}
+
+static bool bert_dropped(const char *hf) {
+    if (strncmp(hf, "bert.", 5) == 0)
+        hf += 5;
+    return strcmp(hf, "embeddings.position_ids") == 0 || strncmp(hf, "pooler.", 7) == 0 ||
+           strncmp(hf, "cls.", 4) == 0;
+}
+
+static ia_status bert_tensors(converter *c) {
+    uint32_t matrix_type = c->type;
+    ia_status st = IA_OK;
+    for (size_t i = 0; i < ia_safetensors_count(c->st) && st == IA_OK; i++) {
+        const ia_tensor *t = ia_safetensors_at(c->st, i);
+        char gg[256];
+        if (bert_dropped(t->name))
+            continue;
+        if (!bert_gguf_name(t->name, gg, sizeof gg))
+            return ia_error_set(IA_EUNSUPPORTED, "%s: tensor '%s' has no llama.cpp name for bert",
+                                c->dir, t->name);
+        bool keep_f32 =
+            strncmp(gg, "position_embd.", 14) == 0 || strncmp(gg, "token_types.", 12) == 0;
+        c->type = keep_f32 ? GGML_F32 : matrix_type;
+        st = add_tensor(c, gg, t, XF_NONE);
+    }
+    c->type = matrix_type;
+    return st;
+}
+
+/* bert.pooling_type from modules.json's Pooling module, as llama.cpp's
+ * _try_set_pooling_type reads it; 0 when there is none. */
+static ia_status bert_pooling(const converter *c, uint32_t *out) {
+    json_t *modules = NULL, *pool = NULL;
+    *out = 0;
+    ia_status st = load_json(c->dir, "modules.json", false, &modules);
+    size_t i;
+    json_t *m;
+    const char *path = NULL;
+    json_array_foreach(modules, i, m) {
+        const char *type = json_string_value(json_object_get(m, "type"));
+        size_t n = type ? strlen(type) : 0;
+        if (!path && n >= 7 && strcmp(type + n - 7, "Pooling") == 0)
+            path = json_string_value(json_object_get(m, "path"));
+    }
+    if (st == IA_OK && path) {
+        char *sub = ia_path_join(c->dir, path);
+        st = sub ? load_json(sub, "config.json", true, &pool) : IA_ENOMEM;
+        free(sub);
+        static const struct {
+            const char *key, *mode;
+            uint32_t type;
+        } modes[] = {{"pooling_mode_mean_tokens", "mean", 1},
+                     {"pooling_mode_cls_token", "cls", 2},
+                     {"pooling_mode_lasttoken", "lasttoken", 3}};
+        const char *mode =
+            st == IA_OK ? json_string_value(json_object_get(pool, "pooling_mode")) : NULL;
+        for (size_t k = 0; st == IA_OK && !*out && k < sizeof modes / sizeof modes[0]; k++)
+            if (json_is_true(json_object_get(pool, modes[k].key)))
+                *out = modes[k].type;
+        for (size_t k = 0; st == IA_OK && !*out && mode && k < sizeof modes / sizeof modes[0]; k++)
+            if (strcmp(mode, modes[k].mode) == 0)
+                *out = modes[k].type;
+        if (st == IA_OK && !*out)
+            st = ia_error_set(IA_EUNSUPPORTED,
+                              "%s/%s/config.json: only mean, cls and last-token pooling can be "
+                              "written to GGUF",
+                              c->dir, path);
+    }
+    json_decref(modules);
+    json_decref(pool);
+    return st;
+}
+
+static ia_status bert_hparams(converter *c) {
+    json_t *cfg = c->cfg;
+    c->hidden = cfg_int(cfg, "hidden_size", 0);
+    c->n_layers = cfg_int(cfg, "num_hidden_layers", 0);
+    c->n_heads = cfg_int(cfg, "num_attention_heads", 0);
+    int64_t ffn = cfg_int(cfg, "intermediate_size", 0);
+    if (c->hidden <= 0 || c->n_layers <= 0 || c->n_heads <= 0 || ffn <= 0)
+        return ia_error_set(IA_EPARSE,
+                            "%s/config.json: missing or invalid hidden size, layer or head count "
+                            "or intermediate size",
+                            c->dir);
+    uint32_t pooling;
+    ia_status st = bert_pooling(c, &pooling);
+    if (st != IA_OK ||
+        (st = ia_gguf_writer_add_u32(c->w, "bert.block_count", (uint32_t)c->n_layers)) ||
+        (st = ia_gguf_writer_add_u32(c->w, "bert.context_length",
+                                     (uint32_t)cfg_int(cfg, "max_position_embeddings", 512))) ||
+        (st = ia_gguf_writer_add_u32(c->w, "bert.embedding_length", (uint32_t)c->hidden)) ||
+        (st = ia_gguf_writer_add_u32(c->w, "bert.feed_forward_length", (uint32_t)ffn)) ||
+        (st = ia_gguf_writer_add_u32(c->w, "bert.attention.head_count", (uint32_t)c->n_heads)) ||
+        (st = ia_gguf_writer_add_f32(c->w, "bert.attention.layer_norm_epsilon",
+                                     (float)cfg_num(cfg, "layer_norm_eps", 1e-12))) ||
+        (st = ia_gguf_writer_add_bool(c->w, "bert.attention.causal", false)))
+        return st;
+    if (pooling && (st = ia_gguf_writer_add_u32(c->w, "bert.pooling_type", pooling)))
+        return st;
+    return ia_gguf_writer_add_u32(c->w, "tokenizer.ggml.token_type_count",
+                                  (uint32_t)cfg_int(cfg, "type_vocab_size", 1));
+}
+
+/* One id's token and type, phantom-space form (see above). */
+static ia_status bert_token(converter *c, json_t *vocab, json_t *added, size_t id,
+                            const char **tokens, int32_t *types, char **owned) {
+    const char *tok = NULL;
+    int32_t type = 1;
+    size_t i;
+    json_t *e;
+    json_array_foreach(added, i, e) {
+        if ((size_t)json_integer_value(json_object_get(e, "id")) == id) {
+            tok = json_string_value(json_object_get(e, "content"));
+            type = json_is_true(json_object_get(e, "special")) ? 3 : 4;
+        }
+    }
+    (void)vocab;
+    char buf[64];
+    if (!tok) {
+        tok = tokens[id];
+        if (!tok) {
+            snprintf(buf, sizeof buf, "[PAD%zu]", id);
+            tok = buf;
+            type = 5;
+        }
+    }
+    size_t len = strlen(tok);
+    if (type == 3) {
+        owned[id] = ia_strdup(tok);
+    } else if (strncmp(tok, "##", 2) == 0) {
+        owned[id] = ia_strdup(tok + 2);
+    } else if ((owned[id] = ia_malloc(len + 4))) {
+        memcpy(owned[id], "\xe2\x96\x81", 3);
+        memcpy(owned[id] + 3, tok, len + 1);
+    }
+    if (!owned[id])
+        return ia_error_set(IA_ENOMEM, "%s: out of memory converting the vocabulary", c->dir);
+    tokens[id] = owned[id];
+    types[id] = type;
+    return IA_OK;
+}
+
+static ia_status bert_tokenizer(converter *c) {
+    json_t *model = json_object_get(c->tok, "model");
+    const char *mtype = json_string_value(json_object_get(model, "type"));
+    if (!mtype || strcmp(mtype, "WordPiece") != 0)
+        return ia_error_set(IA_EUNSUPPORTED,
+                            "%s/tokenizer.json: model type %s; a bert GGUF holds a WordPiece "
+                            "vocabulary",
+                            c->dir, mtype ? mtype : "(none)");
+    json_t *vocab = json_object_get(model, "vocab"),
+           *added = json_object_get(c->tok, "added_tokens");
+    size_t n = (size_t)cfg_int(c->cfg, "vocab_size", 0);
+    const char *k;
+    json_t *v;
+    json_object_foreach(vocab, k, v) if (json_integer_value(v) + 1 > (json_int_t)n) n =
+        (size_t)json_integer_value(v) + 1;
+    const char **tokens = ia_calloc(n ? n : 1, sizeof *tokens);
+    int32_t *types = ia_calloc(n ? n : 1, sizeof *types);
+    char **owned = ia_calloc(n ? n : 1, sizeof *owned);
+    ia_status st = tokens && types && owned ? IA_OK : IA_ENOMEM;
+    if (st == IA_OK) {
+        json_object_foreach(vocab, k, v) {
+            json_int_t id = json_integer_value(v);
+            if (id >= 0 && (size_t)id < n)
+                tokens[id] = k;
+        }
+    }
+    for (size_t i = 0; i < n && st == IA_OK; i++)
+        st = bert_token(c, vocab, added, i, tokens, types, owned);
+    if (st == IA_OK &&
+        ((st = ia_gguf_writer_add_string(c->w, "tokenizer.ggml.model", "bert", 4)) ||
+         (st = ia_gguf_writer_add_string(c->w, "tokenizer.ggml.pre", "default", 7)) ||
+         (st = ia_gguf_writer_add_string_array(c->w, "tokenizer.ggml.tokens", tokens, n)) ||
+         (st = ia_gguf_writer_add_array(c->w, "tokenizer.ggml.token_type", IA_GGUF_INT32, types,
+                                        n))))
+        goto done;
+    /* gguf-py's SpecialVocab: bos falls back to cls_token, eos to sep_token. */
+    json_t *added_all = added;
+    static const struct {
+        const char *key, *cfg1, *cfg2;
+    } ids[] = {{"tokenizer.ggml.bos_token_id", "bos_token", "cls_token"},
+               {"tokenizer.ggml.eos_token_id", "eos_token", "sep_token"},
+               {"tokenizer.ggml.unknown_token_id", "unk_token", NULL},
+               {"tokenizer.ggml.seperator_token_id", "sep_token", NULL},
+               {"tokenizer.ggml.padding_token_id", "pad_token", NULL},
+               {"tokenizer.ggml.mask_token_id", "mask_token", NULL}};
+    for (size_t i = 0; st == IA_OK && i < sizeof ids / sizeof ids[0]; i++) {
+        const char *s = special_token(c->tok_cfg, ids[i].cfg1);
+        if (!s && ids[i].cfg2)
+            s = special_token(c->tok_cfg, ids[i].cfg2);
+        int32_t id = token_id(vocab, added_all, s);
+        if (id >= 0 && (size_t)id < n)
+            st = ia_gguf_writer_add_u32(c->w, ids[i].key, (uint32_t)id);
+    }
+    if (st == IA_OK &&
+        ((st = ia_gguf_writer_add_bool(c->w, "tokenizer.ggml.add_bos_token", true)) ||
+         (st = ia_gguf_writer_add_bool(c->w, "tokenizer.ggml.add_eos_token", true)) ||
+         (st = ia_gguf_writer_add_bool(c->w, "tokenizer.ggml.add_sep_token", false))))
+        goto done;
+    json_t *norm = json_object_get(c->tok, "normalizer");
+    const char *nt = json_string_value(json_object_get(norm, "type"));
+    if (st == IA_OK && nt && strcmp(nt, "BertNormalizer") == 0) {
+        json_t *lc = json_object_get(norm, "lowercase"),
+               *sa = json_object_get(norm, "strip_accents");
+        if (json_is_boolean(lc))
+            st = ia_gguf_writer_add_bool(c->w, "tokenizer.ggml.normalizer.lowercase",
+                                         json_is_true(lc));
+        if (st == IA_OK && json_is_boolean(sa))
+            st = ia_gguf_writer_add_bool(c->w, "tokenizer.ggml.normalizer.strip_accents",
+                                         json_is_true(sa));
+    }
+done:
+    for (size_t i = 0; owned && i < n; i++)
+        free(owned[i]);
+    free(owned);
+    free(tokens);
+    free(types);
+    if (st == IA_ENOMEM && !*ia_error_message())
+        ia_error_set(IA_ENOMEM, "%s: out of memory converting the vocabulary", c->dir);
+    return st;
+}
+
 /* ---- the whole file -------------------------------------------------------------------------- */
 
 static ia_status load_json(const char *dir, const char *name, bool required, json_t **out) {
@@ -632,10 +934,11 @@ ia_status ia_convert_to_gguf(const char *dir, const char *out_path,
     if (!c.arch) {
         st = ia_error_set(IA_EUNSUPPORTED,
                           "%s/config.json: model_type '%s' cannot be converted (gpt2, llama, "
-                          "mistral, qwen2)",
+                          "mistral, qwen2, bert)",
                           dir, mt ? mt : "(none)");
         goto done;
     }
+    bool bert = strcmp(c.arch->model_type, "bert") == 0;
     st_path = ia_path_join(dir, "model.safetensors");
     if (!st_path) {
         st = ia_error_set(IA_ENOMEM, "out of memory");
@@ -651,6 +954,18 @@ ia_status ia_convert_to_gguf(const char *dir, const char *out_path,
     const char *base = strrchr(dir, '/');
     base = base && base[1] ? base + 1 : dir;
     uint32_t ftype = c.type == GGML_F16 ? FTYPE_F16 : c.type == GGML_BF16 ? FTYPE_BF16 : FTYPE_F32;
+    if (bert) {
+        if ((st = ia_gguf_writer_add_string(c.w, "general.architecture", "bert", 4)) ||
+            (st = ia_gguf_writer_add_string(c.w, "general.type", "model", 5)) ||
+            (st = ia_gguf_writer_add_string(c.w, "general.name", base, strlen(base))) ||
+            (st = bert_hparams(&c)) ||
+            (st = ia_gguf_writer_add_u32(c.w, "general.file_type", ftype)) ||
+            (st = ia_gguf_writer_add_u32(c.w, "general.quantization_version", 2)) ||
+            (st = bert_tokenizer(&c)) || (st = bert_tensors(&c)))
+            goto done;
+        st = ia_gguf_writer_write(c.w, out_path);
+        goto done;
+    }
     if ((st = ia_gguf_writer_add_string(c.w, "general.architecture", c.arch->gguf_arch,
                                         strlen(c.arch->gguf_arch))) ||
         (st = ia_gguf_writer_add_string(c.w, "general.name", base, strlen(base))) ||

@@ -1,6 +1,11 @@
 /*
  * The embedder: tokenizer + encoder + pooling, as sentence-transformers
- * composes them, driven from the model directory's own files.
+ * composes them, driven from the model directory's own files, or from what
+ * a BERT GGUF file records (tokenizer.ggml.*, bert.pooling_type). GGUF has
+ * no place for sentence-transformers' Normalize module, so a GGUF model is
+ * L2-normalised unless the caller says otherwise, as llama.cpp's embedding
+ * tools do by default (--embd-normalize 2); MiniLM's directory asks for
+ * the same through its modules.json.
  *
  * Throughput comes from three choices. Inputs are tokenised in parallel.
  * They are then sorted by token count and cut into batches by a token budget,
@@ -202,16 +207,51 @@ static ia_status planned_bytes(const char *dir, ia_dtype dtype, size_t batch_tok
     return st;
 }
 
+/* The weights and scratch of a GGUF encoder: the file's tensor bytes (a
+ * quantised file stays quantised in memory) plus, as the planner counts
+ * activations, the f32 rows of the largest batch. */
+static ia_status gguf_bytes(const char *path, size_t batch_tokens, size_t *out) {
+    ia_gguf *g = NULL;
+    int64_t hidden = 0, inter = 0;
+    ia_status st = ia_gguf_open(path, &g);
+    if (st == IA_OK && (st = ia_gguf_get_i64(g, "bert.embedding_length", true, &hidden)) == IA_OK)
+        st = ia_gguf_get_i64(g, "bert.feed_forward_length", true, &inter);
+    uint64_t total = 0;
+    for (size_t i = 0; st == IA_OK && i < ia_gguf_tensor_count(g); i++)
+        total += ia_gguf_tensor_at(g, i)->n_bytes;
+    ia_gguf_close(g);
+    if (st == IA_OK && (hidden <= 0 || inter <= 0 || hidden > (1 << 24) || inter > (1 << 24)))
+        st = ia_error_set(IA_ERANGE,
+                          "%s: bert.embedding_length or feed_forward_length is out "
+                          "of range",
+                          path);
+    size_t per_token = (size_t)(6 * hidden + inter) * sizeof(float);
+    *out = st == IA_OK ? (size_t)total + batch_tokens * per_token : 0;
+    return st;
+}
+
 size_t ia_embedder_bytes(const ia_embedder *emb) { return emb->bytes; }
 
 ia_status ia_embedder_estimate_bytes(const char *dir, const ia_embedder_options *opts_in,
                                      size_t *out) {
     ia_embedder_options opts = opts_in ? *opts_in : ia_embedder_options_default();
-    return planned_bytes(dir, opts.dtype,
-                         opts.batch_tokens ? opts.batch_tokens : DEFAULT_BATCH_TOKENS, out);
+    size_t batch = opts.batch_tokens ? opts.batch_tokens : DEFAULT_BATCH_TOKENS;
+    if (ia_encoder_path_is_gguf(dir))
+        return gguf_bytes(dir, batch, out);
+    return planned_bytes(dir, opts.dtype, batch, out);
 }
 
 /* ---- loading ------------------------------------------------------------------- */
+
+/* A GGUF's tokenizer (tokenizer.ggml.*), opened just for it. */
+static ia_status gguf_tokenizer(const char *path, ia_tokenizer **out) {
+    ia_gguf *g = NULL;
+    ia_status st = ia_gguf_open(path, &g);
+    if (st == IA_OK)
+        st = ia_tokenizer_from_gguf(g, out);
+    ia_gguf_close(g);
+    return st;
+}
 
 ia_status ia_embedder_load(const char *dir, const ia_embedder_options *opts_in, ia_embedder **out) {
     ia_embedder_options opts = opts_in ? *opts_in : ia_embedder_options_default();
@@ -229,15 +269,25 @@ ia_status ia_embedder_load(const char *dir, const ia_embedder_options *opts_in, 
                           ia_dtype_name(opts.dtype));
         goto fail;
     }
-    if (!opts.skip_tokenizer && (st = ia_tokenizer_load_dir(dir, &emb->tokenizer)))
+    bool gguf = ia_encoder_path_is_gguf(dir);
+    if (!opts.skip_tokenizer && (st = gguf ? gguf_tokenizer(dir, &emb->tokenizer)
+                                           : ia_tokenizer_load_dir(dir, &emb->tokenizer)))
         goto fail;
-    if ((st = ia_encoder_load(dir, emb->backend, opts.dtype, &emb->encoder)))
-        goto fail;
-    if ((st = read_modules(dir, emb)))
+    ia_encoder_options eo = {.backend = emb->backend,
+                             .compute = opts.dtype,
+                             .weight_type = opts.weight_type,
+                             .weight_type_ctx = opts.weight_type_ctx};
+    if ((st = ia_encoder_load_ex(dir, &eo, &emb->encoder)))
         goto fail;
     const ia_encoder_config *cfg = ia_encoder_get_config(emb->encoder);
-    if ((st = read_max_length(dir, (size_t)cfg->max_tokens, &emb->max_length)))
+    if (gguf) {
+        emb->pooling = cfg->has_pooling ? cfg->pooling : IA_POOL_MEAN;
+        emb->normalize = true;
+        emb->max_length = (size_t)cfg->max_tokens;
+    } else if ((st = read_modules(dir, emb)) ||
+               (st = read_max_length(dir, (size_t)cfg->max_tokens, &emb->max_length))) {
         goto fail;
+    }
     if (opts.max_length)
         emb->max_length =
             opts.max_length < (size_t)cfg->max_tokens ? opts.max_length : (size_t)cfg->max_tokens;
@@ -255,7 +305,8 @@ ia_status ia_embedder_load(const char *dir, const ia_embedder_options *opts_in, 
         st = IA_ENOMEM;
         goto fail;
     }
-    if ((st = planned_bytes(dir, opts.dtype, emb->batch_tokens, &emb->bytes)))
+    if ((st = gguf ? gguf_bytes(dir, emb->batch_tokens, &emb->bytes)
+                   : planned_bytes(dir, opts.dtype, emb->batch_tokens, &emb->bytes)))
         goto fail;
     *out = emb;
     return IA_OK;

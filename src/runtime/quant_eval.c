@@ -224,9 +224,10 @@ static double cosine(const float *a, const float *b, size_t d) {
     return aa > 0 && bb > 0 ? ab / sqrt(aa * bb) : 0.0;
 }
 
-ia_status ia_quant_eval_embed(const char *dir, ia_dtype quant_dtype, const char *const *texts,
-                              size_t n, const ia_quant_eval_options *opts,
-                              ia_quant_eval_embed_result *r) {
+/* Compares the original `dir` at f32 with `quant_path` loaded with eo_b. */
+static ia_status eval_embed(const char *dir, const char *quant_path,
+                            const ia_embedder_options *eo_b, const char *const *texts, size_t n,
+                            const ia_quant_eval_options *opts, ia_quant_eval_embed_result *r) {
     memset(r, 0, sizeof *r);
     ia_embedder_options eo = ia_embedder_options_default();
     eo.n_threads = opts ? opts->n_threads : 0;
@@ -238,9 +239,21 @@ ia_status ia_quant_eval_embed(const char *dir, ia_dtype quant_dtype, const char 
         return ia_error_set(IA_EINVAL, "eval: no sentences");
     if ((st = ia_embedder_load(dir, &eo, &ea)))
         goto done;
-    eo.dtype = quant_dtype;
-    if ((st = ia_embedder_load(dir, &eo, &eb)))
+    ia_embedder_options eob = *eo_b;
+    eob.n_threads = eo.n_threads;
+    /* the original's normalisation, so a GGUF (normalised by default) and a
+     * directory compare like for like; cosines do not see it anyway */
+    eob.normalize = ia_embedder_normalizes(ea);
+    /* and its truncation: a GGUF knows only the context length (512 for
+     * MiniLM), the directory its max_seq_length (256) */
+    eob.max_length = ia_embedder_max_length(ea);
+    if ((st = ia_embedder_load(quant_path, &eob, &eb)))
         goto done;
+    if (ia_embedder_dim(eb) != ia_embedder_dim(ea)) {
+        st = ia_error_set(IA_EINVAL, "eval: %s embeds in %zu dimensions, %s in %zu", quant_path,
+                          ia_embedder_dim(eb), dir, ia_embedder_dim(ea));
+        goto done;
+    }
     size_t d = ia_embedder_dim(ea);
     va = ia_malloc_array(n * d, sizeof *va);
     vb = ia_malloc_array(n * d, sizeof *vb);
@@ -291,4 +304,26 @@ done:
     ia_embedder_free(ea);
     ia_embedder_free(eb);
     return st;
+}
+
+ia_status ia_quant_eval_embed(const char *dir, ia_dtype quant_dtype, const char *const *texts,
+                              size_t n, const ia_quant_eval_options *opts,
+                              ia_quant_eval_embed_result *r) {
+    ia_embedder_options eo = ia_embedder_options_default();
+    eo.dtype = quant_dtype;
+    return eval_embed(dir, dir, &eo, texts, n, opts, r);
+}
+
+ia_status ia_quant_eval_embed_recipe(const char *dir, const char *quant, const char *recipe,
+                                     const char *const *texts, size_t n,
+                                     const ia_quant_eval_options *opts,
+                                     ia_quant_eval_embed_result *r) {
+    ia_embedder_options eo = ia_embedder_options_default();
+    memset(r, 0, sizeof *r);
+    if (!quant) {
+        ia_status st = ia_quantize_recipe_weight_fn(recipe, &eo.weight_type, &eo.weight_type_ctx);
+        if (st != IA_OK)
+            return st;
+    }
+    return eval_embed(dir, quant ? quant : dir, &eo, texts, n, opts, r);
 }

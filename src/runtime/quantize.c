@@ -1,6 +1,10 @@
 /*
- * `quantize`: a model (GGUF, or an HF decoder directory converted first)
- * written as a GGUF file whose matrices use ggml's block-quantised types.
+ * `quantize`: a model (GGUF, or an HF decoder or BERT directory converted
+ * first) written as a GGUF file whose matrices use ggml's block-quantised
+ * types. The same recipe can be applied to a BERT directory at load
+ * (ia_quantize_recipe_weight_fn): the per-tensor types are the ones
+ * choose_type gives the written file, and the blocks come from the same
+ * quantiser, so the two agree bit for bit.
  *
  * A recipe names a base type and the tensors that deserve more bits, in the
  * manner of llama.cpp's mixes (the per-tensor choices llama-quantize makes
@@ -149,20 +153,51 @@ static bool rule_applies(more_rule rule, int layer, int n_layers) {
 
 static bool name_has(const char *name, const char *part) { return strstr(name, part) != NULL; }
 
-/* The recipe's type for one matrix (before shape fallbacks). */
+/* The recipe's type for one matrix (before shape fallbacks). BERT follows
+ * llama-quant.cpp's llama_tensor_get_type_impl exactly for a model with
+ * one attention V per layer and no grouped-query attention: Q4_K_M leaves
+ * attn_output at the base type, and Q2_K gives attn_v Q3_K (Q4_K is for
+ * n_gqa >= 4). The decoder rows keep the choices the committed decoder
+ * fixtures were written with. */
 static ia_dtype recipe_type(const recipe *r, const char *name, int layer, int n_layers,
-                            bool is_head) {
+                            bool is_head, bool bert) {
     ia_dtype t = r->base;
     if (is_head || strcmp(name, "token_embd.weight") == 0) {
         t = r->head;
     } else if (name_has(name, ".attn_v.")) {
         t = rule_applies(r->v_rule, layer, n_layers) ? r->v_hi : r->v_lo;
+        if (bert && r->base == IA_DTYPE_Q2_K)
+            t = IA_DTYPE_Q3_K;
     } else if (name_has(name, ".ffn_down.")) {
         t = rule_applies(r->down_rule, layer, n_layers) ? r->down_hi : r->down_lo;
     } else if (name_has(name, ".attn_output.") || name_has(name, ".attn_qkv.")) {
-        t = r->attn_out;
+        t = bert && r->ftype == 15 ? BASE : r->attn_out;
     }
     return t == BASE ? r->base : t;
+}
+
+/* A BERT weight's type when the recipe is applied at load: what
+ * choose_type gives the same tensor of a GGUF file (llama.cpp names; the
+ * token embeddings are the tied output head; position and token type
+ * tables are not quantised). */
+static ia_dtype encoder_weight_type(void *ctx, const char *name, int n_layers, int64_t row_len) {
+    const recipe *r = ctx;
+    if (name_has(name, "position_embd") || name_has(name, "token_types"))
+        return IA_DTYPE_F32;
+    int layer = strncmp(name, "blk.", 4) == 0 ? atoi(name + 4) : -1;
+    bool head = strcmp(name, "token_embd.weight") == 0;
+    return ia_quant_fit(recipe_type(r, name, layer, n_layers, head, true), row_len);
+}
+
+ia_status ia_quantize_recipe_weight_fn(const char *name, ia_encoder_weight_type_fn *fn,
+                                       void **ctx) {
+    const recipe *r = recipe_find(name);
+    if (!r)
+        return ia_error_set(IA_EINVAL, "unknown type '%s' (one of: %s)", name,
+                            ia_quantize_recipe_names());
+    *fn = encoder_weight_type;
+    *ctx = (void *)r;
+    return IA_OK;
 }
 
 /* ---- one run ----------------------------------------------------------------------- */
@@ -175,6 +210,7 @@ typedef struct quantizer {
     ia_threadpool *pool;
     int n_layers;
     bool has_output;
+    bool bert; /* general.architecture "bert": llama.cpp's rules for it */
     void **bufs;
     size_t n_bufs;
     ia_quantize_report *rep;
@@ -246,7 +282,8 @@ static ia_status choose_type(quantizer *q, const ia_gguf_tensor *t, ia_dtype *ou
         *out = IA_DTYPE_F16;
         return IA_OK;
     }
-    ia_dtype want = recipe_type(q->recipe, t->name, layer_of(t->name), q->n_layers, is_head);
+    ia_dtype want =
+        recipe_type(q->recipe, t->name, layer_of(t->name), q->n_layers, is_head, q->bert);
     *out = ia_quant_fit(want, cols);
     *fell_back = *out != want;
     return IA_OK;
@@ -337,7 +374,8 @@ static ia_status copy_metadata(quantizer *q) {
     }
     if (st == IA_OK)
         st = ia_gguf_writer_add_u32(q->w, "general.file_type", q->recipe->ftype);
-    if (st == IA_OK && ia_dtype_is_quantized(q->recipe->base))
+    /* llama-quantize writes it whatever the type, as does the converter */
+    if (st == IA_OK)
         st = ia_gguf_writer_add_u32(q->w, "general.quantization_version", 2);
     return st;
 }
@@ -355,6 +393,7 @@ static ia_status quantize_gguf(quantizer *q, const char *in_path, const char *ou
     if ((st = ia_gguf_get_i64(q->in, key, false, &n_layers)))
         return st;
     q->n_layers = (int)n_layers;
+    q->bert = strcmp(arch, "bert") == 0;
     q->has_output = ia_gguf_tensor_find(q->in, "output.weight") != NULL;
     if ((st = copy_metadata(q)))
         return st;

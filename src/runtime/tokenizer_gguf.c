@@ -169,7 +169,38 @@ static ia_status read_flags(gguf_arrays *ga) {
         (st = ia_gguf_get_bool(ga->g, "tokenizer.ggml.add_space_prefix", false, &space_prefix)))
         return st;
     a->no_space_prefix = !space_prefix;
+    /* BertNormalizer switches, with llama.cpp's defaults (llama-vocab.cpp):
+     * lowercase true, strip_accents as lowercase. */
+    a->bert_lowercase = true;
+    if ((st = ia_gguf_get_bool(ga->g, "tokenizer.ggml.normalizer.lowercase", false,
+                               &a->bert_lowercase)))
+        return st;
+    a->bert_strip_accents = a->bert_lowercase;
+    if ((st = ia_gguf_get_bool(ga->g, "tokenizer.ggml.normalizer.strip_accents", false,
+                               &a->bert_strip_accents)))
+        return st;
     return ia_gguf_get_bool(ga->g, "tokenizer.ggml.add_eos_token", false, &a->add_eos);
+}
+
+/* llama.cpp's WPM tokenizer always wraps text in [CLS] ... [SEP] (the
+ * add_bos / add_eos keys do not switch that off): bos is [CLS] and the
+ * separator id, not eos, ends it; ids absent from the metadata take
+ * llama.cpp's defaults for "bert" (101, 102, 100) when the vocabulary has
+ * them. */
+static ia_status bert_specials(gguf_arrays *ga) {
+    ia_tokenizer_arrays *a = &ga->a;
+    int32_t sep = -1;
+    ia_status st = special_id(ga, "tokenizer.ggml.seperator_token_id", &sep);
+    if (st != IA_OK)
+        return st;
+    int32_t *ids[3] = {&a->bos_id, &sep, &a->unk_id};
+    const int32_t defaults[3] = {101, 102, 100};
+    for (int i = 0; i < 3; i++)
+        if (*ids[i] < 0 && (size_t)defaults[i] < a->n_tokens)
+            *ids[i] = defaults[i];
+    a->eos_id = sep;
+    a->add_bos = a->add_eos = true;
+    return IA_OK;
 }
 
 ia_status ia_tokenizer_from_gguf(const ia_gguf *g, ia_tokenizer **out) {
@@ -186,6 +217,8 @@ ia_status ia_tokenizer_from_gguf(const ia_gguf *g, ia_tokenizer **out) {
         (st = special_id(&ga, "tokenizer.ggml.eos_token_id", &a->eos_id)) ||
         (st = special_id(&ga, "tokenizer.ggml.unknown_token_id", &a->unk_id)) ||
         (st = special_id(&ga, "tokenizer.ggml.padding_token_id", &a->pad_id)))
+        goto done;
+    if (strcmp(a->model, "bert") == 0 && (st = bert_specials(&ga)))
         goto done;
     if ((st = ia_tokenizer_load_arrays(a, out)))
         ia_error_prefix("%s", ga.path);

@@ -11,8 +11,9 @@
  * the reader (stream_read, on the same connection thread) blocks until the
  * scheduler has appended new text to the job, formats it as the dialect's
  * chunk, and finishes with the closing chunk. When the client goes away MHD
- * frees the reader (stream_free), which cancels the job: the generator's
- * callback then returns false and the model is free for the next request.
+ * frees the reader (stream_free), which cancels the job: the scheduler ends
+ * its sequence before the next batched step and the slot takes the next
+ * queued job (scheduler.c).
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -115,6 +116,7 @@ static json_t *ollama_line(const gen_info *g, const char *text, size_t len, bool
 
 typedef struct stream_state {
     ia_server *srv;
+    srv_model *m; /* holds one of its stream slots (srv_stream_acquire) */
     srv_job *job;
     gen_info g;
     int phase; /* 0: opening chunk due, 1: text, 2: all sent */
@@ -245,7 +247,7 @@ static void stream_free(void *cls) {
     stream_state *s = cls;
     atomic_store(&s->job->cancelled, true); /* no-op when it finished */
     srv_job_unref(s->job);
-    atomic_fetch_sub(&s->srv->streams, 1);
+    srv_stream_release(s->m);
     free(s->out);
     free(s->taken);
     free(s);
@@ -404,16 +406,10 @@ static int generate_route(srv_req *r, bool chat) {
         }
         goto done;
     }
-    if (atomic_fetch_add(&r->srv->streams, 1) >= r->srv->opts.max_streams) {
-        atomic_fetch_sub(&r->srv->streams, 1);
-        srv_metrics_count(&r->srv->metrics, &r->srv->metrics.rejected_full);
-        ret = srv_send_error(r, 429, NULL, "rate_limit_exceeded",
-                             "%u streams are in flight, this server's limit; retry later",
-                             r->srv->opts.max_streams);
+    if (!srv_stream_acquire(r, m, &ret))
         goto done;
-    }
     if (!srv_model_submit(m, job)) {
-        atomic_fetch_sub(&r->srv->streams, 1);
+        srv_stream_release(m);
         srv_metrics_count(&r->srv->metrics, &r->srv->metrics.rejected_full);
         ret = srv_send_error(r, 429, NULL, "rate_limit_exceeded",
                              "model '%s' has %zu requests waiting, its limit; retry later", m->id,
@@ -426,12 +422,13 @@ static int generate_route(srv_req *r, bool chat) {
           : NULL;
     if (!resp) {
         atomic_store(&job->cancelled, true);
-        atomic_fetch_sub(&r->srv->streams, 1);
+        srv_stream_release(m);
         free(s);
         ret = MHD_NO;
         goto done;
     }
     s->srv = r->srv;
+    s->m = m;
     s->job = job; /* the handler's reference moves to the stream */
     job = NULL;
     s->g = g;

@@ -2,9 +2,12 @@
  * The server's counters and histograms, and /metrics in the Prometheus text
  * exposition format (version 0.0.4): requests by route and status code,
  * request latency per route, time to first token, queue wait, embedding
- * batch sizes (sequences and tokens), tokens in and out, queue depth and
+ * batch sizes (sequences and tokens), sequences per generation step, tokens
+ * in and out, queue depth and
  * model state per model, streams in flight, and the process pool's counters.
  * One mutex guards everything here; updates are a few additions under it.
+ * GET /stats (dashboard.c) reads the same counters through
+ * srv_metrics_snapshot and srv_hist_quantile.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -74,6 +77,12 @@ void srv_metrics_batch(srv_metrics *m, size_t seqs, size_t tokens) {
     pthread_mutex_unlock(&m->mu);
 }
 
+void srv_metrics_gen_batch(srv_metrics *m, size_t seqs) {
+    pthread_mutex_lock(&m->mu);
+    hist_add(&m->gen_batch, size_buckets, (double)seqs);
+    pthread_mutex_unlock(&m->mu);
+}
+
 void srv_metrics_tokens(srv_metrics *m, size_t in, size_t out) {
     pthread_mutex_lock(&m->mu);
     m->tokens_in += in;
@@ -85,6 +94,30 @@ void srv_metrics_count(srv_metrics *m, uint64_t *counter) {
     pthread_mutex_lock(&m->mu);
     (*counter)++;
     pthread_mutex_unlock(&m->mu);
+}
+
+void srv_metrics_snapshot(srv_metrics *m, srv_metrics *out) {
+    pthread_mutex_lock(&m->mu);
+    memcpy(out, m, sizeof *out);
+    pthread_mutex_unlock(&m->mu);
+}
+
+double srv_hist_quantile(const srv_hist *h, bool time, double q) {
+    const double *bounds = time ? time_buckets : size_buckets;
+    if (h->n == 0)
+        return 0;
+    double rank = q * (double)h->n;
+    uint64_t cum = 0;
+    for (int b = 0; b < SRV_HIST_BUCKETS; b++) {
+        if (h->counts[b] && (double)(cum + h->counts[b]) >= rank) {
+            /* sizes are at least 1: the first size bucket holds only 1s */
+            double lo = b ? bounds[b - 1] : time ? 0 : bounds[0], hi = bounds[b];
+            return lo + (hi - lo) * ((rank - (double)cum) / (double)h->counts[b]);
+        }
+        cum += h->counts[b];
+    }
+    /* in the +Inf bucket: the largest finite bound, as Prometheus answers */
+    return bounds[SRV_HIST_BUCKETS - 1];
 }
 
 /* ---- rendering ---------------------------------------------------------------------------- */
@@ -192,6 +225,9 @@ char *srv_metrics_render(ia_server *srv, size_t *len) {
     put(&b, "# HELP ia_batch_tokens Tokens per embedding batch.\n"
             "# TYPE ia_batch_tokens histogram\n");
     put_hist(&b, "ia_batch_tokens", "", &snap.batch_tokens, size_buckets);
+    put(&b, "# HELP ia_generation_batch_sequences Sequences per batched generation step.\n"
+            "# TYPE ia_generation_batch_sequences histogram\n");
+    put_hist(&b, "ia_generation_batch_sequences", "", &snap.gen_batch, size_buckets);
     put(&b,
         "# HELP ia_tokens_in_total Prompt and input tokens processed.\n"
         "# TYPE ia_tokens_in_total counter\nia_tokens_in_total %llu\n"

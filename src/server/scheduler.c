@@ -12,12 +12,15 @@
  * request's vectors do not depend on what it was batched with; the tests
  * check that bit for bit.
  *
- * Generation jobs run one at a time (ia_generator_generate): each new piece
- * of text is appended to the job's pending buffer for the streaming reader
- * (generate.c), and the callback stops the generation when the client went
- * away, the request's deadline passed or the server is stopping. Continuous
- * batching (sequences joining one shared decode step) is the next step and
- * will replace run_generate only.
+ * A model is either an embedder or a generator. A generator runs jobs
+ * continuously batched (src/runtime/generate_batch.c): it has --parallel
+ * slots, each a KV cache; queued jobs join free slots in priority order
+ * between steps, and each step advances every slot's sequence at once (one
+ * batched decode for all, the next prompt chunk of any still prefilling).
+ * Each new piece of text is appended to the job's pending buffer for the
+ * streaming reader (generate.c). A job whose client went away, whose
+ * deadline passed, or whose server is stopping leaves before the next step
+ * and frees its slot; a finished one leaves after the step that finished it.
  *
  * A full queue refuses at once (the handler answers 429 with Retry-After),
  * so a slow model pushes back instead of queueing forever.
@@ -30,10 +33,9 @@
 
 #include "server/server_internal.h"
 
-/* The kernels multiply matrices of up to 4 rows (CPU_GEMV_MAX_M in
- * src/kernels/cpu/cpu_internal.h) with a matrix-vector routine; batches are
- * kept above that. tests/server/test_embed.c checks the bits. */
-#define SRV_MIN_BATCH_TOKENS 4
+/* Generation slots per model when --parallel is not given (llama.cpp's
+ * server has the same option and meaning). */
+#define SRV_DEFAULT_PARALLEL 4
 
 /* ---- jobs ----------------------------------------------------------------------------------- */
 
@@ -177,6 +179,7 @@ static ia_status load_model(srv_model *m) {
     }
     ia_generator_options go = ia_generator_options_default();
     go.n_threads = o->threads;
+    go.max_seqs = o->parallel ? o->parallel : SRV_DEFAULT_PARALLEL;
     if ((st = ia_generator_load(m->path, &go, &m->gen)))
         return st;
     /* size for /api/tags: the weights file (sharded directories: the first) */
@@ -230,19 +233,12 @@ static void run_embed_batch(srv_model *m, srv_job **jobs, size_t n) {
     }
     if (!live)
         return;
-    /* Too few tokens would take the kernels' matrix-vector path, whose sums
-     * differ in the last bits from the tiled path every larger batch takes:
-     * pad with copies of the first sequence so that a request alone gets the
-     * same bits as in a batch. */
-    size_t first_len = 0, pad = 0;
-    for (size_t i = 0; i < n && !first_len; i++)
-        if (jobs[i])
-            first_len = (size_t)(jobs[i]->seq_start[1] - jobs[i]->seq_start[0]);
-    while (total_tok + pad * first_len <= SRV_MIN_BATCH_TOKENS)
-        pad++;
-    int32_t *ids = ia_malloc_array(total_tok + pad * first_len, sizeof *ids);
-    int32_t *starts = ia_malloc_array(total_seq + pad + 1, sizeof *starts);
-    float *out = ia_malloc_array(total_seq + pad, m->dim * sizeof(float));
+    /* A request gets the same bits alone as in any batch: the kernels give
+     * each row of a product the same bits whatever the number of rows
+     * (src/kernels/cpu/gemm.c; tests/server/test_embed.c checks it here). */
+    int32_t *ids = ia_malloc_array(total_tok, sizeof *ids);
+    int32_t *starts = ia_malloc_array(total_seq + 1, sizeof *starts);
+    float *out = ia_malloc_array(total_seq, m->dim * sizeof(float));
     ia_status st = ids && starts && out ? IA_OK : IA_ENOMEM;
     if (st == IA_OK) {
         size_t s = 0, t = 0;
@@ -257,12 +253,7 @@ static void run_embed_batch(srv_model *m, srv_job **jobs, size_t n) {
             s += j->n_seq;
             t += j->n_tokens;
         }
-        const int32_t *copy = ids; /* the first live job's first sequence */
-        for (size_t k = 0; k < pad; k++, s++, t += first_len) {
-            memcpy(ids + t, copy, first_len * sizeof *ids);
-            starts[s + 1] = (int32_t)(t + first_len);
-        }
-        st = ia_embedder_embed_ids(m->emb, ids, NULL, starts, total_seq + pad, out);
+        st = ia_embedder_embed_ids(m->emb, ids, NULL, starts, total_seq, out);
     }
     srv_metrics_batch(&m->srv->metrics, total_seq, total_tok);
     char msg[512];
@@ -284,18 +275,31 @@ static void run_embed_batch(srv_model *m, srv_job **jobs, size_t n) {
     free(out);
 }
 
-typedef struct gen_ctx {
-    srv_model *m;
-    srv_job *job;
-} gen_ctx;
+/* ---- generation: continuous batching ----------------------------------------------------- */
 
+/* A generation job in one of the generator's slots. */
+typedef struct gen_active {
+    srv_model *m;
+    srv_job *job; /* NULL: the slot is free */
+    ia_gen_seq *seq;
+} gen_active;
+
+/* Should a running job stop: its client went away, its deadline passed, or
+ * the server is stopping. */
+static bool gen_abandoned(const gen_active *a) {
+    return atomic_load(&a->job->cancelled) || ia_time_now() > a->job->deadline ||
+           atomic_load(&a->m->srv->stopping);
+}
+
+/* The sequence's text callback: appends to the job's pending buffer for the
+ * streaming reader (generate.c) and wakes it. */
 static bool on_piece(void *ctx, const char *piece, size_t len) {
-    gen_ctx *g = ctx;
-    srv_job *job = g->job;
+    gen_active *a = ctx;
+    srv_job *job = a->job;
     pthread_mutex_lock(&job->mu);
     if (job->t_first == 0) {
         job->t_first = ia_time_now();
-        srv_metrics_ttft(&g->m->srv->metrics, job->t_first - job->t_enqueue);
+        srv_metrics_ttft(&a->m->srv->metrics, job->t_first - job->t_enqueue);
     }
     bool ok = true;
     if (job->pending_len + len + 1 > job->pending_cap) {
@@ -317,17 +321,21 @@ static bool on_piece(void *ctx, const char *piece, size_t len) {
     }
     pthread_cond_broadcast(&job->cv);
     pthread_mutex_unlock(&job->mu);
-    return ok && !atomic_load(&job->cancelled) && ia_time_now() <= job->deadline &&
-           !atomic_load(&g->m->srv->stopping);
+    return ok && !gen_abandoned(a);
 }
 
-static void run_generate(srv_model *m, srv_job *job) {
-    if (drop_if_dead(m, job))
-        return;
+/* Starts a queued job's sequence in slot a; false (the job finished and
+ * released) when it does not start. */
+static bool gen_admit(srv_model *m, gen_active *a, srv_job *job) {
+    if (drop_if_dead(m, job)) {
+        srv_job_unref(job);
+        return false;
+    }
     double now = ia_time_now();
     srv_metrics_wait(&m->srv->metrics, now - job->t_enqueue);
     job->t_start = now;
-    gen_ctx g = {m, job};
+    a->m = m;
+    a->job = job;
     ia_generate_request req = ia_generate_request_default();
     req.prompt = job->prompt;
     req.raw_prompt = job->raw;
@@ -337,61 +345,110 @@ static void run_generate(srv_model *m, srv_job *job) {
     req.n_stop = job->n_stop;
     req.extra_eos = job->extra_eos;
     req.on_text = on_piece;
-    req.ctx = &g;
-    ia_generate_result res = {0};
-    ia_status st = ia_generator_generate(m->gen, &req, &res);
+    req.ctx = a;
+    ia_status st = ia_gen_seq_start(m->gen, &req, &a->seq);
+    if (st != IA_OK) {
+        /* the request's own fault (a prompt the model cannot take) or ours */
+        srv_job_finish(job, st, st == IA_ERANGE || st == IA_EINVAL ? 400 : 500, ia_error_message());
+        srv_job_unref(job);
+        a->job = NULL;
+        return false;
+    }
+    return true;
+}
+
+/* Ends slot a's sequence (done, or abandoned: cancelled), hands the job its
+ * result and frees the slot. */
+static void gen_retire(gen_active *a) {
+    srv_model *m = a->m;
+    srv_job *job = a->job;
+    ia_generate_result res;
+    ia_status st = ia_gen_seq_end(a->seq, &res);
     srv_metrics_tokens(&m->srv->metrics, res.prompt_tokens, res.n_tokens);
+    ia_finish_reason finish = res.finish;
     pthread_mutex_lock(&job->mu);
     job->result = res;
     pthread_mutex_unlock(&job->mu);
     if (st != IA_OK) {
-        /* the request's own fault (a prompt the model cannot take) or ours */
         srv_job_finish(job, st, st == IA_ERANGE || st == IA_EINVAL ? 400 : 500, ia_error_message());
-    } else if (res.finish == IA_FINISH_CANCELLED && ia_time_now() > job->deadline) {
+    } else if (finish == IA_FINISH_CANCELLED && ia_time_now() > job->deadline) {
         srv_metrics_count(&m->srv->metrics, &m->srv->metrics.timeouts);
         srv_job_finish(job, IA_EIO, 504, "the request timed out while generating");
     } else {
-        if (res.finish == IA_FINISH_CANCELLED)
+        if (finish == IA_FINISH_CANCELLED)
             srv_metrics_count(&m->srv->metrics, &m->srv->metrics.cancelled);
         srv_job_finish(job, IA_OK, 200, NULL);
     }
+    srv_job_unref(job);
+    a->job = NULL;
+    a->seq = NULL;
 }
+
+/* The generator's loop: queued jobs join free slots (priority order), every
+ * slot's sequence advances one step together, finished or abandoned ones
+ * leave. Returns with m->mu held, once stopping, every slot retired. */
+static void generator_loop(srv_model *m) {
+    size_t n_slots = ia_generator_slots(m->gen), n_active = 0;
+    gen_active *act = ia_calloc(n_slots, sizeof *act);
+    pthread_mutex_lock(&m->mu);
+    while (act) {
+        while (!m->stop && m->depth == 0 && n_active == 0)
+            pthread_cond_wait(&m->cv, &m->mu);
+        if (m->stop)
+            break;
+        for (size_t k = 0; k < n_slots && m->depth > 0; k++) {
+            if (act[k].job)
+                continue;
+            srv_job *job = pop_locked(m);
+            pthread_mutex_unlock(&m->mu);
+            n_active += gen_admit(m, &act[k], job);
+            pthread_mutex_lock(&m->mu);
+        }
+        pthread_mutex_unlock(&m->mu);
+        /* a client that went away or a deadline that passed frees its slot
+         * before the step rather than after it */
+        for (size_t k = 0; k < n_slots; k++)
+            if (act[k].job && gen_abandoned(&act[k])) {
+                gen_retire(&act[k]);
+                n_active--;
+            }
+        size_t batch = 0;
+        if (n_active)
+            ia_generator_step(m->gen, &batch);
+        if (batch)
+            srv_metrics_gen_batch(&m->srv->metrics, batch);
+        for (size_t k = 0; k < n_slots; k++)
+            if (act[k].job && ia_gen_seq_done(act[k].seq)) {
+                gen_retire(&act[k]);
+                n_active--;
+            }
+        pthread_mutex_lock(&m->mu);
+    }
+    pthread_mutex_unlock(&m->mu);
+    for (size_t k = 0; act && k < n_slots; k++)
+        if (act[k].job)
+            gen_retire(&act[k]); /* stopping: ends as cancelled */
+    free(act);
+    pthread_mutex_lock(&m->mu);
+}
+
+/* ---- the model's thread ---------------------------------------------------------------- */
 
 #define MAX_BATCH_JOBS 1024
 
-static void *model_thread(void *arg) {
-    srv_model *m = arg;
+/* The embedder's loop: batches of embedding jobs by token budget. Returns
+ * with m->mu held, once stopping. */
+static void embedder_loop(srv_model *m) {
     ia_server *srv = m->srv;
-    ia_status st = load_model(m);
-    pthread_mutex_lock(&srv->ready_mu);
-    if (st) {
-        snprintf(m->error, sizeof m->error, "%s: %s", m->id, ia_error_message());
-        ia_log(IA_LOG_ERROR, "serve: cannot load %s", m->error);
-        atomic_store(&m->state, SRV_FAILED);
-    } else {
-        ia_log(IA_LOG_INFO, "serve: model '%s' ready (%s)", m->id,
-               m->kind == SRV_EMBEDDER ? "embeddings" : "generation");
-        atomic_store(&m->state, SRV_READY);
-    }
-    pthread_cond_broadcast(&srv->ready_cv);
-    pthread_mutex_unlock(&srv->ready_mu);
-
     srv_job **batch = ia_malloc_array(MAX_BATCH_JOBS, sizeof *batch);
     double wait_s = srv->opts.batch_wait_us / 1e6;
     pthread_mutex_lock(&m->mu);
     for (;;) {
         while (!m->stop && m->depth == 0)
             pthread_cond_wait(&m->cv, &m->mu);
-        if (m->stop || st != IA_OK || !batch)
+        if (m->stop || !batch)
             break;
         srv_job *job = pop_locked(m);
-        if (job->kind == SRV_JOB_GENERATE) {
-            pthread_mutex_unlock(&m->mu);
-            run_generate(m, job);
-            srv_job_unref(job);
-            pthread_mutex_lock(&m->mu);
-            continue;
-        }
         size_t n = 0, tokens = job->n_tokens;
         batch[n++] = job;
         double until = ia_time_now() + wait_s;
@@ -417,6 +474,32 @@ static void *model_thread(void *arg) {
             srv_job_unref(batch[i]);
         pthread_mutex_lock(&m->mu);
     }
+    free(batch);
+}
+
+static void *model_thread(void *arg) {
+    srv_model *m = arg;
+    ia_server *srv = m->srv;
+    ia_status st = load_model(m);
+    pthread_mutex_lock(&srv->ready_mu);
+    if (st) {
+        snprintf(m->error, sizeof m->error, "%s: %s", m->id, ia_error_message());
+        ia_log(IA_LOG_ERROR, "serve: cannot load %s", m->error);
+        atomic_store(&m->state, SRV_FAILED);
+    } else {
+        ia_log(IA_LOG_INFO, "serve: model '%s' ready (%s)", m->id,
+               m->kind == SRV_EMBEDDER ? "embeddings" : "generation");
+        atomic_store(&m->state, SRV_READY);
+    }
+    pthread_cond_broadcast(&srv->ready_cv);
+    pthread_mutex_unlock(&srv->ready_mu);
+
+    if (st != IA_OK)
+        pthread_mutex_lock(&m->mu);
+    else if (m->kind == SRV_GENERATOR)
+        generator_loop(m);
+    else
+        embedder_loop(m);
     /* Stopping (or the model failed): fail whatever still waits. */
     m->stop = true;
     srv_job *job;
@@ -425,7 +508,6 @@ static void *model_thread(void *arg) {
         srv_job_unref(job);
     }
     pthread_mutex_unlock(&m->mu);
-    free(batch);
     return NULL;
 }
 

@@ -252,6 +252,28 @@ srv_model *srv_model_find(srv_req *r, const char *id, srv_kind kind, int *ret) {
     return NULL;
 }
 
+/* ---- stream slots ---------------------------------------------------------------- */
+
+bool srv_stream_acquire(srv_req *r, srv_model *m, int *ret) {
+    unsigned limit = r->srv->opts.max_streams;
+    if (atomic_fetch_add(&m->streams, 1) >= limit) {
+        atomic_fetch_sub(&m->streams, 1);
+        srv_metrics_count(&r->srv->metrics, &r->srv->metrics.rejected_full);
+        *ret = srv_send_error(r, 429, NULL, "rate_limit_exceeded",
+                              "model '%s' has %u streamed responses in flight, its limit "
+                              "(--max-streams); retry later",
+                              m->id, limit);
+        return false;
+    }
+    atomic_fetch_add(&r->srv->streams, 1);
+    return true;
+}
+
+void srv_stream_release(srv_model *m) {
+    atomic_fetch_sub(&m->streams, 1);
+    atomic_fetch_sub(&m->srv->streams, 1);
+}
+
 /* ---- /health and /metrics -------------------------------------------------------- */
 
 static const char *state_name(srv_state s) {
@@ -282,6 +304,8 @@ static int handle_health(srv_req *r) {
 static int handle_metrics(srv_req *r) {
     size_t len = 0;
     char *text = srv_metrics_render(r->srv, &len);
+    if (text && r->srv->remote)
+        srv_remote_metrics(r->srv, &text, &len);
     if (!text)
         return srv_send_text(r, 500, "text/plain", "out of memory\n", 14);
     struct MHD_Response *resp = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
@@ -306,6 +330,8 @@ typedef struct route_def {
 static const route_def routes[] = {
     {"GET", "/health", "/health", handle_health, IA_API_OPENAI, true, false},
     {"GET", "/metrics", "/metrics", handle_metrics, IA_API_OPENAI, true, false},
+    {"GET", "/", "/", srv_handle_dashboard, IA_API_OPENAI, true, false},
+    {"GET", "/stats", "/stats", srv_handle_stats, IA_API_OPENAI, true, false},
     {"GET", "/v1/models", "/v1/models", srv_handle_models, IA_API_OPENAI, false, false},
     {"POST", "/v1/embeddings", "/v1/embeddings", srv_handle_embeddings, IA_API_OPENAI, false, true},
     {"POST", "/v1/completions", "/v1/completions", srv_handle_completions, IA_API_OPENAI, false,
@@ -442,7 +468,8 @@ static int dispatch(ia_server *srv, conn_state *cs, struct MHD_Connection *conn,
         ret = srv_send_error(&r, 400, NULL, NULL, "X-Priority must be high, normal or low");
         goto done;
     }
-    ret = rt->fn(&r);
+    if (!srv->remote || !srv_remote_route(&r, &ret))
+        ret = rt->fn(&r);
 done:
     cs->route = ri;
     cs->status = r.status;
@@ -602,8 +629,8 @@ static ia_status model_init(ia_server *srv, srv_model *m, const char *spec) {
 
 ia_status ia_server_start(const ia_server_options *opts, ia_server **out) {
     *out = NULL;
-    if (!opts || opts->n_models == 0)
-        return ia_error_set(IA_EINVAL, "serve: no model given (--model PATH)");
+    if (!opts || (opts->n_models == 0 && !opts->endpoints))
+        return ia_error_set(IA_EINVAL, "serve: no model given (--model PATH or --endpoints FILE)");
     ia_server *srv = ia_calloc(1, sizeof *srv);
     if (!srv)
         return IA_ENOMEM;
@@ -629,7 +656,10 @@ ia_status ia_server_start(const ia_server_options *opts, ia_server **out) {
     }
     srv->opts.api_keys = NULL;
     srv->opts.models = NULL;
-    if (!(srv->models = ia_calloc(opts->n_models, sizeof *srv->models))) {
+    srv->opts.endpoints = NULL;
+    if (opts->endpoints && (st = srv_remote_start(srv, opts->endpoints)))
+        goto fail;
+    if (!(srv->models = ia_calloc(opts->n_models ? opts->n_models : 1, sizeof *srv->models))) {
         st = IA_ENOMEM;
         goto fail;
     }
@@ -724,6 +754,7 @@ void ia_server_stop(ia_server *srv) {
         srv_model_stop(&srv->models[i]);
     if (srv->daemon)
         MHD_stop_daemon(srv->daemon);
+    srv_remote_stop(srv);
     for (size_t i = 0; i < srv->n_models; i++) {
         srv_model *m = &srv->models[i];
         if (m->handle)

@@ -5,6 +5,7 @@
  *   embed.c      OpenAI / TEI / Ollama embedding routes, /v1/models, /api/tags
  *   generate.c   completions, chat, Ollama generate/chat; SSE and NDJSON streams
  *   metrics.c    counters and histograms, /metrics in Prometheus text
+ *   dashboard.c  GET / (the live dashboard page) and GET /stats (its JSON)
  *   request.c    JSON request parsing (no HTTP; the fuzz target's entry)
  */
 #ifndef IA_SERVER_INTERNAL_H
@@ -76,6 +77,7 @@ typedef struct srv_model {
     _Atomic srv_state state;
     char error[512];
     uint64_t bytes, created;
+    atomic_uint streams; /* this model's streamed responses in flight (--max-streams) */
 
     ia_pool_handle *handle; /* embedders come from the pool */
     ia_embedder *emb;
@@ -116,6 +118,7 @@ typedef struct srv_metrics {
     pthread_mutex_t mu;
     srv_route_stats routes[SRV_MAX_ROUTES];
     srv_hist ttft, batch_seqs, batch_tokens, queue_wait;
+    srv_hist gen_batch; /* sequences per generation step */
     uint64_t tokens_in, tokens_out, batches, rejected_full, cancelled, timeouts;
 } srv_metrics;
 
@@ -124,11 +127,18 @@ void srv_metrics_destroy(srv_metrics *m);
 void srv_metrics_request(srv_metrics *m, int route, int code, double seconds);
 void srv_metrics_ttft(srv_metrics *m, double seconds);
 void srv_metrics_batch(srv_metrics *m, size_t seqs, size_t tokens);
+void srv_metrics_gen_batch(srv_metrics *m, size_t seqs);
 void srv_metrics_tokens(srv_metrics *m, size_t in, size_t out);
 void srv_metrics_wait(srv_metrics *m, double seconds);
 void srv_metrics_count(srv_metrics *m, uint64_t *counter);
 /* The Prometheus text (malloc'd). */
 char *srv_metrics_render(struct ia_server *srv, size_t *len);
+/* A consistent copy of every counter (taken under the lock), for /stats. */
+void srv_metrics_snapshot(srv_metrics *m, srv_metrics *out);
+/* The q-quantile (0..1) of a histogram, interpolated inside its bucket as
+ * Prometheus' histogram_quantile does; time: the time buckets (seconds), else
+ * the size buckets. 0 when the histogram is empty. */
+double srv_hist_quantile(const srv_hist *h, bool time, double q);
 
 /* ---- the server ---- */
 
@@ -147,6 +157,7 @@ struct ia_server {
     pthread_mutex_t ready_mu; /* with ready_cv: model state changes */
     pthread_cond_t ready_cv;
     srv_metrics metrics;
+    struct srv_remote *remote; /* --endpoints: remote models (remote.c); NULL when none */
 };
 
 /* What a route handler gets: the request as read, and where to answer. */
@@ -178,6 +189,15 @@ int srv_handle_completions(srv_req *r);
 int srv_handle_chat(srv_req *r);
 int srv_handle_ollama_generate(srv_req *r);
 int srv_handle_ollama_chat(srv_req *r);
+int srv_handle_dashboard(srv_req *r); /* dashboard.c */
+int srv_handle_stats(srv_req *r);
+
+/* Admits one more streamed response on model m (--max-streams, per model):
+ * true when under the limit (the caller then owns one slot, given back with
+ * srv_stream_release when the stream ends); false after answering 429 with
+ * Retry-After itself (*ret set). server.c. */
+bool srv_stream_acquire(srv_req *r, srv_model *m, int *ret);
+void srv_stream_release(srv_model *m);
 
 /* Route labels for metrics, in route-table order. */
 const char *srv_route_name(int route);
@@ -198,6 +218,20 @@ srv_model *srv_model_find(srv_req *r, const char *id, srv_kind kind, int *ret);
  * error itself and returns NULL (*ret set, the job released). On success
  * returns the finished job (the caller's reference). */
 srv_job *srv_run_job(srv_req *r, srv_model *m, srv_job *job, int *ret);
+
+/* Remote models (remote.c): the endpoints YAML's models on the /v1 routes.
+ * srv_remote_start loads the file and creates the client; srv_remote_stop
+ * frees them (after the daemon stopped). srv_remote_route answers r when it
+ * is for a remote model (or is /v1/models, listing local and remote ones)
+ * and returns true with *ret set; false leaves r to the local handler.
+ * srv_remote_metrics appends the endpoints' Prometheus text to *text. */
+ia_status srv_remote_start(struct ia_server *srv, const char *endpoints_path);
+void srv_remote_stop(struct ia_server *srv);
+bool srv_remote_route(srv_req *r, int *ret);
+void srv_remote_metrics(struct ia_server *srv, char **text, size_t *len);
+/* The endpoints' statistics as JSON ({"endpoints": [...]}; caller decrefs),
+ * NULL when the server has no remote endpoints. */
+json_t *srv_remote_stats_json(struct ia_server *srv);
 
 /* Scheduler (scheduler.c). */
 ia_status srv_model_start(srv_model *m);

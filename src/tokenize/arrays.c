@@ -25,6 +25,25 @@
  *                  two pieces, ranked by the piece's score, then by the
  *                  halves' ids).
  *
+ *   model "bert"   WordPiece as HF's BertTokenizerFast runs it. llama.cpp's
+ *                  converter writes the vocabulary with a "phantom space":
+ *                  a word-initial token gets U+2581 in front, a "##"
+ *                  continuation loses its "##", control tokens stay as
+ *                  they are. That is undone here, so the vocabulary is the
+ *                  tokenizer.json's again; then BertNormalizer (clean_text,
+ *                  CJK padding, lowercase and strip_accents as
+ *                  tokenizer.ggml.normalizer.* say), BertPreTokenizer,
+ *                  WordPiece with "##" and 100 characters a word at most,
+ *                  the [CLS] $A [SEP] / [CLS] $A [SEP] $B:1 [SEP]:1
+ *                  template from add_bos / add_eos (bos is [CLS], eos [SEP]),
+ *                  and the WordPiece decoder.
+ *                  llama.cpp's own WPM tokenizer gets the same ids for
+ *                  ordinary text but differs at the edges: it lowercases one
+ *                  code point at a time (no multi-character lowercase), has
+ *                  no 100-character limit on a word, and treats only ASCII
+ *                  symbols (not all Unicode symbols) as punctuation; this
+ *                  loader follows HF, whose ids the models were trained on.
+ *
  * Control and unknown tokens become special added tokens, user-defined ones
  * plain added tokens, both matched in the raw text. add_bos / add_eos become
  * the post-processor's template.
@@ -322,6 +341,88 @@ static ia_status set_template(ia_tokenizer *tok, const ia_tokenizer_arrays *a) {
     return st;
 }
 
+/* ---- bert (WordPiece) ---------------------------------------------------------------- */
+
+#define PHANTOM "\xe2\x96\x81"
+
+/* Token i as HF's vocabulary holds it: llama.cpp's phantom-space form
+ * undone (see the file comment). *buf (malloc'd, may be NULL) is kept for
+ * the caller to free. */
+static ia_status bert_token(const ia_tokenizer_arrays *a, size_t i, char **buf, const char **s,
+                            size_t *len) {
+    *buf = NULL;
+    *s = a->tokens[i];
+    *len = token_len(a, i);
+    if (token_type(a, i) == IA_TOKEN_CONTROL)
+        return IA_OK;
+    if (*len >= 3 && memcmp(*s, PHANTOM, 3) == 0) {
+        *s += 3;
+        *len -= 3;
+        return IA_OK;
+    }
+    if (!(*buf = ia_malloc(*len + 3)))
+        return IA_ENOMEM;
+    memcpy(*buf, "##", 2);
+    memcpy(*buf + 2, *s, *len);
+    (*buf)[*len + 2] = '\0';
+    *s = *buf;
+    *len += 2;
+    return IA_OK;
+}
+
+static ia_status bert_special(tok_template *t, const ia_tokenizer *tok, int32_t id,
+                              uint32_t type_id) {
+    char *tokens[1] = {(char *)ia_tokenizer_id_to_token(tok, id)};
+    return tok_template_add(t, 2, type_id, &id, tokens, 1);
+}
+
+static ia_status setup_bert(ia_tokenizer *tok, const ia_tokenizer_arrays *a) {
+    tok_norm_step *norm;
+    ia_status st = tok_norm_push(tok, &norm);
+    if (st != IA_OK)
+        return st;
+    norm->kind = TOK_NORM_BERT;
+    norm->bert = (tok_bert_norm){.clean_text = true,
+                                 .handle_chinese = true,
+                                 .strip_accents = a->bert_strip_accents,
+                                 .lowercase = a->bert_lowercase};
+    tok->model = TOK_MODEL_WORDPIECE;
+    tok->bert_pretok = true;
+    tok->max_chars = 100;
+    tok->prefix_len = 2;
+    if (!(tok->prefix = ia_strdup("##")))
+        return IA_ENOMEM;
+    int32_t unk = a->unk_id >= 0 ? a->unk_id : tok_vocab_find2(&tok->vocab, "", 0, "[UNK]", 5);
+    if (unk >= 0) {
+        if (!(tok->unk = ia_strdup(tok->vocab.tokens[unk])))
+            return IA_ENOMEM;
+        tok->unk_id = unk;
+    } else if (!(tok->unk = ia_strdup("[UNK]"))) {
+        return IA_ENOMEM;
+    }
+    /* HF's WordPiece decoder: "##" pieces join the previous word, cleanup on */
+    tok->has_dec = true;
+    tok_dec_step *d = &tok->dec[tok->n_dec++];
+    *d = (tok_dec_step){.kind = TOK_DEC_WORDPIECE, .from_len = 2, .cleanup = true};
+    if (!(d->from = ia_strdup("##")))
+        return IA_ENOMEM;
+    bool cls = a->add_bos && a->bos_id >= 0, sep = a->add_eos && a->eos_id >= 0;
+    if (!cls && !sep)
+        return IA_OK;
+    tok->has_post = true;
+    for (int pair = 0; pair < 2 && st == IA_OK; pair++) {
+        tok_template *t = pair ? &tok->pair : &tok->single;
+        if (cls)
+            st = bert_special(t, tok, a->bos_id, 0);
+        for (uint32_t seq = 0; seq <= (uint32_t)pair && st == IA_OK; seq++) {
+            st = tok_template_add(t, (int)seq, seq, NULL, NULL, 0);
+            if (st == IA_OK && sep)
+                st = bert_special(t, tok, a->eos_id, seq);
+        }
+    }
+    return st;
+}
+
 /* What llama.cpp calls the tokenizer models we do not implement, for the
  * refusal's message. */
 static const char *model_kind(const char *model) {
@@ -348,11 +449,12 @@ ia_status ia_tokenizer_load_arrays(const ia_tokenizer_arrays *a, ia_tokenizer **
     *out = NULL;
     bool gpt2 = a->model && strcmp(a->model, "gpt2") == 0;
     bool llama = a->model && strcmp(a->model, "llama") == 0;
-    if (!gpt2 && !llama)
+    bool bert = a->model && strcmp(a->model, "bert") == 0;
+    if (!gpt2 && !llama && !bert)
         return ia_error_set(IA_EUNSUPPORTED,
                             WHAT ": model '%s' (tokenizer.ggml.model) is not supported yet (%s); "
-                                 "GGUF tokenizers can be gpt2 (byte-level BPE) or llama "
-                                 "(SentencePiece BPE)",
+                                 "GGUF tokenizers can be gpt2 (byte-level BPE), llama "
+                                 "(SentencePiece BPE) or bert (WordPiece)",
                             a->model ? a->model : "(none)",
                             a->model ? model_kind(a->model) : "absent");
     if (!a->tokens || a->n_tokens == 0 || a->n_tokens > ((size_t)1 << 24))
@@ -368,22 +470,31 @@ ia_status ia_tokenizer_load_arrays(const ia_tokenizer_arrays *a, ia_tokenizer **
             st = ia_error_set(IA_EPARSE, WHAT ": token %zu is missing or not UTF-8", i);
             goto fail;
         }
-        if ((st = tok_vocab_set(&tok->vocab, (int32_t)i, a->tokens[i], len)))
+        char *buf = NULL;
+        const char *s = a->tokens[i];
+        if (bert && (st = bert_token(a, i, &buf, &s, &len)))
+            goto fail;
+        st = tok_vocab_set(&tok->vocab, (int32_t)i, s, len);
+        free(buf);
+        if (st != IA_OK)
             goto fail;
     }
     if ((st = tok_vocab_build_index(&tok->vocab)) ||
-        (st = gpt2 ? setup_gpt2(tok, a) : setup_llama(tok, a)) ||
-        (a->n_merges && (st = set_merges(tok, a))))
+        (st = gpt2    ? setup_gpt2(tok, a)
+              : llama ? setup_llama(tok, a)
+                      : setup_bert(tok, a)) ||
+        (!bert && a->n_merges && (st = set_merges(tok, a))))
         goto fail;
     for (size_t i = 0; i < a->n_tokens; i++) {
         int32_t t = token_type(a, i);
         bool special = t == IA_TOKEN_CONTROL || t == IA_TOKEN_UNKNOWN;
+        /* the vocabulary's string: for bert, with the phantom space undone */
         if ((special || t == IA_TOKEN_USER_DEFINED) &&
-            (st = tok_add_token(tok, a->tokens[i], token_len(a, i), (int32_t)i, false, false, false,
-                                false, special)))
+            (st = tok_add_token(tok, tok->vocab.tokens[i], tok->vocab.lens[i], (int32_t)i, false,
+                                false, false, false, special)))
             goto fail;
     }
-    if ((st = set_template(tok, a)))
+    if (!bert && (st = set_template(tok, a)))
         goto fail;
     tok->bos_id = a->bos_id >= 0 && (size_t)a->bos_id < a->n_tokens ? a->bos_id : -1;
     tok->eos_id = a->eos_id >= 0 && (size_t)a->eos_id < a->n_tokens ? a->eos_id : -1;

@@ -148,6 +148,7 @@ typedef enum route {
     R_TEI_EMBED,
     R_TEI_RERANK,
     R_OPEA,
+    R_KSERVE,
     R_PROBE,
 } route;
 
@@ -166,6 +167,8 @@ static route route_of(const char *method, const char *url) {
                 return R_PROBE;
         return R_NONE;
     }
+    if (strncmp(url, "/v2/models/", 11) == 0 && ends_with(url, "/infer"))
+        return R_KSERVE;
     bool oai = strncmp(url, "/v1/", 4) == 0 || strncmp(url, "/openai/v1/", 11) == 0 ||
                strncmp(url, "/v3/", 4) == 0;
     if (oai && ends_with(url, "/chat/completions"))
@@ -305,6 +308,20 @@ static const char *check_request(route r, struct MHD_Connection *conn, json_t *b
                        all_strings(json_object_get(b, "documents"))
                    ? NULL
                    : "query and documents are required";
+    case R_KSERVE: {
+        /* KServe v2: one BYTES tensor, its shape the number of strings */
+        json_t *ins = json_object_get(b, "inputs"), *in0 = json_array_get(ins, 0);
+        json_t *shape = json_object_get(in0, "shape"), *data = json_object_get(in0, "data");
+        if (json_array_size(ins) != 1 || !json_is_string(json_object_get(in0, "name")))
+            return "inputs must hold one tensor with a name";
+        if (strcmp(json_string_value(json_object_get(in0, "datatype")) ?: "", "BYTES") != 0)
+            return "the input's datatype must be BYTES";
+        if (json_array_size(shape) != 1 ||
+            json_integer_value(json_array_get(shape, 0)) != (json_int_t)json_array_size(data) ||
+            !all_strings(data))
+            return "the input's shape must be [number of strings] and data those strings";
+        return NULL;
+    }
     case R_ANTHROPIC: {
         const char *v = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "anthropic-version");
         if (!v || strcmp(v, "2023-06-01") != 0)
@@ -316,10 +333,16 @@ static const char *check_request(route r, struct MHD_Connection *conn, json_t *b
             return "max_tokens: Field required";
         if (!json_is_string(json_object_get(b, "model")))
             return "model: Field required";
-        json_t *m0 = json_array_get(json_object_get(b, "messages"), 0);
+        json_t *msgs = json_object_get(b, "messages"), *m0 = json_array_get(msgs, 0);
         if (!json_is_string(json_object_get(m0, "role")) ||
             !json_is_string(json_object_get(m0, "content")))
             return "messages: Field required";
+        /* the Messages API has no system turns: the system prompt is a field */
+        for (size_t i = 0; i < json_array_size(msgs); i++) {
+            const char *role = json_string_value(json_object_get(json_array_get(msgs, i), "role"));
+            if (!role || (strcmp(role, "user") != 0 && strcmp(role, "assistant") != 0))
+                return "messages: roles must be user or assistant";
+        }
         json_t *sys = json_object_get(b, "system");
         if (sys && !json_is_string(sys))
             return "system must be a string";
@@ -654,6 +677,59 @@ static const char *content_type(route r, bool stream) {
 }
 
 /* The provider's error body for a status. */
+/* KServe v2 inference (OVMS): POST /v2/models/{m}/infer. A model whose name
+ * contains "embed" answers FP32 embeddings [N, 4] (as embedding_of) in the
+ * output "embeddings"; any other answers BYTES "echo: " + each input in the
+ * output "text_output". The input tensor must be named "query" for a model
+ * whose name contains "query", else "text"; requested outputs must exist. */
+static char *error_body(route r, int status, const char *msg);
+
+static char *kserve_answer(const char *url, json_t *b, int *status) {
+    char model[128];
+    const char *m = url + 11, *end = strstr(m, "/infer");
+    snprintf(model, sizeof model, "%.*s", (int)(end - m), m);
+    bool embed = strstr(model, "embed") != NULL;
+    const char *want_in = strstr(model, "query") ? "query" : "text";
+    const char *out_name = embed ? "embeddings" : "text_output";
+    json_t *in0 = json_array_get(json_object_get(b, "inputs"), 0);
+    json_t *data = json_object_get(in0, "data");
+    char msg[256];
+    if (strcmp(json_string_value(json_object_get(in0, "name")), want_in) != 0) {
+        snprintf(msg, sizeof msg, "Invalid input name: %s (model %s expects %s)",
+                 json_string_value(json_object_get(in0, "name")), model, want_in);
+        *status = 400;
+        return error_body(R_KSERVE, 400, msg);
+    }
+    json_t *outs = json_object_get(b, "outputs"), *o;
+    size_t i;
+    json_array_foreach(outs, i, o) {
+        const char *n = json_string_value(json_object_get(o, "name"));
+        if (!n || strcmp(n, out_name) != 0) {
+            snprintf(msg, sizeof msg, "Invalid output name: %s", n ? n : "(none)");
+            *status = 400;
+            return error_body(R_KSERVE, 400, msg);
+        }
+    }
+    size_t n = json_array_size(data);
+    json_t *flat = json_array(), *shape;
+    for (i = 0; i < n; i++) {
+        const char *t = json_string_value(json_array_get(data, i));
+        if (embed) {
+            json_t *e = embedding_of(t);
+            json_array_extend(flat, e);
+            json_decref(e);
+        } else {
+            char reply[1024];
+            snprintf(reply, sizeof reply, "echo: %s", t);
+            json_array_append_new(flat, json_string(reply));
+        }
+    }
+    shape = embed ? json_pack("[i,i]", (int)n, 4) : json_pack("[i]", (int)n);
+    return dump(json_pack("{s:s,s:s,s:[{s:s,s:s,s:o,s:o}]}", "model_name", model, "model_version",
+                          "1", "outputs", "name", out_name, "datatype", embed ? "FP32" : "BYTES",
+                          "shape", shape, "data", flat));
+}
+
 static char *error_body(route r, int status, const char *msg) {
     if (r == R_ANTHROPIC) {
         const char *type = status == 529   ? "overloaded_error"
@@ -670,6 +746,8 @@ static char *error_body(route r, int status, const char *msg) {
     if (r == R_OLLAMA_CHAT || r == R_OLLAMA_GENERATE || r == R_OLLAMA_EMBED || r == R_TEI_EMBED ||
         r == R_TEI_RERANK || r == R_TGI_GENERATE || r == R_TGI_STREAM)
         return dump(json_pack("{s:s,s:s}", "error", msg, "error_type", "fake"));
+    if (r == R_KSERVE)
+        return dump(json_pack("{s:s}", "error", msg));
     return dump(json_pack("{s:{s:s,s:s,s:n}}", "error", "message", msg, "type",
                           status == 429 ? "requests" : "server_error", "code"));
 }
@@ -825,6 +903,12 @@ static enum MHD_Result answer(void *cls, struct MHD_Connection *conn, const char
         break;
     }
 
+    if (r == R_KSERVE) {
+        int status = 200;
+        char *body = kserve_answer(url, b, &status);
+        ret = queue_buffer(conn, (unsigned)status, body, "application/json", NULL, NULL);
+        goto done;
+    }
     const char *text = user_text(r, b);
     char reply[1024];
     snprintf(reply, sizeof reply, "echo: %s", text ? text : "");

@@ -14,7 +14,10 @@
  *   Ollama         /api/chat, /api/generate, /api/embed (NDJSON streams), GET /api/tags
  *   TGI            /generate, /generate_stream, GET /info (shared with TEI)
  *   TEI            /embed, /rerank
- *   OVMS           GET /v2/health/ready;  OPEA /v1/chatqna, GET /v1/health_check
+ *   OVMS           GET /v2/health/ready; KServe v2 POST /v2/models/M/infer (one BYTES
+ *                  input "text", or "query" for a model named *query*; M named *embed*
+ *                  answers FP32 "embeddings" [N, 4], any other BYTES "text_output")
+ *   OPEA           /v1/chatqna, GET /v1/health_check
  * Chat and complete answer "echo: " + the user's text; streams send it word
  * by word, FAKE_STREAM_GAP_MS apart. Embeddings of text t are [strlen(t),
  * first byte, 0.5, 1]; rerank scores are 1 / (1 + |len(text) - len(query)|).

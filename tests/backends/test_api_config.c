@@ -51,7 +51,7 @@ TEST(full_endpoint) {
     const ia_api_endpoint_config *e = ia_api_config_find(cfg, "main");
     CHECK(e != NULL);
     if (e) {
-        CHECK_EQ_INT(e->provider, IA_API_ANTHROPIC);
+        CHECK_EQ_INT(e->provider, IA_API_PROVIDER_ANTHROPIC);
         CHECK(strcmp(e->base_url, "https://api.anthropic.com") == 0);
         CHECK_EQ_INT(e->n_models, 2);
         CHECK(strcmp(e->models[1], "claude-b") == 0);

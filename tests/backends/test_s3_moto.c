@@ -21,13 +21,17 @@
  * the server refuses (too small), both aborted with no object and no
  * pending upload left, an abort that itself fails, wrong secret and unknown
  * key id, temporary credentials from STS AssumeRole with their session token
- * (and without it, and with a wrong one), and the CLI. The
+ * (and without it, and with a wrong one), the CLI, and `repo mirror` (the
+ * store's blocks pushed, skipped on a second run, a big one as multipart,
+ * a DAG pulled back into an empty store and read, a tampered object
+ * refused). The
  * whole file SKIPs, saying why, when moto cannot be imported.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <curl/curl.h>
 #include <fcntl.h>
+#include <jansson.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -38,9 +42,11 @@
 #include <unistd.h>
 
 #include "backends/s3_xml.h"
+#include "ia/ipfs.h"
 #include "ia/s3.h"
 #include "test.h"
 #include "test_cli.h"
+#include "test_fs.h"
 
 #define BUCKET "ia-test-bucket"
 
@@ -903,4 +909,164 @@ TEST(cli_credentials_and_errors) {
     r = RUN("s3", "frobnicate", "s3://" BUCKET);
     EXPECT(r, 2);
     run_free(&r);
+}
+
+/* ---- repo mirror ------------------------------------------------------------------------- */
+
+static ia_status count_block(void *ctx, const ia_cid *cid) {
+    (void)cid;
+    ++*(size_t *)ctx;
+    return IA_OK;
+}
+
+static ia_status count_visit(void *ctx, const ia_cid *cid, const uint8_t *d, size_t n) {
+    (void)cid;
+    (void)d;
+    (void)n;
+    ++*(size_t *)ctx;
+    return IA_OK;
+}
+
+static ia_status count_key(void *ctx, const ia_s3_list_entry *e) {
+    (void)e;
+    ++*(size_t *)ctx;
+    return IA_OK;
+}
+
+static long long json_num(const char *text, const char *field) {
+    json_t *j = json_loads(text, 0, NULL);
+    long long v = json_is_integer(json_object_get(j, field))
+                      ? (long long)json_integer_value(json_object_get(j, field))
+                      : -1;
+    json_decref(j);
+    return v;
+}
+
+TEST(repo_mirror_push_pull) {
+    SETUP(f);
+    cli_env(f);
+    char *src = temp_dir(), *dst = temp_dir(), *bad = temp_dir();
+    char file[256];
+    snprintf(file, sizeof file, "%s/model.bin", src);
+    size_t n = 300000;
+    uint8_t *data = malloc(n), *big = malloc(200000);
+    fill(data, n, 21);
+    fill(big, 200000, 22);
+    FILE *fp = fopen(file, "wb");
+    fwrite(data, 1, n, fp);
+    fclose(fp);
+    /* the store: a file in 64 KiB chunks (6 blocks) and one 200 kB raw block */
+    ia_blockstore *bs = NULL;
+    ia_cid root, big_cid;
+    size_t in_store = 0, in_dag = 0;
+    CHECK_OK(ia_blockstore_open(src, &bs));
+    ia_add_options ao = ia_add_options_default();
+    ao.chunk_size = 65536;
+    ao.threads = 1;
+    CHECK_OK(ia_add_path(bs, file, &ao, NULL, NULL, &root));
+    ia_cid_of_block(1, IA_CODEC_RAW, big, 200000, &big_cid);
+    CHECK_OK(ia_blockstore_put(bs, &big_cid, big, 200000));
+    CHECK_OK(ia_blockstore_foreach(bs, count_block, &in_store));
+    CHECK_OK(ia_dag_walk(bs, &root, false, count_visit, &in_dag));
+    ia_blockstore_close(bs);
+    CHECK(in_dag >= 6 && in_store == in_dag + 1);
+    char root_text[IA_CID_MAX_STRING];
+    CHECK_OK(ia_cid_format(&root, IA_BASE58BTC, root_text, sizeof root_text));
+
+    /* push everything: the big block goes up in parts */
+    run_result r = RUN("repo", "mirror", "s3://" BUCKET "/mirror/", "--repo", src,
+                       "--multipart-threshold", "128K", "--part-size", "64K", "--json");
+    EXPECT(r, 0);
+    CHECK_EQ_INT(json_num(r.out, "blocks"), in_store);
+    CHECK_EQ_INT(json_num(r.out, "multipart"), 1);
+    CHECK_EQ_INT(json_num(r.out, "skipped"), 0);
+    run_free(&r);
+    size_t objects = 0;
+    CHECK_OK(ia_s3_list(f->c, BUCKET, "mirror", 0, count_key, &objects));
+    CHECK_EQ_INT(objects, in_store);
+    char big_key[IA_CID_MAX_STRING + 16], big_text[IA_CID_MAX_STRING];
+    CHECK_OK(ia_cid_format(&big_cid, IA_BASE32, big_text, sizeof big_text));
+    snprintf(big_key, sizeof big_key, "mirror/%s", big_text);
+    ia_s3_object_info info = {0};
+    CHECK_OK(ia_s3_object_head(f->c, BUCKET, big_key, &info));
+    CHECK_EQ_INT(info.size, 200000);
+
+    /* again: nothing to upload */
+    r = RUN("repo", "mirror", "s3://" BUCKET "/mirror", "--repo", src, "--json");
+    EXPECT(r, 0);
+    CHECK_EQ_INT(json_num(r.out, "blocks"), 0);
+    CHECK_EQ_INT(json_num(r.out, "skipped"), in_store);
+    run_free(&r);
+    /* --cid: only that DAG */
+    r = RUN("repo", "mirror", "s3://" BUCKET "/dag", "--repo", src, "--cid", root_text, "--json");
+    EXPECT(r, 0);
+    CHECK_EQ_INT(json_num(r.out, "blocks"), in_dag);
+    run_free(&r);
+
+    /* pull into an empty store: the file reads back, pinned */
+    r = RUN("repo", "mirror", "--pull", "s3://" BUCKET "/mirror", "--cid", root_text, "--repo",
+            dst);
+    EXPECT(r, 0);
+    CHECK_MSG(strstr(r.out, "pinned") != NULL, "%s", r.out);
+    run_free(&r);
+    CHECK_OK(ia_blockstore_open(dst, &bs));
+    if (bs) {
+        sink s = {0};
+        CHECK_OK(ia_unixfs_cat(bs, &root, 0, UINT64_MAX, to_sink, &s));
+        CHECK(s.n == n && memcmp(s.p, data, n) == 0);
+        free(s.p);
+        ia_pin_type pt = IA_PIN_ALL;
+        CHECK_OK(ia_pin_get(bs, &root, &pt));
+        CHECK_EQ_INT(pt, IA_PIN_RECURSIVE);
+        CHECK(!ia_blockstore_has(bs, &big_cid)); /* not part of the DAG */
+        ia_blockstore_close(bs);
+    }
+
+    /* a tampered object is refused, naming the block */
+    ia_cid leaf = root;
+    CHECK_OK(ia_blockstore_open(src, &bs));
+    if (bs) {
+        uint8_t *rootblk = NULL;
+        size_t rlen = 0;
+        ia_cid *links = NULL;
+        size_t n_links = 0;
+        CHECK_OK(ia_blockstore_get(bs, &root, &rootblk, &rlen));
+        CHECK_OK(ia_block_links(&root, rootblk, rlen, &links, &n_links));
+        if (n_links)
+            leaf = links[n_links - 1];
+        free(links);
+        free(rootblk);
+        ia_blockstore_close(bs);
+    }
+    char leaf_text[IA_CID_MAX_STRING], leaf_key[IA_CID_MAX_STRING + 16];
+    ia_cid leaf_raw = leaf;
+    leaf_raw.version = 1;
+    leaf_raw.codec = IA_CODEC_RAW;
+    CHECK_OK(ia_cid_format(&leaf_raw, IA_BASE32, leaf_text, sizeof leaf_text));
+    snprintf(leaf_key, sizeof leaf_key, "dag/%s", leaf_text);
+    CHECK_OK(ia_s3_object_put(f->c, BUCKET, leaf_key, "not the block", 13));
+    r = RUN("repo", "mirror", "--pull", "s3://" BUCKET "/dag", "--cid", root_text, "--repo", bad);
+    EXPECT(r, 1);
+    CHECK_MSG(strstr(r.err, leaf_key) && strstr(r.err, "is not block"), "%s", r.err);
+    run_free(&r);
+    CHECK_OK(ia_blockstore_open(bad, &bs));
+    if (bs) {
+        ia_pin_type pt;
+        CHECK(ia_pin_get(bs, &root, &pt) == IA_ENOTFOUND);
+        CHECK(!ia_blockstore_has(bs, &leaf));
+        ia_blockstore_close(bs);
+    }
+    /* usage errors */
+    r = RUN("repo", "mirror", "--pull", "s3://" BUCKET "/dag", "--repo", bad);
+    EXPECT(r, 2);
+    run_free(&r);
+
+    rm_rf(src);
+    rm_rf(dst);
+    rm_rf(bad);
+    free(src);
+    free(dst);
+    free(bad);
+    free(data);
+    free(big);
 }

@@ -40,7 +40,7 @@ typedef enum {
     EDIT_ID_PAST_END,    /* the key's id = vocabulary size */
     EDIT_ID_NEGATIVE,    /* the key's id = -5 (i32) */
     EDIT_U32,            /* the key as a u32 (wrong type for a string or bool) */
-    EDIT_STRING,         /* the key as the string "bert" */
+    EDIT_STRING,         /* the key as the string "ugm" */
 } edit_kind;
 
 typedef struct edit {
@@ -121,7 +121,7 @@ static ia_status apply_edit(ia_gguf_writer *w, const ia_gguf_value *v, const cha
     case EDIT_U32:
         return ia_gguf_writer_add_u32(w, key, 7);
     case EDIT_STRING:
-        return ia_gguf_writer_add_string(w, key, "bert", 4);
+        return ia_gguf_writer_add_string(w, key, "ugm", 3);
     }
     return IA_EINVAL;
 }
@@ -333,20 +333,20 @@ static const struct bad_case {
      IA_ENOTFOUND,
      "tokenizer.ggml.model"},
     {"llama",
-     "bad_model_bert.gguf",
+     "bad_model_ugm.gguf",
      {"tokenizer.ggml.model", EDIT_STRING},
      IA_EUNSUPPORTED,
-     "model 'bert' (tokenizer.ggml.model) is not supported"},
+     "model 'ugm' (tokenizer.ggml.model) is not supported"},
     {"qwen2",
      "bad_pre_u32.gguf",
      {"tokenizer.ggml.pre", EDIT_U32},
      IA_EPARSE,
      "tokenizer.ggml.pre"},
     {"qwen2",
-     "bad_pre_bert.gguf",
+     "bad_pre_ugm.gguf",
      {"tokenizer.ggml.pre", EDIT_STRING},
      IA_EUNSUPPORTED,
-     "pre-tokenizer 'bert'"},
+     "pre-tokenizer 'ugm'"},
     {"mistral",
      "bad_add_bos_u32.gguf",
      {"tokenizer.ggml.add_bos_token", EDIT_U32},

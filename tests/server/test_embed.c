@@ -31,16 +31,14 @@ static const char *texts[] = {
 };
 #define N_TEXTS (sizeof texts / sizeof texts[0])
 
-/* Reference vectors: ia_embedder_embed one text at a time. One exception,
- * by design of the kernels: a matrix of at most 4 rows (CPU_GEMV_MAX_M) is
- * multiplied by a matrix-vector routine whose sums differ from the tiled
- * GEMM's in the last bits (about 1e-7 here). A text of 4 tokens or fewer
- * embedded alone takes that path; in any batch it takes the tiled one. The
- * server always runs the tiled path (it pads tiny batches), so that a
- * request's bits never depend on its batch-mates; for those texts the
- * reference is the embedder's own result with a longer text beside it, and
- * the solo result must be within 1e-6 of it. Every longer text must equal
- * its solo embedding exactly. */
+/* Reference vectors: ia_embedder_embed one text at a time. The kernels give
+ * each row of a matrix product the same bits whatever the number of rows
+ * (the matrix-vector routine for at most 4 rows included, see
+ * src/kernels/cpu/gemm.c), so a request's bits never depend on its
+ * batch-mates and the server does not pad tiny batches. For texts of 4
+ * tokens or fewer the reference is still taken with a longer text beside
+ * it (the solo result within 1e-6 of it); both have the same bits now, and
+ * every text must equal that reference exactly. */
 static float *reference(const char *dir, size_t *dim) {
     ia_embedder_options o = ia_embedder_options_default();
     o.n_threads = 1;
