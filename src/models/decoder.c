@@ -1164,10 +1164,8 @@ static ia_status check_tokens(const ia_decoder *dec, const ia_kv_cache *kv, cons
     return IA_OK;
 }
 
-/* Embedding rows for ids (checked); a quantised table (llama.cpp files keep
- * token_embd quantised) is dequantised row by row through tmp (h floats). */
-static void gather(const ia_backend *be, const ia_tensor *table, const int32_t *ids, size_t n,
-                   bool accumulate, float *out, size_t h, float *tmp) {
+void models_embedding_gather(const ia_backend *be, const ia_tensor *table, const int32_t *ids,
+                             size_t n, bool accumulate, float *out, size_t h, float *tmp) {
     if (!ia_dtype_is_quantized(table->dtype)) {
         be->embedding_gather(table, ids, n, accumulate, out, h);
         return;
@@ -1192,11 +1190,11 @@ ia_status ia_decoder_forward(const ia_decoder *dec, ia_kv_cache *kv, const int32
         st = reserve_scratch(kv, n);
     if (st != IA_OK)
         return st;
-    gather(be, &dec->embed, tokens, n, false, kv->x, h, kv->tmp);
+    models_embedding_gather(be, &dec->embed, tokens, n, false, kv->x, h, kv->tmp);
     if (dec->arch->learned_positions) {
         for (size_t i = 0; i < n; i++)
             kv->pos[i] = (int32_t)(kv->length + i);
-        gather(be, &dec->positions, kv->pos, n, true, kv->x, h, kv->tmp);
+        models_embedding_gather(be, &dec->positions, kv->pos, n, true, kv->x, h, kv->tmp);
     }
     const decoder_layer *first = &dec->layers[0];
     add_norm(dec, kv->x, NULL, first->attn_norm_w, first->attn_norm_b, n, kv->xn, pool);
@@ -1296,11 +1294,11 @@ ia_status ia_decoder_forward_batch(const ia_decoder *dec, ia_kv_cache *const *kv
     const ia_decoder_config *c = &dec->config;
     size_t h = (size_t)c->hidden_size, qkv_w = dec->q_dim + 2 * dec->kv_dim;
     int hd = (int)c->head_dim;
-    gather(be, &dec->embed, tokens, n, false, s->x, h, s->tmp);
+    models_embedding_gather(be, &dec->embed, tokens, n, false, s->x, h, s->tmp);
     if (dec->arch->learned_positions) {
         for (size_t i = 0; i < n; i++)
             s->pos[i] = (int32_t)kv[i]->length;
-        gather(be, &dec->positions, s->pos, n, true, s->x, h, s->tmp);
+        models_embedding_gather(be, &dec->positions, s->pos, n, true, s->x, h, s->tmp);
     }
     add_norm(dec, s->x, NULL, dec->layers[0].attn_norm_w, dec->layers[0].attn_norm_b, n, s->xn,
              pool);

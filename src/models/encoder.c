@@ -685,25 +685,6 @@ static void position_ids(const ia_encoder_config *c, const int32_t *ids, const i
     }
 }
 
-/* Embedding rows for (checked) ids; a quantised table is dequantised row by
- * row through tmp (cols floats). */
-static void gather(const ia_backend *be, const ia_tensor *table, const int32_t *ids, size_t n,
-                   bool accumulate, float *out, size_t cols, float *tmp) {
-    if (!ia_dtype_is_quantized(table->dtype)) {
-        be->embedding_gather(table, ids, n, accumulate, out, cols);
-        return;
-    }
-    size_t row_bytes = 0;
-    ia_dtype_bytes(table->dtype, cols, &row_bytes); /* whole blocks: checked at load */
-    for (size_t i = 0; i < n; i++) {
-        const char *src = (const char *)table->data + (size_t)ids[i] * row_bytes;
-        float *dst = accumulate ? tmp : out + i * cols;
-        ia_dequantize_row(table->dtype, src, dst, cols);
-        for (size_t j = 0; accumulate && j < cols; j++)
-            out[i * cols + j] += tmp[j];
-    }
-}
-
 static ia_status check_batch(const ia_encoder *enc, const int32_t *ids, const int32_t *type_ids,
                              const int32_t *seq_start, size_t n_seqs, int32_t *longest) {
     const ia_encoder_config *c = &enc->config;
@@ -758,14 +739,14 @@ ia_status ia_encoder_forward(const ia_encoder *enc, const int32_t *ids, const in
     if (!row)
         return IA_ENOMEM;
     position_ids(c, ids, seq_start, n_seqs, pos);
-    gather(be, &enc->word_embeddings, ids, T, false, x, H, row);
-    gather(be, &enc->position_embeddings, pos, T, true, x, H, row);
+    models_embedding_gather(be, &enc->word_embeddings, ids, T, false, x, H, row);
+    models_embedding_gather(be, &enc->position_embeddings, pos, T, true, x, H, row);
     if (enc->has_token_types) {
         if (!type_ids) {
             memset(pos, 0, T * sizeof(int32_t)); /* positions are no longer needed */
             type_ids = pos;
         }
-        gather(be, &enc->token_type_embeddings, type_ids, T, true, x, H, row);
+        models_embedding_gather(be, &enc->token_type_embeddings, type_ids, T, true, x, H, row);
     }
     be->layer_norm(x, H, NULL, 0, enc->emb_norm_w, enc->emb_norm_b, (float)c->layer_norm_eps, T, H,
                    x, H, pool);

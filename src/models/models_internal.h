@@ -90,4 +90,11 @@ const decoder_arch *decoder_arch_find_gguf(const char *gguf_arch);
 /* "gpt2, llama, mistral, qwen2" for messages. */
 const char *decoder_arch_list(void);
 
+/* Embedding rows of table for ids (already checked against its rows) into
+ * out (n x cols), added to out when accumulate. A quantised table (llama.cpp
+ * files keep token_embd quantised) is dequantised row by row through tmp
+ * (cols floats). Shared by the encoder and the decoder. */
+void models_embedding_gather(const ia_backend *be, const ia_tensor *table, const int32_t *ids,
+                             size_t n, bool accumulate, float *out, size_t cols, float *tmp);
+
 #endif /* IA_MODELS_INTERNAL_H */

@@ -114,6 +114,40 @@ static json_t *ollama_line(const gen_info *g, const char *text, size_t len, bool
 
 /* ---- streaming ------------------------------------------------------------------- */
 
+bool srv_buf_add(srv_buf *b, const char *p, size_t n) {
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        char *d = realloc(b->data, cap);
+        if (!d)
+            return false;
+        b->data = d;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, p, n);
+    b->len += n;
+    b->data[b->len] = 0;
+    return true;
+}
+
+bool srv_buf_take_locked(srv_buf *pending, srv_buf *taken, pthread_mutex_t *mu, pthread_cond_t *cv,
+                         const bool *done) {
+    while (!pending->len && !*done) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 100 * 1000000L;
+        if (ts.tv_nsec >= 1000000000L)
+            ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+        pthread_cond_timedwait(cv, mu, &ts);
+    }
+    srv_buf spare = *taken;
+    *taken = *pending;
+    spare.len = 0;
+    *pending = spare;
+    return *done;
+}
+
 typedef struct stream_state {
     ia_server *srv;
     srv_model *m; /* holds one of its stream slots (srv_stream_acquire) */
@@ -122,8 +156,7 @@ typedef struct stream_state {
     int phase; /* 0: opening chunk due, 1: text, 2: all sent */
     char *out; /* formatted bytes not yet handed to MHD */
     size_t out_len, out_off, out_cap;
-    char *taken; /* text taken from the job */
-    size_t taken_cap;
+    srv_buf taken; /* text taken from the job */
 } stream_state;
 
 static bool out_add(stream_state *s, const char *p, size_t n) {
@@ -211,25 +244,10 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
         }
         srv_job *job = s->job;
         pthread_mutex_lock(&job->mu);
-        while (!job->pending_len && !job->done) {
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_nsec += 100 * 1000000L;
-            if (ts.tv_nsec >= 1000000000L)
-                ts.tv_sec++, ts.tv_nsec -= 1000000000L;
-            pthread_cond_timedwait(&job->cv, &job->mu, &ts);
-        }
-        /* swap the pending text out; done read in the same critical section
-         * means no text can follow it */
-        char *text = job->pending;
-        size_t len = job->pending_len, cap = job->pending_cap;
-        job->pending = s->taken;
-        job->pending_cap = s->taken_cap;
-        job->pending_len = 0;
-        s->taken = text;
-        s->taken_cap = cap;
-        bool done = job->done;
+        bool done = srv_buf_take_locked(&job->pending, &s->taken, &job->mu, &job->cv, &job->done);
         pthread_mutex_unlock(&job->mu);
+        const char *text = s->taken.data;
+        size_t len = s->taken.len;
         bool ok = true;
         if (len)
             ok = out_json(s, s->g.d == IA_API_OPENAI ? openai_chunk(&s->g, text, len, NULL, false)
@@ -249,7 +267,7 @@ static void stream_free(void *cls) {
     srv_job_unref(s->job);
     srv_stream_release(s->m);
     free(s->out);
-    free(s->taken);
+    free(s->taken.data);
     free(s);
 }
 

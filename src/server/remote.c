@@ -491,8 +491,7 @@ typedef struct rstream {
     bool include_usage;
     pthread_mutex_t mu; /* guards everything below, to `phase` */
     pthread_cond_t cv;
-    char *pending;
-    size_t pending_len, pending_cap;
+    srv_buf pending;
     bool started, done;
     ia_status st;
     ia_api_result res;
@@ -502,8 +501,7 @@ typedef struct rstream {
     int phase; /* 0: opening chunk due, 1: text, 2: all sent */
     char *out;
     size_t out_len, out_off, out_cap;
-    char *taken;
-    size_t taken_cap;
+    srv_buf taken;
 } rstream;
 
 static void rstream_unref(rstream *s) {
@@ -513,9 +511,9 @@ static void rstream_unref(rstream *s) {
     pthread_cond_destroy(&s->cv);
     ia_api_result_free(&s->res);
     gen_call_free(s->g);
-    free(s->pending);
+    free(s->pending.data);
     free(s->out);
-    free(s->taken);
+    free(s->taken.data);
     free(s);
 }
 
@@ -540,7 +538,7 @@ static bool on_delta(void *ctx, const char *text, size_t len) {
     if (atomic_load(&s->cancelled) || atomic_load(&s->rm->stopping))
         return false;
     pthread_mutex_lock(&s->mu);
-    bool ok = buf_add(&s->pending, &s->pending_len, &s->pending_cap, text, len);
+    bool ok = srv_buf_add(&s->pending, text, len);
     s->started = true;
     pthread_cond_broadcast(&s->cv);
     pthread_mutex_unlock(&s->mu);
@@ -651,25 +649,10 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
             continue;
         }
         pthread_mutex_lock(&s->mu);
-        while (!s->pending_len && !s->done) {
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_nsec += 100 * 1000000L;
-            if (ts.tv_nsec >= 1000000000L)
-                ts.tv_sec++, ts.tv_nsec -= 1000000000L;
-            pthread_cond_timedwait(&s->cv, &s->mu, &ts);
-        }
-        /* take the pending text; done read in the same critical section means
-         * no text can follow it */
-        char *text = s->pending;
-        size_t len = s->pending_len, cap = s->pending_cap;
-        s->pending = s->taken;
-        s->pending_cap = s->taken_cap;
-        s->pending_len = 0;
-        s->taken = text;
-        s->taken_cap = cap;
-        bool done = s->done;
+        bool done = srv_buf_take_locked(&s->pending, &s->taken, &s->mu, &s->cv, &s->done);
         pthread_mutex_unlock(&s->mu);
+        const char *text = s->taken.data;
+        size_t len = s->taken.len;
         bool ok = true;
         if (len)
             ok = out_event(s, chunk_json(s->g, text, len, NULL, false));

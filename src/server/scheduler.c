@@ -63,7 +63,7 @@ void srv_job_unref(srv_job *job) {
     free(job->prompt);
     for (size_t i = 0; i < job->n_stop; i++)
         free(job->stop[i]);
-    free(job->pending);
+    free(job->pending.data);
     ia_generate_result_free(&job->result);
     pthread_mutex_destroy(&job->mu);
     pthread_cond_destroy(&job->cv);
@@ -301,24 +301,7 @@ static bool on_piece(void *ctx, const char *piece, size_t len) {
         job->t_first = ia_time_now();
         srv_metrics_ttft(&a->m->srv->metrics, job->t_first - job->t_enqueue);
     }
-    bool ok = true;
-    if (job->pending_len + len + 1 > job->pending_cap) {
-        size_t cap = job->pending_cap ? job->pending_cap : 256;
-        while (cap < job->pending_len + len + 1)
-            cap *= 2;
-        char *p = realloc(job->pending, cap);
-        if (p) {
-            job->pending = p;
-            job->pending_cap = cap;
-        } else {
-            ok = false;
-        }
-    }
-    if (ok) {
-        memcpy(job->pending + job->pending_len, piece, len);
-        job->pending_len += len;
-        job->pending[job->pending_len] = 0;
-    }
+    bool ok = srv_buf_add(&job->pending, piece, len);
     pthread_cond_broadcast(&job->cv);
     pthread_mutex_unlock(&job->mu);
     return ok && !gen_abandoned(a);

@@ -29,6 +29,25 @@ typedef enum srv_prio { SRV_PRIO_HIGH = 0, SRV_PRIO_NORMAL, SRV_PRIO_LOW, SRV_PR
 
 typedef enum srv_job_kind { SRV_JOB_EMBED, SRV_JOB_GENERATE } srv_job_kind;
 
+/* Streamed text on its way from a producer (a model's thread, a remote
+ * call) to the connection that sends it: the producer appends under its
+ * lock, the reader swaps the whole buffer for its own spare one. data is
+ * NUL-terminated once anything was added. */
+typedef struct srv_buf {
+    char *data;
+    size_t len, cap;
+} srv_buf;
+
+/* Appends n bytes; false (b unchanged) when memory runs out. */
+bool srv_buf_add(srv_buf *b, const char *p, size_t n);
+
+/* With mu held: waits on cv until pending holds text or *done, then moves
+ * pending's text into *taken (pending keeps taken's old storage, emptied)
+ * and returns *done as read in the same critical section: once it is true
+ * no more text can follow. */
+bool srv_buf_take_locked(srv_buf *pending, srv_buf *taken, pthread_mutex_t *mu, pthread_cond_t *cv,
+                         const bool *done);
+
 typedef struct srv_job {
     srv_job_kind kind;
     srv_prio prio;
@@ -57,8 +76,7 @@ typedef struct srv_job {
     ia_status status;
     int http_status; /* for errors: 500, 504, 503 */
     char error[512];
-    char *pending; /* streamed text not yet taken by the reader */
-    size_t pending_len, pending_cap;
+    srv_buf pending; /* streamed text not yet taken by the reader */
     ia_generate_result result;
     double t_start, t_first, t_done;
 } srv_job;
