@@ -153,9 +153,14 @@ typedef struct ia_api_request {
     size_t n_texts;
     const ia_api_message *messages; /* chat: the conversation, or NULL */
     size_t n_messages;
-    const char *query;           /* rerank */
-    int max_tokens;              /* 0: provider default (Anthropic needs one: 1024 then) */
-    double temperature;          /* < 0: provider default */
+    const char *query;       /* rerank */
+    int max_tokens;          /* 0: provider default (Anthropic needs one: 1024 then) */
+    double temperature;      /* < 0: provider default */
+    double top_p;            /* <= 0: provider default */
+    const char *const *stop; /* stop strings (chat, complete), n_stop of them */
+    size_t n_stop;
+    bool has_seed; /* send seed (providers that take one) */
+    uint64_t seed;
     int n;                       /* choices; 0 or 1: one */
     bool logprobs;               /* OpenAI-style options that some providers refuse */
     const char *logit_bias_json; /* {"token id": bias, ...} or NULL */

@@ -200,6 +200,8 @@ ia_status ia_api_set_text(ia_api_result *out, const char *text);
  * keep_system) or, without messages, texts[0] as the one user turn. NULL is
  * out of memory. */
 struct json_t *ia_api_chat_messages(const ia_api_request *req, bool keep_system);
+/* n strings as a JSON array (stop sequences); NULL is out of memory. */
+struct json_t *ia_api_string_array(const char *const *s, size_t n);
 /* req->system and the conversation's system turns joined by blank lines
  * (malloc'd), for providers that take the system prompt apart; NULL when
  * there is none (or out of memory). */

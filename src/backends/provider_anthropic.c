@@ -38,6 +38,10 @@ static ia_status anthropic_build(const ia_api_endpoint_config *ep, const ia_api_
     free(system);
     if (req->temperature >= 0)
         json_object_set_new(body, "temperature", json_real(req->temperature));
+    if (req->top_p > 0)
+        json_object_set_new(body, "top_p", json_real(req->top_p));
+    if (req->n_stop) /* Messages has no seed: a seed is not sent */
+        json_object_set_new(body, "stop_sequences", ia_api_string_array(req->stop, req->n_stop));
     if (req->stream) {
         json_object_set_new(body, "stream", json_true());
         out->stream = IA_API_STREAM_SSE;

@@ -289,6 +289,16 @@ void ia_api_result_free(ia_api_result *r) {
 
 /* ---- conversations ------------------------------------------------------------------ */
 
+json_t *ia_api_string_array(const char *const *s, size_t n) {
+    json_t *a = json_array();
+    for (size_t i = 0; a && i < n; i++)
+        if (json_array_append_new(a, json_string(s[i])) != 0) {
+            json_decref(a);
+            return NULL;
+        }
+    return a;
+}
+
 json_t *ia_api_chat_messages(const ia_api_request *req, bool keep_system) {
     json_t *msgs = json_array();
     if (!msgs)

@@ -53,6 +53,12 @@ static ia_status gemini_build(const ia_api_endpoint_config *ep, const ia_api_req
             json_object_set_new(gc, "maxOutputTokens", json_integer(req->max_tokens));
         if (req->temperature >= 0)
             json_object_set_new(gc, "temperature", json_real(req->temperature));
+        if (req->top_p > 0)
+            json_object_set_new(gc, "topP", json_real(req->top_p));
+        if (req->n_stop)
+            json_object_set_new(gc, "stopSequences", ia_api_string_array(req->stop, req->n_stop));
+        if (req->has_seed)
+            json_object_set_new(gc, "seed", json_integer((json_int_t)(req->seed & INT32_MAX)));
         if (req->n > 1)
             json_object_set_new(gc, "candidateCount", json_integer(req->n));
         json_object_set_new(body, "generationConfig", gc);

@@ -26,6 +26,12 @@ static ia_status ollama_build(const ia_api_endpoint_config *ep, const ia_api_req
             json_object_set_new(opts, "num_predict", json_integer(req->max_tokens));
         if (req->temperature >= 0)
             json_object_set_new(opts, "temperature", json_real(req->temperature));
+        if (req->top_p > 0)
+            json_object_set_new(opts, "top_p", json_real(req->top_p));
+        if (req->n_stop)
+            json_object_set_new(opts, "stop", ia_api_string_array(req->stop, req->n_stop));
+        if (req->has_seed)
+            json_object_set_new(opts, "seed", json_integer((json_int_t)(req->seed & INT64_MAX)));
         json_object_set_new(body, "options", opts);
         if (req->op == IA_API_CHAT) {
             path = "/api/chat";

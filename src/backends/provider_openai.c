@@ -47,6 +47,12 @@ ia_status ia_openai_build(const ia_api_endpoint_config *ep, const ia_api_request
             json_object_set_new(body, "max_tokens", json_integer(req->max_tokens));
         if (req->temperature >= 0)
             json_object_set_new(body, "temperature", json_real(req->temperature));
+        if (req->top_p > 0)
+            json_object_set_new(body, "top_p", json_real(req->top_p));
+        if (req->n_stop)
+            json_object_set_new(body, "stop", ia_api_string_array(req->stop, req->n_stop));
+        if (req->has_seed)
+            json_object_set_new(body, "seed", json_integer((json_int_t)(req->seed & INT64_MAX)));
         if (req->n > 1)
             json_object_set_new(body, "n", json_integer(req->n));
         if (req->logprobs)

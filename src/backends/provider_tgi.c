@@ -27,6 +27,12 @@ static ia_status tgi_build(const ia_api_endpoint_config *ep, const ia_api_reques
         json_object_set_new(params, "max_new_tokens", json_integer(req->max_tokens));
     if (req->temperature > 0)
         json_object_set_new(params, "temperature", json_real(req->temperature));
+    if (req->top_p > 0 && req->top_p < 1) /* TGI wants it inside (0, 1) */
+        json_object_set_new(params, "top_p", json_real(req->top_p));
+    if (req->n_stop)
+        json_object_set_new(params, "stop", ia_api_string_array(req->stop, req->n_stop));
+    if (req->has_seed)
+        json_object_set_new(params, "seed", json_integer((json_int_t)(req->seed & INT64_MAX)));
     json_t *body = json_pack("{s:s,s:o}", "inputs", req->texts[0], "parameters", params);
     out->url = ia_api_url(ep, "%s", req->stream ? "/generate_stream" : "/generate");
     if (req->stream)

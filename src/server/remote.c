@@ -448,6 +448,11 @@ static bool gen_call_init(srv_req *r, gen_call *g, const char *id, const route_t
     a->max_tokens = q->max_tokens > 0 && q->max_tokens < 1 << 30 ? (int)q->max_tokens : 0;
     /* forward a temperature only when the client gave one: the parser fills in a default */
     a->temperature = json_object_get(q->json, "temperature") ? q->temperature : -1;
+    a->top_p = json_object_get(q->json, "top_p") ? q->top_p : 0;
+    a->stop = (const char *const *)q->stop;
+    a->n_stop = q->n_stop;
+    a->has_seed = q->has_seed;
+    a->seed = q->seed;
     a->stream = q->stream;
     set_priority(r, a);
     return true;

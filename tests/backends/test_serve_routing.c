@@ -246,6 +246,58 @@ TEST(chat_through_gateway_equals_upstream) {
     http_free(&r);
 }
 
+/* stop, seed and top_p reach the remote endpoint: a seeded sampled chat and a
+ * greedy chat cut by a stop string through the gateway equal the upstream's
+ * direct answers to the same bodies (an unforwarded seed gives another draw,
+ * an unforwarded stop the whole text). */
+TEST(sampling_parameters_are_forwarded) {
+    if (!setup())
+        return;
+    static const char SEEDED[] =
+        "{\"model\":\"qwen2\",\"max_tokens\":12,\"temperature\":1.0,\"top_p\":0.9,\"seed\":42,"
+        "\"messages\":[{\"role\":\"user\",\"content\":\"Hello\"}]}";
+    http_resp direct =
+        http_do(ia_server_port(upstream), NULL, "/v1/chat/completions", SEEDED, UP_KEY, NULL);
+    CHECK_EQ_INT(direct.status, 200);
+    char want[4096]; /* chat_content's buffer is static: copy */
+    snprintf(want, sizeof want, "%s", chat_content(&direct));
+    http_resp r = gw_post("/v1/chat/completions", SEEDED, NULL);
+    CHECK_EQ_INT(r.status, 200);
+    CHECK_MSG(strcmp(chat_content(&r), want) == 0, "gateway '%s' vs upstream '%s'",
+              chat_content(&r), want);
+    http_free(&r);
+    http_free(&direct);
+
+    /* greedy without a stop, then with a stop string taken from inside that text */
+    direct =
+        http_do(ia_server_port(upstream), NULL, "/v1/chat/completions", CHAT_QWEN, UP_KEY, NULL);
+    CHECK_EQ_INT(direct.status, 200);
+    char whole[4096];
+    snprintf(whole, sizeof whole, "%s", chat_content(&direct));
+    http_free(&direct);
+    size_t n = strlen(whole);
+    CHECK_MSG(n >= 3, "greedy answer '%s' too short to cut", whole);
+    if (n < 3)
+        return;
+    json_t *body = json_pack("{s:s, s:i, s:f, s:[{s:s, s:s}, {s:s, s:s}], s:[s#]}", "model",
+                             "qwen2", "max_tokens", 12, "temperature", 0.0, "messages", "role",
+                             "system", "content", "Be brief.", "role", "user", "content", "Hello",
+                             "stop", whole + n / 2, (size_t)(n - n / 2 < 2 ? n - n / 2 : 2));
+    char *text = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    direct = http_do(ia_server_port(upstream), NULL, "/v1/chat/completions", text, UP_KEY, NULL);
+    CHECK_EQ_INT(direct.status, 200);
+    snprintf(want, sizeof want, "%s", chat_content(&direct));
+    CHECK_MSG(strlen(want) < n, "the stop string did not cut '%s'", whole);
+    r = gw_post("/v1/chat/completions", text, NULL);
+    CHECK_EQ_INT(r.status, 200);
+    CHECK_MSG(strcmp(chat_content(&r), want) == 0, "gateway '%s' vs upstream '%s' (stop)",
+              chat_content(&r), want);
+    http_free(&r);
+    http_free(&direct);
+    free(text);
+}
+
 TEST(embeddings_through_gateway_equal_upstream) {
     if (!setup())
         return;
