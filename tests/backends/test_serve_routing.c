@@ -24,9 +24,11 @@
  * streamed chat and embeddings through the gateway.
  */
 #define _GNU_SOURCE
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -296,6 +298,139 @@ TEST(sampling_parameters_are_forwarded) {
     http_free(&r);
     http_free(&direct);
     free(text);
+}
+
+/* The adapters that speak an API our server serves, against our server
+ * itself (issue 9: "tested against this project's own server"): OpenAI,
+ * vLLM and Groq (OpenAI wire format), Ollama (/api/chat, /api/embed, NDJSON
+ * streams) and TEI (/embed). Greedy chat, plain and streamed, gives every
+ * adapter the text the upstream answers directly; embeddings from every
+ * adapter equal the direct /v1/embeddings vectors (after L2 normalisation:
+ * Ollama and TEI normalise). */
+static const char *const ADAPTERS_YAML =
+    "endpoints:\n"
+    "  - {name: o, provider: openai, base_url: 'http://127.0.0.1:%u/v1', models: [qwen2, "
+    "tiny-bert], api_key_env: IA_TEST_UPSTREAM_KEY}\n"
+    "  - {name: v, provider: vllm, base_url: 'http://127.0.0.1:%u/v1', models: [qwen2, tiny-bert], "
+    "api_key_env: IA_TEST_UPSTREAM_KEY}\n"
+    "  - {name: g, provider: groq, base_url: 'http://127.0.0.1:%u/v1', model: qwen2, "
+    "api_key_env: IA_TEST_UPSTREAM_KEY}\n"
+    "  - {name: l, provider: ollama, base_url: 'http://127.0.0.1:%u', models: [qwen2, tiny-bert], "
+    "api_key_env: IA_TEST_UPSTREAM_KEY}\n"
+    "  - {name: t, provider: tei, base_url: 'http://127.0.0.1:%u', model: tiny-bert, "
+    "api_key_env: IA_TEST_UPSTREAM_KEY}\n";
+
+static bool collect_delta(void *ctx, const char *text, size_t len) {
+    char *buf = ctx;
+    size_t n = strlen(buf);
+    if (n + len < 4096) {
+        memcpy(buf + n, text, len);
+        buf[n + len] = 0;
+    }
+    return true;
+}
+
+static void l2_normalise(float *v, size_t n) {
+    double s = 0;
+    for (size_t i = 0; i < n; i++)
+        s += (double)v[i] * v[i];
+    s = sqrt(s);
+    for (size_t i = 0; s > 0 && i < n; i++)
+        v[i] = (float)(v[i] / s);
+}
+
+TEST(adapters_against_our_server) {
+    if (!setup())
+        return;
+    unsigned port = (unsigned)ia_server_port(upstream);
+    char yaml[2048];
+    snprintf(yaml, sizeof yaml, ADAPTERS_YAML, port, port, port, port, port);
+    ia_api_config *cfg = NULL;
+    ia_api_client *c = NULL;
+    CHECK_OK(ia_api_config_parse(yaml, strlen(yaml), "adapters", &cfg));
+    CHECK_OK(ia_api_client_create(cfg, &c));
+    if (!c) {
+        ia_api_config_free(cfg);
+        return;
+    }
+    http_resp direct = http_do(port, NULL, "/v1/chat/completions", CHAT_QWEN, UP_KEY, NULL);
+    CHECK_EQ_INT(direct.status, 200);
+    char want[4096];
+    snprintf(want, sizeof want, "%s", chat_content(&direct));
+    http_free(&direct);
+    CHECK(want[0] != 0);
+
+    const char *texts[] = {"Hello"};
+    const char *chat_eps[] = {"o", "v", "g", "l"};
+    for (size_t e = 0; e < 4; e++)
+        for (int stream = 0; stream < 2; stream++) {
+            char got[4096] = "";
+            ia_api_request q = {.op = IA_API_CHAT,
+                                .model = "qwen2",
+                                .system = "Be brief.",
+                                .texts = texts,
+                                .n_texts = 1,
+                                .max_tokens = 12,
+                                .temperature = 0,
+                                .stream = stream != 0};
+            if (stream) {
+                q.on_delta = collect_delta;
+                q.delta_ctx = got;
+            }
+            ia_api_result res = {0};
+            ia_status st = ia_api_call(c, chat_eps[e], &q, &res);
+            CHECK_MSG(st == IA_OK, "%s%s: %s", chat_eps[e], stream ? " (stream)" : "",
+                      ia_error_message());
+            CHECK_MSG(res.text && strcmp(res.text, want) == 0, "%s%s: '%s' vs direct '%s'",
+                      chat_eps[e], stream ? " (stream)" : "", res.text ? res.text : "(none)", want);
+            if (stream)
+                CHECK_MSG(strcmp(got, want) == 0, "%s deltas '%s' vs '%s'", chat_eps[e], got, want);
+            ia_api_result_free(&res);
+        }
+
+    static const char EMB[] = "{\"model\":\"tiny-bert\",\"input\":[\"a b\",\"hello world\"]}";
+    direct = http_do(port, NULL, "/v1/embeddings", EMB, UP_KEY, NULL);
+    CHECK_EQ_INT(direct.status, 200);
+    json_t *j = http_json(&direct);
+    json_t *data = json_object_get(j, "data");
+    size_t dim = json_array_size(json_object_get(json_array_get(data, 0), "embedding"));
+    CHECK(json_array_size(data) == 2 && dim > 0);
+    float *ref = calloc(2 * (dim ? dim : 1), sizeof *ref);
+    for (size_t i = 0; i < 2 && dim; i++) {
+        json_t *row = json_object_get(json_array_get(data, i), "embedding");
+        for (size_t k = 0; k < dim; k++)
+            ref[i * dim + k] = (float)json_number_value(json_array_get(row, k));
+        l2_normalise(ref + i * dim, dim);
+    }
+    json_decref(j);
+    http_free(&direct);
+    const char *in[] = {"a b", "hello world"};
+    const char *emb_eps[] = {"o", "v", "l", "t"};
+    for (size_t e = 0; e < 4 && dim; e++) {
+        ia_api_request q = {
+            .op = IA_API_EMBED, .model = "tiny-bert", .texts = in, .n_texts = 2, .temperature = -1};
+        ia_api_result res = {0};
+        ia_status st = ia_api_call(c, emb_eps[e], &q, &res);
+        CHECK_MSG(st == IA_OK, "%s embed: %s", emb_eps[e], ia_error_message());
+        CHECK_MSG(res.n_embeddings == 2 && res.dim == dim, "%s: %zu x %zu", emb_eps[e],
+                  res.n_embeddings, res.dim);
+        if (st == IA_OK && res.n_embeddings == 2 && res.dim == dim) {
+            float worst = 0;
+            for (size_t i = 0; i < 2; i++) {
+                l2_normalise(res.embeddings + i * dim, dim);
+                for (size_t k = 0; k < dim; k++) {
+                    float d = fabsf(res.embeddings[i * dim + k] - ref[i * dim + k]);
+                    worst = d > worst ? d : worst;
+                }
+            }
+            CHECK_MSG(worst < 1e-6f, "%s: embeddings differ from the direct ones by %g", emb_eps[e],
+                      (double)worst);
+        }
+        ia_api_result_free(&res);
+    }
+    free(ref);
+    ia_api_client_destroy(c);
+    ia_api_config_free(cfg);
 }
 
 TEST(embeddings_through_gateway_equal_upstream) {
