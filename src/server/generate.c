@@ -78,11 +78,10 @@ static void ollama_timings(json_t *o, const gen_info *g, const srv_job *job) {
     json_object_set_new(o, "eval_duration", json_integer((json_int_t)(res->decode_ms * 1e6)));
 }
 
-/* One OpenAI chunk (stream) with text, or the closing one (finish != NULL). */
-static json_t *openai_chunk(const gen_info *g, const char *text, size_t len, const char *finish,
-                            bool role) {
+json_t *srv_openai_chunk(const char *id, const char *model, json_int_t created, bool chat,
+                         const char *text, size_t len, const char *finish, bool role) {
     json_t *choice;
-    if (g->chat) {
+    if (chat) {
         json_t *delta = json_object();
         if (role)
             json_object_set_new(delta, "role", json_string("assistant"));
@@ -95,9 +94,21 @@ static json_t *openai_chunk(const gen_info *g, const char *text, size_t len, con
                            json_stringn(text ? text : "", text ? len : 0), "logprobs",
                            "finish_reason", finish ? json_string(finish) : json_null());
     }
-    return json_pack("{s:s, s:s, s:I, s:s, s:[o]}", "id", g->id, "object",
-                     g->chat ? "chat.completion.chunk" : "text_completion", "created", g->created,
-                     "model", g->model, "choices", choice);
+    return json_pack("{s:s, s:s, s:I, s:s, s:[o]}", "id", id, "object",
+                     chat ? "chat.completion.chunk" : "text_completion", "created", created,
+                     "model", model, "choices", choice);
+}
+
+json_t *srv_openai_usage_chunk(const char *id, const char *model, json_int_t created, bool chat,
+                               json_t *usage) {
+    return json_pack("{s:s, s:s, s:I, s:s, s:[], s:o}", "id", id, "object",
+                     chat ? "chat.completion.chunk" : "text_completion", "created", created,
+                     "model", model, "choices", "usage", usage);
+}
+
+static json_t *openai_chunk(const gen_info *g, const char *text, size_t len, const char *finish,
+                            bool role) {
+    return srv_openai_chunk(g->id, g->model, g->created, g->chat, text, len, finish, role);
 }
 
 static json_t *ollama_line(const gen_info *g, const char *text, size_t len, bool done) {
@@ -148,44 +159,44 @@ bool srv_buf_take_locked(srv_buf *pending, srv_buf *taken, pthread_mutex_t *mu, 
     return *done;
 }
 
+size_t srv_buf_drain(srv_buf *b, size_t *off, char *dst, size_t max) {
+    if (*off >= b->len)
+        return 0;
+    size_t n = b->len - *off;
+    if (n > max)
+        n = max;
+    memcpy(dst, b->data + *off, n);
+    *off += n;
+    if (*off == b->len)
+        *off = b->len = 0;
+    return n;
+}
+
+bool srv_buf_add_json(srv_buf *b, json_t *v, bool sse) {
+    char *text = v ? json_dumps(v, JSON_COMPACT) : NULL;
+    json_decref(v);
+    if (!text)
+        return false;
+    bool ok = (!sse || srv_buf_add(b, "data: ", 6)) && srv_buf_add(b, text, strlen(text)) &&
+              srv_buf_add(b, sse ? "\n\n" : "\n", sse ? 2 : 1);
+    free(text);
+    return ok;
+}
+
 typedef struct stream_state {
     ia_server *srv;
     srv_model *m; /* holds one of its stream slots (srv_stream_acquire) */
     srv_job *job;
     gen_info g;
-    int phase; /* 0: opening chunk due, 1: text, 2: all sent */
-    char *out; /* formatted bytes not yet handed to MHD */
-    size_t out_len, out_off, out_cap;
+    int phase;   /* 0: opening chunk due, 1: text, 2: all sent */
+    srv_buf out; /* formatted bytes not yet handed to MHD, from out_off */
+    size_t out_off;
     srv_buf taken; /* text taken from the job */
 } stream_state;
 
-static bool out_add(stream_state *s, const char *p, size_t n) {
-    if (s->out_len + n > s->out_cap) {
-        size_t cap = s->out_cap ? s->out_cap : 1024;
-        while (cap < s->out_len + n)
-            cap *= 2;
-        char *b = realloc(s->out, cap);
-        if (!b)
-            return false;
-        s->out = b;
-        s->out_cap = cap;
-    }
-    memcpy(s->out + s->out_len, p, n);
-    s->out_len += n;
-    return true;
-}
-
 /* Frames a JSON value (stolen) as an SSE event or an NDJSON line. */
 static bool out_json(stream_state *s, json_t *v) {
-    char *text = v ? json_dumps(v, JSON_COMPACT) : NULL;
-    json_decref(v);
-    if (!text)
-        return false;
-    bool sse = s->g.d == IA_API_OPENAI;
-    bool ok = (!sse || out_add(s, "data: ", 6)) && out_add(s, text, strlen(text)) &&
-              out_add(s, sse ? "\n\n" : "\n", sse ? 2 : 1);
-    free(text);
-    return ok;
+    return srv_buf_add_json(&s->out, v, s->g.d == IA_API_OPENAI);
 }
 
 static bool out_closing(stream_state *s) {
@@ -199,7 +210,7 @@ static bool out_closing(stream_state *s) {
                 : json_pack("{s:s}", "error", job->error);
         if (!out_json(s, err))
             return false;
-        return !sse || out_add(s, "data: [DONE]\n\n", 14);
+        return !sse || srv_buf_add(&s->out, "data: [DONE]\n\n", 14);
     }
     if (!sse) {
         json_t *o = ollama_line(&s->g, NULL, 0, true);
@@ -209,30 +220,21 @@ static bool out_closing(stream_state *s) {
     if (!out_json(s, openai_chunk(&s->g, NULL, 0, finish_name(job->result.finish), false)))
         return false;
     if (s->g.include_usage) {
-        json_t *u = json_pack("{s:s, s:s, s:I, s:s, s:[], s:o}", "id", s->g.id, "object",
-                              s->g.chat ? "chat.completion.chunk" : "text_completion", "created",
-                              s->g.created, "model", s->g.model, "choices", "usage",
-                              usage_json(&job->result));
+        json_t *u = srv_openai_usage_chunk(s->g.id, s->g.model, s->g.created, s->g.chat,
+                                           usage_json(&job->result));
         if (!out_json(s, u))
             return false;
     }
-    return out_add(s, "data: [DONE]\n\n", 14);
+    return srv_buf_add(&s->out, "data: [DONE]\n\n", 14);
 }
 
 static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
     (void)pos;
     stream_state *s = cls;
     for (;;) {
-        if (s->out_off < s->out_len) {
-            size_t n = s->out_len - s->out_off;
-            if (n > max)
-                n = max;
-            memcpy(buf, s->out + s->out_off, n);
-            s->out_off += n;
-            if (s->out_off == s->out_len)
-                s->out_off = s->out_len = 0;
+        size_t n = srv_buf_drain(&s->out, &s->out_off, buf, max);
+        if (n)
             return (ssize_t)n;
-        }
         if (s->phase == 2)
             return MHD_CONTENT_READER_END_OF_STREAM;
         if (s->phase == 0) {
@@ -266,7 +268,7 @@ static void stream_free(void *cls) {
     atomic_store(&s->job->cancelled, true); /* no-op when it finished */
     srv_job_unref(s->job);
     srv_stream_release(s->m);
-    free(s->out);
+    free(s->out.data);
     free(s->taken.data);
     free(s);
 }

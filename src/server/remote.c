@@ -503,9 +503,9 @@ typedef struct rstream {
     char error[512];
     atomic_bool cancelled;
     /* the reader's own (the connection thread's) */
-    int phase; /* 0: opening chunk due, 1: text, 2: all sent */
-    char *out;
-    size_t out_len, out_off, out_cap;
+    int phase;   /* 0: opening chunk due, 1: text, 2: all sent */
+    srv_buf out; /* formatted bytes not yet handed to MHD, from out_off */
+    size_t out_off;
     srv_buf taken;
 } rstream;
 
@@ -517,25 +517,9 @@ static void rstream_unref(rstream *s) {
     ia_api_result_free(&s->res);
     gen_call_free(s->g);
     free(s->pending.data);
-    free(s->out);
+    free(s->out.data);
     free(s->taken.data);
     free(s);
-}
-
-static bool buf_add(char **b, size_t *len, size_t *cap, const char *p, size_t n) {
-    if (*len + n > *cap) {
-        size_t c = *cap ? *cap : 1024;
-        while (c < *len + n)
-            c *= 2;
-        char *nb = realloc(*b, c);
-        if (!nb)
-            return false;
-        *b = nb;
-        *cap = c;
-    }
-    memcpy(*b + *len, p, n);
-    *len += n;
-    return true;
 }
 
 static bool on_delta(void *ctx, const char *text, size_t len) {
@@ -575,36 +559,10 @@ static void *stream_worker(void *arg) {
 
 static json_t *chunk_json(const gen_call *g, const char *text, size_t len, const char *finish,
                           bool role) {
-    json_t *choice;
-    if (g->chat) {
-        json_t *delta = json_object();
-        if (role)
-            json_object_set_new(delta, "role", json_string("assistant"));
-        if (text)
-            json_object_set_new(delta, "content", json_stringn(text, len));
-        choice = json_pack("{s:i, s:o, s:n, s:o}", "index", 0, "delta", delta, "logprobs",
-                           "finish_reason", finish ? json_string(finish) : json_null());
-    } else {
-        choice = json_pack("{s:i, s:o, s:n, s:o}", "index", 0, "text",
-                           json_stringn(text ? text : "", text ? len : 0), "logprobs",
-                           "finish_reason", finish ? json_string(finish) : json_null());
-    }
-    return json_pack("{s:s, s:s, s:I, s:s, s:[o]}", "id", g->id, "object",
-                     g->chat ? "chat.completion.chunk" : "text_completion", "created", g->created,
-                     "model", g->model, "choices", choice);
+    return srv_openai_chunk(g->id, g->model, g->created, g->chat, text, len, finish, role);
 }
 
-static bool out_event(rstream *s, json_t *v) {
-    char *text = v ? json_dumps(v, JSON_COMPACT) : NULL;
-    json_decref(v);
-    if (!text)
-        return false;
-    bool ok = buf_add(&s->out, &s->out_len, &s->out_cap, "data: ", 6) &&
-              buf_add(&s->out, &s->out_len, &s->out_cap, text, strlen(text)) &&
-              buf_add(&s->out, &s->out_len, &s->out_cap, "\n\n", 2);
-    free(text);
-    return ok;
-}
+static bool out_event(rstream *s, json_t *v) { return srv_buf_add_json(&s->out, v, true); }
 
 /* The closing events; the worker has finished (s->done read under the lock). */
 static bool out_closing(rstream *s) {
@@ -622,29 +580,19 @@ static bool out_closing(rstream *s) {
         if (!out_event(s, chunk_json(g, NULL, 0, finish, false)))
             return false;
         json_t *u = s->include_usage ? usage_json(&s->res) : NULL;
-        if (u && !out_event(s, json_pack("{s:s, s:s, s:I, s:s, s:[], s:o}", "id", g->id, "object",
-                                         g->chat ? "chat.completion.chunk" : "text_completion",
-                                         "created", g->created, "model", g->model, "choices",
-                                         "usage", u)))
+        if (u && !out_event(s, srv_openai_usage_chunk(g->id, g->model, g->created, g->chat, u)))
             return false;
     }
-    return buf_add(&s->out, &s->out_len, &s->out_cap, "data: [DONE]\n\n", 14);
+    return srv_buf_add(&s->out, "data: [DONE]\n\n", 14);
 }
 
 static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
     (void)pos;
     rstream *s = cls;
     for (;;) {
-        if (s->out_off < s->out_len) {
-            size_t n = s->out_len - s->out_off;
-            if (n > max)
-                n = max;
-            memcpy(buf, s->out + s->out_off, n);
-            s->out_off += n;
-            if (s->out_off == s->out_len)
-                s->out_off = s->out_len = 0;
+        size_t n = srv_buf_drain(&s->out, &s->out_off, buf, max);
+        if (n)
             return (ssize_t)n;
-        }
         if (s->phase == 2)
             return MHD_CONTENT_READER_END_OF_STREAM;
         if (s->phase == 0) {

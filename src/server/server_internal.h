@@ -48,6 +48,23 @@ bool srv_buf_add(srv_buf *b, const char *p, size_t n);
 bool srv_buf_take_locked(srv_buf *pending, srv_buf *taken, pthread_mutex_t *mu, pthread_cond_t *cv,
                          const bool *done);
 
+/* Copies up to max bytes of b from *off into dst for MHD's content reader
+ * and empties b once all of it went out; returns the count (0: nothing). */
+size_t srv_buf_drain(srv_buf *b, size_t *off, char *dst, size_t max);
+
+/* Appends v (stolen; NULL fails) as an SSE event ("data: V\n\n") or, when
+ * !sse, an NDJSON line. False when out of memory. */
+bool srv_buf_add_json(srv_buf *b, json_t *v, bool sse);
+
+/* OpenAI streaming chunks of a completion (chat: chat.completion.chunk with
+ * a delta, else text_completion): one with text (role adds the assistant
+ * role to a chat delta), or the closing one when finish != NULL; and the
+ * include_usage chunk (choices empty, usage stolen). */
+json_t *srv_openai_chunk(const char *id, const char *model, json_int_t created, bool chat,
+                         const char *text, size_t len, const char *finish, bool role);
+json_t *srv_openai_usage_chunk(const char *id, const char *model, json_int_t created, bool chat,
+                               json_t *usage);
+
 typedef struct srv_job {
     srv_job_kind kind;
     srv_prio prio;
