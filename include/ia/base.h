@@ -85,6 +85,10 @@ void *ia_malloc(size_t size);
 void *ia_calloc(size_t n, size_t size);
 void *ia_malloc_array(size_t n, size_t size);
 void *ia_realloc_array(void *ptr, size_t n, size_t size);
+/* Grows the array *items (of *cap elements of elem bytes) to hold at least
+ * need, doubling from first_cap; false (IA_ENOMEM set) when it cannot, the
+ * array left as it was. */
+bool ia_array_reserve(void *items, size_t *cap, size_t need, size_t elem, size_t first_cap);
 /* Aligned allocation (alignment a power of two >= sizeof(void*)); free with ia_free_aligned. */
 void *ia_malloc_aligned(size_t size, size_t alignment);
 void ia_free_aligned(void *ptr);

@@ -42,6 +42,24 @@ void *ia_realloc_array(void *ptr, size_t n, size_t size) {
     return p;
 }
 
+bool ia_array_reserve(void *items, size_t *cap, size_t need, size_t elem, size_t first_cap) {
+    void **p = items;
+    if (need <= *cap)
+        return true;
+    size_t cap2 = *cap ? *cap : (first_cap ? first_cap : 1);
+    while (cap2 < need)
+        if (!ia_size_mul(cap2, 2, &cap2)) {
+            ia_error_set(IA_ENOMEM, "array of %zu elements overflows", need);
+            return false;
+        }
+    void *more = ia_realloc_array(*p, cap2, elem);
+    if (!more)
+        return false;
+    *p = more;
+    *cap = cap2;
+    return true;
+}
+
 void *ia_malloc_aligned(size_t size, size_t alignment) {
     void *p = NULL;
     if (posix_memalign(&p, alignment, size ? size : alignment) != 0) {

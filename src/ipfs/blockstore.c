@@ -52,6 +52,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -76,6 +77,8 @@ struct ia_blockstore {
     char *dir;
     char *blocks_dir;
     sqlite3 *db;
+    sqlite3_stmt *ref_q;      /* ref_lookup's statement, prepared once */
+    pthread_mutex_t ref_lock; /* ... used by one thread at a time */
     int lock_fd;
     int lock_held; /* 0, LOCK_SH or LOCK_EX */
     bool hash_on_read;
@@ -301,6 +304,7 @@ ia_status ia_blockstore_open(const char *dir, ia_blockstore **out) {
     if (!bs)
         return IA_ENOMEM;
     bs->lock_fd = -1;
+    pthread_mutex_init(&bs->ref_lock, NULL);
     bs->batch_max_blocks = BATCH_MAX_BLOCKS;
     bs->batch_max_bytes = BATCH_MAX_BYTES;
     if ((st = make_dirs(dir)))
@@ -348,6 +352,8 @@ void ia_blockstore_close(ia_blockstore *bs) {
         return;
     batch_discard(bs);
     free(bs->pending);
+    sqlite3_finalize(bs->ref_q);
+    pthread_mutex_destroy(&bs->ref_lock);
     if (bs->db)
         sqlite3_close(bs->db);
     if (bs->lock_fd >= 0)
@@ -776,13 +782,18 @@ typedef struct ref_row {
 /* IA_ENOTFOUND when the block has no reference, or only a pending one (its
  * source is still being written, or the writer did not finish). */
 static ia_status ref_lookup(ia_blockstore *bs, const uint8_t *mh, size_t mh_len, ref_row *row) {
-    sqlite3_stmt *q = NULL;
     ia_status st = IA_ENOTFOUND;
-    if (sqlite3_prepare_v2(bs->db,
-                           "SELECT path, off, len, file_size, mtime_ns, prefix, suffix FROM refs "
-                           "WHERE mh = ? AND file_size >= 0",
-                           -1, &q, NULL) != SQLITE_OK)
-        return ia_error_set(IA_EIO, "%s/repo.sqlite: %s", bs->dir, sqlite3_errmsg(bs->db));
+    pthread_mutex_lock(&bs->ref_lock);
+    if (!bs->ref_q && sqlite3_prepare_v3(bs->db,
+                                         "SELECT path, off, len, file_size, mtime_ns, prefix, "
+                                         "suffix FROM refs WHERE mh = ? AND file_size >= 0",
+                                         -1, SQLITE_PREPARE_PERSISTENT, &bs->ref_q,
+                                         NULL) != SQLITE_OK) {
+        st = ia_error_set(IA_EIO, "%s/repo.sqlite: %s", bs->dir, sqlite3_errmsg(bs->db));
+        pthread_mutex_unlock(&bs->ref_lock);
+        return st;
+    }
+    sqlite3_stmt *q = bs->ref_q;
     sqlite3_bind_blob(q, 1, mh, (int)mh_len, SQLITE_STATIC);
     int rc = sqlite3_step(q);
     if (rc == SQLITE_ROW) {
@@ -807,7 +818,9 @@ static ia_status ref_lookup(ia_blockstore *bs, const uint8_t *mh, size_t mh_len,
     } else if (rc != SQLITE_DONE) {
         st = ia_error_set(IA_EIO, "%s/repo.sqlite: %s", bs->dir, sqlite3_errmsg(bs->db));
     }
-    sqlite3_finalize(q);
+    sqlite3_reset(q);
+    sqlite3_clear_bindings(q);
+    pthread_mutex_unlock(&bs->ref_lock);
     return st;
 }
 

@@ -45,8 +45,10 @@
  * its parent's blocksizes; or a directory entry, whose type its own block
  * tells), kept beside the set of blocks seen. A leaf is pwritten at its
  * offsets as soon as it is verified; on a second CPU a verifier thread hashes
- * and writes CAR leaves while the main thread goes on reading (a full queue
- * means the main thread verifies the next one itself). A block that occurs
+ * and writes CAR leaves while the main thread goes on reading (at most
+ * VQUEUE_MAX wait for it; past that the main thread verifies the next one
+ * itself, so both cores hash). A finished job keeps only the leaf's framing
+ * until the main thread collects it. A block that occurs
  * twice is fetched once: a leaf is copied into its other places at the end,
  * a repeated node is asked for again for the new place alone. The output is
  * built under OUT.get-XXXXXX and renamed once complete. The store keeps the
@@ -96,7 +98,7 @@ typedef struct task {
     int attempts;
     bool checked;    /* looked for in the local store already */
     uint32_t place1; /* get: 1 + the one placement to fill (a block seen before); 0: all */
-    bool redo;       /* get: the verifier found it corrupt: fetch it although in `got` */
+    bool redo;       /* get: the verifier found it corrupt: fetch it although marked SLOT_GOT */
 } task;
 
 /* A ring of tasks: new blocks go to the back, retries to the front. */
@@ -147,74 +149,95 @@ static task queue_pop(task_queue *q) {
 /* Multihashes already queued or stored: a DAG may link one block many times
  * (a file of zeros is one leaf repeated), and each is fetched once. Open
  * addressing over the digest, which is already uniform for sha2-256. */
+/* The blocks of the DAG seen so far, as an open-addressing hash table keyed
+ * by multihash. A key is 32 bytes whatever the CID: a SHA-256 digest as it
+ * is, any other multihash hashed down to 32 bytes with SHA-256 (a collision
+ * would need a SHA-256 preimage), so a 4 GiB file of 256 KiB blocks costs
+ * about 0.8 MB of table, not one whole ia_cid per block. */
+typedef struct cid_key {
+    uint8_t b[32];
+} cid_key;
+
 typedef struct cid_set {
-    ia_cid *slots;
-    bool *used;
+    cid_key *keys;
     int32_t *head;  /* get: the block's placements (fetcher.places), -1: none */
-    uint8_t *flags; /* get: SLOT_DONE, SLOT_LEAF */
+    uint8_t *flags; /* SLOT_USED, and for get SLOT_DONE, SLOT_LEAF; SLOT_GOT */
     size_t n, cap;
 } cid_set;
 
 #define SLOT_DONE 1 /* its bytes went to its placements */
 #define SLOT_LEAF 2 /* ... and it has no links: copies come from head's place */
+#define SLOT_GOT 4  /* this fetch has it (stored, or written and kept) */
+#define SLOT_USED 0x80
 
-static uint64_t cid_hash(const ia_cid *c) {
-    uint64_t h = 1469598103934665603ull ^ c->mh_code;
-    for (uint32_t i = 0; i < c->digest_len; i++)
-        h = (h ^ c->digest[i]) * 1099511628211ull;
-    return h;
+static void cid_key_of(const ia_cid *c, cid_key *k) {
+    if (c->mh_code == IA_MH_SHA2_256 && c->digest_len == sizeof k->b) {
+        memcpy(k->b, c->digest, sizeof k->b);
+        return;
+    }
+    uint8_t buf[2 * IA_VARINT_MAX_BYTES + IA_MH_MAX_DIGEST];
+    size_t n = ia_varint_encode(c->mh_code, buf);
+    n += ia_varint_encode(c->digest_len, buf + n);
+    memcpy(buf + n, c->digest, c->digest_len);
+    ia_sha256(buf, n + c->digest_len, k->b);
 }
 
-static bool same_multihash(const ia_cid *a, const ia_cid *b) {
-    return a->mh_code == b->mh_code && a->digest_len == b->digest_len &&
-           memcmp(a->digest, b->digest, a->digest_len) == 0;
+static size_t key_home(const cid_key *k, size_t cap) {
+    uint64_t h;
+    memcpy(&h, k->b, sizeof h); /* already uniformly spread */
+    return (size_t)h & (cap - 1);
+}
+
+/* The slot holding key k, or SIZE_MAX. */
+static size_t set_find_key(const cid_set *s, const cid_key *k) {
+    if (s->cap == 0)
+        return SIZE_MAX;
+    for (size_t j = key_home(k, s->cap); s->flags[j] & SLOT_USED; j = (j + 1) & (s->cap - 1))
+        if (memcmp(s->keys[j].b, k->b, sizeof k->b) == 0)
+            return j;
+    return SIZE_MAX;
 }
 
 /* The slot holding c, or SIZE_MAX. */
 static size_t set_find(const cid_set *s, const ia_cid *c) {
+    cid_key k;
     if (s->cap == 0)
         return SIZE_MAX;
-    size_t j = cid_hash(c) & (s->cap - 1);
-    while (s->used[j]) {
-        if (same_multihash(&s->slots[j], c))
-            return j;
-        j = (j + 1) & (s->cap - 1);
-    }
-    return SIZE_MAX;
+    cid_key_of(c, &k);
+    return set_find_key(s, &k);
 }
 
 static bool set_has(const cid_set *s, const ia_cid *c) { return set_find(s, c) != SIZE_MAX; }
 
 static void set_free(cid_set *s) {
-    free(s->slots);
-    free(s->used);
+    free(s->keys);
     free(s->head);
     free(s->flags);
     memset(s, 0, sizeof *s);
 }
 
-/* Adds c (its slot in *slot, head -1 and flags 0 when new); *added is false
- * when it was there already. Slots move when the set grows. */
+/* Adds c (its slot in *slot, head -1 and flags SLOT_USED when new); *added
+ * is false when it was there already. Slots move when the set grows. */
 static ia_status set_add_at(cid_set *s, const ia_cid *c, bool *added, size_t *slot) {
-    if ((s->n + 1) * 2 > s->cap) {
+    cid_key k;
+    cid_key_of(c, &k);
+    if ((s->n + 1) * 4 > s->cap * 3) { /* load at most 3/4 */
         cid_set bigger = {0};
         bigger.cap = s->cap ? s->cap * 2 : 1024;
-        bigger.slots = ia_malloc_array(bigger.cap, sizeof *bigger.slots);
-        bigger.used = ia_calloc(bigger.cap, sizeof *bigger.used);
+        bigger.keys = ia_malloc_array(bigger.cap, sizeof *bigger.keys);
         bigger.head = ia_malloc_array(bigger.cap, sizeof *bigger.head);
         bigger.flags = ia_calloc(bigger.cap, sizeof *bigger.flags);
-        if (!bigger.slots || !bigger.used || !bigger.head || !bigger.flags) {
+        if (!bigger.keys || !bigger.head || !bigger.flags) {
             set_free(&bigger);
             return IA_ENOMEM;
         }
         for (size_t i = 0; i < s->cap; i++) {
-            if (!s->used[i])
+            if (!(s->flags[i] & SLOT_USED))
                 continue;
-            size_t j = cid_hash(&s->slots[i]) & (bigger.cap - 1);
-            while (bigger.used[j])
+            size_t j = key_home(&s->keys[i], bigger.cap);
+            while (bigger.flags[j] & SLOT_USED)
                 j = (j + 1) & (bigger.cap - 1);
-            bigger.used[j] = true;
-            bigger.slots[j] = s->slots[i];
+            bigger.keys[j] = s->keys[i];
             bigger.head[j] = s->head[i];
             bigger.flags[j] = s->flags[i];
         }
@@ -222,19 +245,17 @@ static ia_status set_add_at(cid_set *s, const ia_cid *c, bool *added, size_t *sl
         set_free(s);
         *s = bigger;
     }
-    size_t j = cid_hash(c) & (s->cap - 1);
-    while (s->used[j]) {
-        if (same_multihash(&s->slots[j], c)) {
+    size_t j = key_home(&k, s->cap);
+    for (; s->flags[j] & SLOT_USED; j = (j + 1) & (s->cap - 1)) {
+        if (memcmp(s->keys[j].b, k.b, sizeof k.b) == 0) {
             *added = false;
             *slot = j;
             return IA_OK;
         }
-        j = (j + 1) & (s->cap - 1);
     }
-    s->used[j] = true;
-    s->slots[j] = *c;
+    s->keys[j] = k;
     s->head[j] = -1;
-    s->flags[j] = 0;
+    s->flags[j] = SLOT_USED;
     s->n++;
     *added = true;
     *slot = j;
@@ -244,6 +265,22 @@ static ia_status set_add_at(cid_set *s, const ia_cid *c, bool *added, size_t *sl
 static ia_status set_add(cid_set *s, const ia_cid *c, bool *added) {
     size_t slot;
     return set_add_at(s, c, added, &slot);
+}
+
+/* Whether this fetch has c already (SLOT_GOT). */
+static bool got_has(const cid_set *s, const ia_cid *c) {
+    size_t slot = set_find(s, c);
+    return slot != SIZE_MAX && (s->flags[slot] & SLOT_GOT);
+}
+
+/* Marks c as had by this fetch (adding it to the set if it was not seen). */
+static ia_status got_add(cid_set *s, const ia_cid *c) {
+    size_t slot;
+    bool added;
+    ia_status st = set_add_at(s, c, &added, &slot);
+    if (st == IA_OK)
+        s->flags[slot] |= SLOT_GOT;
+    return st;
 }
 
 /* ---- the fetcher --------------------------------------------------------------- */
@@ -329,7 +366,6 @@ struct fetcher {
     struct curl_slist *headers;
     task_queue queue;
     cid_set seen;
-    cid_set got; /* blocks stored by this fetch (CAR streams may overlap) */
     request *active;
     struct curl_slist *car_headers;
     CURL **idle; /* easy handles kept for reuse (their connections stay warm) */
@@ -360,6 +396,14 @@ static void curl_init(void) { curl_init_result = curl_global_init(CURL_GLOBAL_DE
 static void cid_text(const ia_cid *cid, char buf[IA_CID_MAX_STRING]) {
     if (ia_cid_format(cid, IA_BASE32, buf, IA_CID_MAX_STRING) != IA_OK)
         snprintf(buf, IA_CID_MAX_STRING, "(unprintable CID)");
+}
+
+/* The text of cid for an error message, formatted only when one is made
+ * (base58 of every block would cost more than parsing it); one per message. */
+static const char *cid_str(const ia_cid *cid) {
+    static _Thread_local char buf[IA_CID_MAX_STRING];
+    cid_text(cid, buf);
+    return buf;
 }
 
 /* Records why a peer misbehaved or failed, for the report (one line each). */
@@ -458,18 +502,7 @@ static ia_status expect_push(request *r, const task *t);
 
 /* Grows an array of elem-sized items to hold need of them. */
 static bool grow(void *items, size_t *cap, size_t need, size_t elem) {
-    void **p = items;
-    if (need <= *cap)
-        return true;
-    size_t cap2 = *cap ? *cap * 2 : 64;
-    while (cap2 < need)
-        cap2 *= 2;
-    void *more = ia_realloc_array(*p, cap2, elem);
-    if (!more)
-        return false;
-    *p = more;
-    *cap = cap2;
-    return true;
+    return ia_array_reserve(items, cap, need, elem, 64);
 }
 
 /* A block decoded as far as UnixFS; content borrows from the block. */
@@ -490,7 +523,6 @@ static void unode_free(unode *u) {
 }
 
 static ia_status unode_decode(const ia_cid *cid, const uint8_t *data, size_t len, unode *u) {
-    char text[IA_CID_MAX_STRING];
     ia_status st;
     memset(u, 0, sizeof *u);
     if (cid->codec == IA_CODEC_RAW) {
@@ -500,17 +532,16 @@ static ia_status unode_decode(const ia_cid *cid, const uint8_t *data, size_t len
         u->content_len = len;
         return IA_OK;
     }
-    cid_text(cid, text);
     if (cid->codec != IA_CODEC_DAG_PB) {
         u->raw = true; /* nothing to free */
         const char *name = ia_codec_name(cid->codec);
-        return ia_error_set(IA_EUNSUPPORTED, "%s: codec %s is not UnixFS (dag-pb or raw)", text,
-                            name ? name : "unknown");
+        return ia_error_set(IA_EUNSUPPORTED, "%s: codec %s is not UnixFS (dag-pb or raw)",
+                            cid_str(cid), name ? name : "unknown");
     }
     if ((st = ia_dagpb_decode(data, len, &u->pb)))
         goto fail;
     if (!u->pb.has_data) {
-        st = ia_error_set(IA_EPARSE, "%s: dag-pb node has no UnixFS Data", text);
+        st = ia_error_set(IA_EPARSE, "%s: dag-pb node has no UnixFS Data", cid_str(cid));
         goto fail;
     }
     if ((st = ia_unixfs_decode(u->pb.data, u->pb.data_len, &u->fs)))
@@ -520,7 +551,7 @@ static ia_status unode_decode(const ia_cid *cid, const uint8_t *data, size_t len
     u->content_len = u->fs.data_len;
     return IA_OK;
 fail:
-    ia_error_prefix("%s (verified against its CID)", text);
+    ia_error_prefix("%s (verified against its CID)", cid_str(cid));
     ia_pb_node_free(&u->pb);
     u->raw = true;
     return st;
@@ -532,14 +563,14 @@ static const char *type_name(ia_unixfs_type t) {
 }
 
 /* File bytes under a file node: its own data plus its children's. */
-static ia_status unode_file_size(const unode *u, const char *text, uint64_t *out) {
+static ia_status unode_file_size(const unode *u, const ia_cid *cid, uint64_t *out) {
     uint64_t total = u->content_len;
     if (!u->raw && u->fs.n_blocksizes != u->pb.n_links)
-        return ia_error_set(IA_EPARSE, "%s: %zu links but %zu blocksizes", text, u->pb.n_links,
-                            u->fs.n_blocksizes);
+        return ia_error_set(IA_EPARSE, "%s: %zu links but %zu blocksizes", cid_str(cid),
+                            u->pb.n_links, u->fs.n_blocksizes);
     for (size_t i = 0; !u->raw && i < u->fs.n_blocksizes; i++)
         if (__builtin_add_overflow(total, u->fs.blocksizes[i], &total))
-            return ia_error_set(IA_EPARSE, "%s: blocksizes overflow", text);
+            return ia_error_set(IA_EPARSE, "%s: blocksizes overflow", cid_str(cid));
     *out = total;
     return IA_OK;
 }
@@ -695,7 +726,7 @@ static ia_status fill_range(fetcher *f, const ia_cid *cid, const unode *u, uint3
                             request *stream);
 
 /* The links of a directory (or of a HAMT shard of it) become its entries. */
-static ia_status dir_links(fetcher *f, const unode *u, const char *text, uint32_t dir,
+static ia_status dir_links(fetcher *f, const unode *u, const ia_cid *cid, uint32_t dir,
                            request *stream) {
     ia_status st = IA_OK;
     size_t pad = 0;
@@ -703,11 +734,11 @@ static ia_status dir_links(fetcher *f, const unode *u, const char *text, uint32_
     if (hamt) {
         uint64_t fo = u->fs.fanout;
         if (!u->fs.has_hash_type || u->fs.hash_type != IA_HAMT_MURMUR3)
-            return ia_error_set(IA_EUNSUPPORTED, "%s: HAMT hash type 0x%llx is not murmur3", text,
-                                (unsigned long long)u->fs.hash_type);
+            return ia_error_set(IA_EUNSUPPORTED, "%s: HAMT hash type 0x%llx is not murmur3",
+                                cid_str(cid), (unsigned long long)u->fs.hash_type);
         if (!u->fs.has_fanout || fo < 2 || fo > HAMT_MAX_FANOUT || (fo & (fo - 1)))
             return ia_error_set(IA_EPARSE, "%s: HAMT fanout %llu is not a power of two up to %d",
-                                text, (unsigned long long)fo, HAMT_MAX_FANOUT);
+                                cid_str(cid), (unsigned long long)fo, HAMT_MAX_FANOUT);
         for (uint64_t v = fo - 1; v; v >>= 4)
             pad++;
     }
@@ -716,7 +747,7 @@ static ia_status dir_links(fetcher *f, const unode *u, const char *text, uint32_
         place p = {.kind = P_SHARD, .path = dir};
         if (hamt && l->name_len < pad)
             return ia_error_set(IA_EPARSE, "%s: HAMT link %zu has a name shorter than its slot",
-                                text, i);
+                                cid_str(cid), i);
         if (!hamt || l->name_len > pad) {
             p.kind = P_ENTRY;
             if ((st = new_path(f, dir, l->name ? l->name + pad : "", l->name_len - pad, &p.path)))
@@ -729,8 +760,8 @@ static ia_status dir_links(fetcher *f, const unode *u, const char *text, uint32_
 
 /* A directory entry's block tells what it is: a file is created (sized
  * already) and filled as a RANGE of it, a folder made, a symlink written. */
-static ia_status fill_entry(fetcher *f, const ia_cid *cid, const unode *u, const char *text,
-                            uint32_t pi, request *stream) {
+static ia_status fill_entry(fetcher *f, const ia_cid *cid, const unode *u, uint32_t pi,
+                            request *stream) {
     ia_status st = IA_OK;
     uint32_t path = f->places[pi].path;
     char *where = NULL, *target = NULL;
@@ -740,7 +771,7 @@ static ia_status fill_entry(fetcher *f, const ia_cid *cid, const unode *u, const
     switch (u->type) {
     case IA_UNIXFS_FILE:
     case IA_UNIXFS_RAW:
-        if ((st = unode_file_size(u, text, &size)))
+        if ((st = unode_file_size(u, cid, &size)))
             return st;
         if (!grow(&f->files, &f->cap_files, f->n_files + 1, sizeof *f->files))
             return IA_ENOMEM;
@@ -781,7 +812,7 @@ static ia_status fill_entry(fetcher *f, const ia_cid *cid, const unode *u, const
         }
         f->places[pi].kind = P_DIR;
         if (st == IA_OK)
-            st = dir_links(f, u, text, path, stream);
+            st = dir_links(f, u, cid, path, stream);
         break;
     case IA_UNIXFS_SYMLINK:
         if (!(target = ia_strndup((const char *)u->content, u->content_len)))
@@ -796,7 +827,7 @@ static ia_status fill_entry(fetcher *f, const ia_cid *cid, const unode *u, const
         f->places[pi].kind = P_LINK;
         break;
     default:
-        st = ia_error_set(IA_EUNSUPPORTED, "%s: cannot write a UnixFS %s to disk", text,
+        st = ia_error_set(IA_EUNSUPPORTED, "%s: cannot write a UnixFS %s to disk", cid_str(cid),
                           type_name(u->type));
     }
 done:
@@ -809,18 +840,17 @@ done:
  * children placed after it by their blocksizes. */
 static ia_status fill_range(fetcher *f, const ia_cid *cid, const unode *u, uint32_t pi,
                             request *stream) {
-    char text[IA_CID_MAX_STRING];
     place p = f->places[pi];
     uint64_t size;
     ia_status st;
-    cid_text(cid, text);
     if (u->type != IA_UNIXFS_FILE && u->type != IA_UNIXFS_RAW)
-        return ia_error_set(IA_EPARSE, "%s: a %s inside a file's DAG", text, type_name(u->type));
-    if ((st = unode_file_size(u, text, &size)))
+        return ia_error_set(IA_EPARSE, "%s: a %s inside a file's DAG", cid_str(cid),
+                            type_name(u->type));
+    if ((st = unode_file_size(u, cid, &size)))
         return st;
     if (size != p.size)
-        return ia_error_set(IA_EPARSE, "%s: holds %llu bytes but its parent says %llu", text,
-                            (unsigned long long)size, (unsigned long long)p.size);
+        return ia_error_set(IA_EPARSE, "%s: holds %llu bytes but its parent says %llu",
+                            cid_str(cid), (unsigned long long)size, (unsigned long long)p.size);
     if (u->content_len && (st = out_write(f, p.file, p.offset, u->content, u->content_len)))
         return st;
     uint64_t off = p.offset + u->content_len;
@@ -842,27 +872,44 @@ static ia_status flush_refs(fetcher *f) {
 /* Keeps a fetched block in the store: a leaf as a reference into the file
  * it was written to (its dag-pb framing, if any, as the reference's prefix
  * and suffix), anything else as a block. */
-static ia_status keep_block(fetcher *f, const ia_cid *cid, const uint8_t *data, size_t len,
-                            const unode *u, int32_t written_at) {
-    const place *p = written_at >= 0 ? &f->places[written_at] : NULL;
-    bool leaf = u->raw || u->pb.n_links == 0;
-    size_t n_prefix = u->content_len ? (size_t)(u->content - data) : 0;
-    size_t n_suffix = u->content_len ? len - n_prefix - u->content_len : 0;
-    if (!p || p->kind != P_RANGE || !leaf || u->content_len == 0 || n_prefix > IA_BS_WRAP_MAX ||
-        n_suffix > IA_BS_WRAP_MAX || cid->mh_code == IA_MH_IDENTITY)
-        return ia_blockstore_put(f->bs, cid, len ? (const void *)data : "", len);
+/* Keeps a leaf written at place p as a reference: its content_len bytes
+ * there, framed by the n_prefix bytes of wrap before and n_suffix after. */
+static ia_status keep_ref(fetcher *f, const ia_cid *cid, const place *p, size_t content_len,
+                          const uint8_t *wrap, size_t n_prefix, size_t n_suffix) {
     if (!f->refs && !(f->refs = ia_malloc_array(REF_BATCH, sizeof *f->refs)))
         return IA_ENOMEM;
     ia_bs_ref *r = &f->refs[f->n_refs++];
     r->cid = *cid;
     r->path = f->files[p->file].abs;
     r->offset = p->offset;
-    r->len = u->content_len;
+    r->len = content_len;
     r->n_prefix = (uint8_t)n_prefix;
     r->n_suffix = (uint8_t)n_suffix;
-    memcpy(r->prefix, data, n_prefix);
-    memcpy(r->suffix, u->content + u->content_len, n_suffix);
+    memcpy(r->prefix, wrap, n_prefix);
+    memcpy(r->suffix, wrap + n_prefix, n_suffix);
     return f->n_refs == REF_BATCH ? flush_refs(f) : IA_OK;
+}
+
+/* Whether a leaf with this framing, written at p, can be kept as a
+ * reference (otherwise it is stored as a block). */
+static bool ref_fits(const place *p, const ia_cid *cid, size_t content_len, size_t n_prefix,
+                     size_t n_suffix) {
+    return p && p->kind == P_RANGE && content_len > 0 && n_prefix <= IA_BS_WRAP_MAX &&
+           n_suffix <= IA_BS_WRAP_MAX && cid->mh_code != IA_MH_IDENTITY;
+}
+
+static ia_status keep_block(fetcher *f, const ia_cid *cid, const uint8_t *data, size_t len,
+                            const unode *u, int32_t written_at) {
+    const place *p = written_at >= 0 ? &f->places[written_at] : NULL;
+    bool leaf = u->raw || u->pb.n_links == 0;
+    size_t n_prefix = u->content_len ? (size_t)(u->content - data) : 0;
+    size_t n_suffix = u->content_len ? len - n_prefix - u->content_len : 0;
+    if (!leaf || !ref_fits(p, cid, u->content_len, n_prefix, n_suffix))
+        return ia_blockstore_put(f->bs, cid, len ? (const void *)data : "", len);
+    uint8_t wrap[2 * IA_BS_WRAP_MAX];
+    memcpy(wrap, data, n_prefix);
+    memcpy(wrap + n_prefix, u->content + u->content_len, n_suffix);
+    return keep_ref(f, cid, p, u->content_len, wrap, n_prefix, n_suffix);
 }
 
 /* A verified block in a get: its bytes go to each of its placements (or to
@@ -870,17 +917,15 @@ static ia_status keep_block(fetcher *f, const ia_cid *cid, const uint8_t *data, 
  * in the store (stored: it came from there). */
 static ia_status get_block(fetcher *f, const ia_cid *cid, const uint8_t *data, size_t len,
                            bool stored, uint32_t place1, request *stream) {
-    char text[IA_CID_MAX_STRING];
     unode u;
     ia_status st = unode_decode(cid, data, len, &u);
     if (st)
         return st;
-    cid_text(cid, text);
     size_t slot = set_find(&f->seen, cid);
     int32_t pi = place1 ? (int32_t)place1 - 1 : (slot != SIZE_MAX ? f->seen.head[slot] : -1);
     int32_t written_at = -1;
     if (pi < 0) {
-        st = ia_error_set(IA_EINVAL, "%s arrived but has no place in the output", text);
+        st = ia_error_set(IA_EINVAL, "%s arrived but has no place in the output", cid_str(cid));
         goto done;
     }
     while (pi >= 0 && st == IA_OK) {
@@ -889,12 +934,12 @@ static ia_status get_block(fetcher *f, const ia_cid *cid, const uint8_t *data, s
         if (kind == P_RANGE)
             st = fill_range(f, cid, &u, (uint32_t)pi, stream);
         else if (kind == P_ENTRY)
-            st = fill_entry(f, cid, &u, text, (uint32_t)pi, stream);
+            st = fill_entry(f, cid, &u, (uint32_t)pi, stream);
         else if (kind == P_SHARD && u.type != IA_UNIXFS_HAMT_SHARD)
-            st = ia_error_set(IA_EPARSE, "%s: HAMT slot link leads to a %s", text,
+            st = ia_error_set(IA_EPARSE, "%s: HAMT slot link leads to a %s", cid_str(cid),
                               type_name(u.type));
         else if (kind == P_SHARD)
-            st = dir_links(f, &u, text, f->places[pi].path, stream);
+            st = dir_links(f, &u, cid, f->places[pi].path, stream);
         if (st == IA_OK && written_at < 0 &&
             (f->places[pi].kind == P_RANGE || f->places[pi].kind == P_LINK))
             written_at = pi;
@@ -1070,8 +1115,10 @@ static ia_status get_finish(fetcher *f, ia_status st) {
  * or the peer's blame when the bytes do not match). */
 typedef struct vjob {
     ia_cid cid;
-    uint8_t *data;
+    uint8_t *buf;  /* owned: data's allocation (a copy, or a stream's cut-item buffer) */
+    uint8_t *data; /* the block, inside buf */
     size_t len, content_off, content_len;
+    uint8_t wrap[2 * IA_BS_WRAP_MAX]; /* data's framing, kept once data is freed */
     int peer;
     int32_t head; /* the block's first placement when it was handed over */
     int n_targets;
@@ -1088,6 +1135,7 @@ struct verifier {
     pthread_mutex_t lock; /* guards the lists, n_queued and stop */
     pthread_cond_t wake;
     vjob *todo, *todo_tail, *done;
+    size_t n_todo;   /* handed over, not yet verified */
     size_t n_queued; /* handed over, not yet collected by the main thread */
     bool stop;
     CURLM *multi; /* woken when a job is done */
@@ -1095,7 +1143,7 @@ struct verifier {
 
 static void vjob_free(vjob *j) {
     if (j)
-        free(j->data);
+        free(j->buf);
     free(j);
 }
 
@@ -1124,6 +1172,15 @@ static void vjob_run(vjob *j) {
             off += (uint64_t)n;
         }
     }
+    /* Done: the bytes are in the output; only the framing is still needed
+     * (for the reference), and done jobs wait for the main thread. */
+    size_t n_suffix = j->len - j->content_off - j->content_len;
+    if (j->st == IA_OK && j->content_off <= IA_BS_WRAP_MAX && n_suffix <= IA_BS_WRAP_MAX) {
+        memcpy(j->wrap, j->data, j->content_off);
+        memcpy(j->wrap + j->content_off, j->data + j->content_off + j->content_len, n_suffix);
+        free(j->buf);
+        j->buf = j->data = NULL;
+    }
 }
 
 static void *verifier_main(void *arg) {
@@ -1141,6 +1198,7 @@ static void *verifier_main(void *arg) {
         pthread_mutex_unlock(&v->lock);
         vjob_run(j);
         pthread_mutex_lock(&v->lock);
+        v->n_todo--;
         j->next = v->done;
         v->done = j;
         curl_multi_wakeup(v->multi);
@@ -1199,13 +1257,13 @@ static void verifier_stop(fetcher *f) {
 static bool offload(fetcher *f, request *r, const ia_cid *cid, const uint8_t *data, size_t len) {
     verifier *v = f->verifier;
     size_t slot;
-    bool added, ok = false;
+    bool ok = false;
     unode u;
     if (!v || f->n_files > OPEN_FILES_MAX || (slot = set_find(&f->seen, cid)) == SIZE_MAX ||
         f->seen.head[slot] < 0)
         return false;
     pthread_mutex_lock(&v->lock);
-    bool room = v->n_queued < VQUEUE_MAX;
+    bool room = v->n_todo < VQUEUE_MAX;
     pthread_mutex_unlock(&v->lock);
     if (!room || unode_decode(cid, data, len, &u) != IA_OK) {
         ia_error_clear();
@@ -1223,9 +1281,21 @@ static bool offload(fetcher *f, request *r, const ia_cid *cid, const uint8_t *da
         j->fd[j->n_targets] = f->files[p->file].fd;
         j->off[j->n_targets++] = p->offset;
     }
-    if (!(j->data = ia_malloc(len ? len : 1)) || set_add(&f->got, cid, &added) != IA_OK)
+    if (got_add(&f->seen, cid) != IA_OK)
         goto done;
-    memcpy(j->data, data, len);
+    if (r->buf && data >= r->buf && data + len == r->buf + r->len) {
+        /* A cut item completed in the stream's own buffer, which holds just
+         * this item (nothing after it is parsed from there): the job takes
+         * the buffer instead of a copy of it. */
+        j->buf = r->buf;
+        j->data = (uint8_t *)data;
+        r->buf = NULL;
+        r->cap = 0;
+    } else {
+        if (!(j->buf = j->data = ia_malloc(len ? len : 1)))
+            goto done;
+        memcpy(j->data, data, len);
+    }
     j->cid = *cid;
     j->len = len;
     j->content_off = u.content_len ? (size_t)(u.content - data) : 0;
@@ -1238,6 +1308,7 @@ static bool offload(fetcher *f, request *r, const ia_cid *cid, const uint8_t *da
     else
         v->todo = j;
     v->todo_tail = j;
+    v->n_todo++;
     v->n_queued++;
     pthread_cond_signal(&v->wake);
     pthread_mutex_unlock(&v->lock);
@@ -1256,10 +1327,8 @@ static ia_status retry(fetcher *f, task t, int p, bool missing);
  * found meanwhile become copies); a corrupt one drops its peer and is
  * fetched again elsewhere. */
 static ia_status vjob_finish(fetcher *f, vjob *j) {
-    char text[IA_CID_MAX_STRING];
     size_t slot = set_find(&f->seen, &j->cid);
     ia_fetch_peer_stats *ps = &f->report->peers[j->peer];
-    cid_text(&j->cid, text);
     if (j->st)
         return ia_error_set(j->st, "%s: %s", f->out, j->why);
     if (j->corrupt) {
@@ -1270,7 +1339,7 @@ static ia_status vjob_finish(fetcher *f, vjob *j) {
         f->report->blocks--;
         f->report->blocks_fetched--;
         f->report->bytes_fetched -= j->len;
-        snprintf(why, sizeof why, "served a block that does not match %s", text);
+        snprintf(why, sizeof why, "served a block that does not match %s", cid_str(&j->cid));
         ia_status st = drop_peer(f, j->peer, why);
         task t = {.cid = j->cid, .redo = true, .attempts = 1};
         return st ? st : retry(f, t, j->peer, false);
@@ -1284,6 +1353,10 @@ static ia_status vjob_finish(fetcher *f, vjob *j) {
     f->seen.flags[slot] |= SLOT_DONE | SLOT_LEAF;
     if (!f->bs)
         return IA_OK;
+    size_t n_suffix = j->len - j->content_off - j->content_len;
+    if (!j->data) /* the verifier kept the framing only: it fits a reference */
+        return keep_ref(f, &j->cid, &f->places[j->head], j->content_len, j->wrap, j->content_off,
+                        n_suffix);
     unode u = {.raw = true, .content = j->data + j->content_off, .content_len = j->content_len};
     return keep_block(f, &j->cid, j->data, j->len, &u, j->head);
 }
@@ -1355,14 +1428,13 @@ static size_t car_fail(request *r, car_fault fault, ia_status st, const char *fm
  * for (not linked from a block seen so far) garbles the stream. */
 static bool car_block(fetcher *f, request *r, const ia_cid *cid, const uint8_t *data, size_t len) {
     char text[IA_CID_MAX_STRING];
-    bool added;
     if (!set_has(&f->seen, cid)) {
         cid_text(cid, text);
         car_fail(r, CAR_GARBLED, IA_EPARSE, "sent block %s, which is not part of the DAG asked for",
                  text);
         return false;
     }
-    if (set_has(&f->got, cid))
+    if (got_has(&f->seen, cid))
         return true; /* another stream brought it, or dups=y */
     if (f->get) {    /* verified, then written where it belongs */
         ia_status st = IA_OK;
@@ -1373,8 +1445,7 @@ static bool car_block(fetcher *f, request *r, const ia_cid *cid, const uint8_t *
             car_fail(r, CAR_CORRUPT, IA_EPARSE, "served a block that does not match %s", text);
             return false;
         }
-        if ((st = get_block(f, cid, data, len, false, 0, r)) ||
-            (st = set_add(&f->got, cid, &added))) {
+        if ((st = get_block(f, cid, data, len, false, 0, r)) || (st = got_add(&f->seen, cid))) {
             car_fail(r, CAR_STORE, st, "%s", ia_error_message());
             return false;
         }
@@ -1383,7 +1454,7 @@ static bool car_block(fetcher *f, request *r, const ia_cid *cid, const uint8_t *
     if (ia_blockstore_has(f->bs, cid)) {
         /* Resume below a missing node: kept, not stored again; its own
          * links may still be missing. Not verified: the store's copy is. */
-        ia_status st = set_add(&f->got, cid, &added);
+        ia_status st = got_add(&f->seen, cid);
         uint8_t *local = NULL;
         size_t local_len = 0;
         if (st == IA_OK && cid->codec != IA_CODEC_RAW &&
@@ -1404,7 +1475,7 @@ static bool car_block(fetcher *f, request *r, const ia_cid *cid, const uint8_t *
         car_fail(r, CAR_CORRUPT, st, "served a block that does not match %s", text);
         return false;
     }
-    if (st == IA_OK && (st = set_add(&f->got, cid, &added)) == IA_OK)
+    if (st == IA_OK && (st = got_add(&f->seen, cid)) == IA_OK)
         st = enqueue_links(f, cid, data, len, r);
     if (st) {
         car_fail(r, CAR_STORE, st, "%s", ia_error_message());
@@ -1506,8 +1577,11 @@ static size_t on_car_body(char *data, size_t size, size_t nmemb, void *ctx) {
         uint64_t base = start + off - r->len;
         if (!car_parse(f, r, r->buf, r->len, base, &used))
             return 0;
-        memmove(r->buf, r->buf + used, r->len - used);
-        r->len -= used;
+        if (!r->buf) /* the verifier took it with the one item it held */
+            r->len = 0;
+        else if (used > 0)
+            memmove(r->buf, r->buf + used, r->len - used);
+        r->len -= r->buf ? used : 0;
     }
     if (off == n)
         return n;
@@ -1575,7 +1649,7 @@ static ia_status start_request(fetcher *f, const task *t, int p) {
     curl_easy_setopt(e, CURLOPT_PRIVATE, r);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->error);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 256L * 1024); /* a block in few reads */
+    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 512L * 1024); /* blocks in few reads and copies */
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE,
@@ -1638,7 +1712,7 @@ static ia_status requeue_missing(fetcher *f, request *r, bool blame, bool missin
     ia_status st = IA_OK;
     for (size_t i = r->n_expect; i-- > 0 && st == IA_OK;) {
         task t = i == 0 ? r->t : r->expect[i];
-        if (set_has(&f->got, &t.cid))
+        if (got_has(&f->seen, &t.cid))
             continue;
         if (blame || missing) {
             if (t.attempts == 0)
@@ -1769,8 +1843,7 @@ static ia_status take_local(fetcher *f, const task *t, bool *fetch) {
         }
         st = get_block(f, &t->cid, data, len, true, t->place1, NULL);
         free(data);
-        bool added;
-        return st ? st : set_add(&f->got, &t->cid, &added);
+        return st ? st : got_add(&f->seen, &t->cid);
     }
     if (!ia_blockstore_has(f->bs, &t->cid)) {
         *fetch = true;
@@ -1853,7 +1926,7 @@ static ia_status dispatch(fetcher *f) {
     int max_attempts = 2 * (int)f->n_peers + 2;
     while (f->queue.n > 0) {
         task t = f->queue.items[f->queue.head];
-        if (!t.place1 && !t.redo && set_has(&f->got, &t.cid)) { /* a CAR stream brought it */
+        if (!t.place1 && !t.redo && got_has(&f->seen, &t.cid)) { /* a CAR stream brought it */
             queue_pop(&f->queue);
             continue;
         }
@@ -2024,7 +2097,7 @@ static ia_status finish(fetcher *f, request *r, CURLcode rc) {
         if (!f->get)
             st = enqueue_links(f, &t.cid, r->buf, r->len, NULL);
         if (st == IA_OK)
-            st = set_add(&f->got, &t.cid, &(bool){false});
+            st = got_add(&f->seen, &t.cid);
         end_request(f, r);
         return st;
     }
@@ -2188,7 +2261,6 @@ fail:
     free(f.peers);
     free(f.queue.items);
     set_free(&f.seen);
-    set_free(&f.got);
     for (size_t i = 0; i < f.n_files; i++) {
         if (f.files[i].fd >= 0)
             close(f.files[i].fd);

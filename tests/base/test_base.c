@@ -128,3 +128,22 @@ TEST(text_lines_split_on_newline_only) {
     CHECK_ERR(ia_text_lines_read(path, 1 << 20, &tl), IA_EINVAL, ":2: invalid UTF-8 at byte 5");
     remove(path);
 }
+
+TEST(array_reserve_grows_keeps_and_refuses_overflow) {
+    int *v = NULL;
+    size_t cap = 0;
+    CHECK(ia_array_reserve(&v, &cap, 1, sizeof *v, 4));
+    CHECK(v != NULL && cap == 4);
+    for (int i = 0; i < 4; i++)
+        v[i] = i;
+    CHECK(ia_array_reserve(&v, &cap, 4, sizeof *v, 4)); /* enough already */
+    CHECK(cap == 4);
+    CHECK(ia_array_reserve(&v, &cap, 9, sizeof *v, 4));
+    CHECK(cap == 16 && v[3] == 3);
+    int *before = v;
+    size_t cap_before = cap;
+    CHECK(!ia_array_reserve(&v, &cap, SIZE_MAX / 2, sizeof *v, 4)); /* bytes overflow */
+    CHECK(v == before && cap == cap_before);
+    ia_error_clear();
+    free(v);
+}

@@ -194,7 +194,10 @@ TEST(corrupt_blocks_are_refused_and_fetched_elsewhere) {
         CHECK_MSG(r.peers[1].dropped && r.peers[1].why &&
                       strstr(r.peers[1].why, "served a block that does not match"),
                   "%s: %s", modes[m], r.peers[1].why ? r.peers[1].why : "(not dropped)");
-        CHECK_EQ_INT(r.peers[1].corrupt, 1);
+        /* At least the first: the bad peer's two streams each end in a
+         * corrupt block, and leaves verified on the second thread may
+         * have come in from both before the first verdict dropped it. */
+        CHECK(r.peers[1].corrupt >= 1 && r.peers[1].corrupt <= 2);
         CHECK(!r.peers[0].dropped);
         if (test_failed_checks)
             print_notes(&r);
