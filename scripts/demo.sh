@@ -3,8 +3,10 @@
 # of sentences and a query with the default model and prints the sentences
 # ranked by cosine similarity to the query), then imports the model directory
 # into the local IPFS store (by reference: --nocopy keeps the files where they
-# are) and prints its CID, then starts the model server on it, which prints
-# its URL and an example request and runs until Ctrl-C.
+# are) and prints its CID, then starts the model server on that CID (loaded
+# from the store: the files added by reference are verified and mapped where
+# they are, no copy), under the directory's name as its model id; the server
+# prints its URL and an example request and runs until Ctrl-C.
 # IA_SERVE_PORT picks the port (8080); IA_DEMO_NO_SERVE=1 stops after the CID.
 set -euo pipefail
 cli=${1:?usage: demo.sh CLI MODEL_DIR}
@@ -27,4 +29,4 @@ echo "is IPFS content $cid (in the local store; 'ipfs-accelerate ls $cid' lists 
 
 [ "${IA_DEMO_NO_SERVE:-0}" = 1 ] && exit 0
 echo
-exec "$cli" serve --model "$model" --port "${IA_SERVE_PORT:-8080}"
+exec "$cli" serve --model "$(basename "$model")=$cid" --port "${IA_SERVE_PORT:-8080}"

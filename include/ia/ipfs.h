@@ -534,6 +534,29 @@ ia_status ia_fetch_get(ia_blockstore *bs, const ia_cid *root, const char *out_pa
                        const char *const *peers, size_t n_peers, const ia_fetch_options *opts,
                        ia_fetch_report *report);
 
+/* ---- --nocopy references, read side (blockstore.c) ------------------------------------ */
+
+#define IA_BLOCKSTORE_REF_PATH_MAX 4096
+#define IA_BLOCKSTORE_REF_WRAP_MAX 64
+
+/* Where a block held by reference lives: its bytes are prefix, then bytes
+ * [offset, offset + length) of the file at path, then suffix (the framing of a
+ * dag-pb leaf; empty for raw leaves). file_size and mtime_ns are the file's
+ * when the reference was recorded: a file that differs now has changed. */
+typedef struct ia_blockstore_ref {
+    char path[IA_BLOCKSTORE_REF_PATH_MAX]; /* absolute */
+    uint64_t offset, length;
+    uint64_t file_size;
+    int64_t mtime_ns;
+    uint8_t prefix[IA_BLOCKSTORE_REF_WRAP_MAX], suffix[IA_BLOCKSTORE_REF_WRAP_MAX];
+    size_t n_prefix, n_suffix;
+} ia_blockstore_ref;
+
+/* Fills *out when cid is held as a finished --nocopy reference (whether or
+ * not a copy is stored too); IA_ENOTFOUND when it is not one. Reads nothing
+ * from the file and checks nothing: the caller verifies the bytes. */
+ia_status ia_blockstore_ref_get(ia_blockstore *bs, const ia_cid *cid, ia_blockstore_ref *out);
+
 #ifdef __cplusplus
 }
 #endif

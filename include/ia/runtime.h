@@ -616,6 +616,49 @@ ia_status ia_quant_eval_embed_recipe(const char *dir, const char *quant, const c
 
 /* ==== end of text generation ============================================== */
 
+/* ==== model sources: a path or a CID in the local store (model_source.c) ========== */
+
+/* A --model argument is a path on disk (a model directory or a .gguf file),
+ * or, when no such path exists, a CID of one in the local IPFS store: "CID",
+ * "CID/sub/path" or "/ipfs/CID/sub/path". A CID is turned into a path the
+ * loaders take, under ${XDG_CACHE_HOME:-~/.cache}/ipfs-accelerate/cid/<CIDv1>/
+ * (a directory CID: that directory; a file CID, which must be a GGUF file:
+ * model.gguf inside it). A file whose every leaf the store holds as a
+ * --nocopy reference into one file, covering it whole and in order, is not
+ * copied: its leaves are re-hashed against their CIDs in place (spread over
+ * the cores) and the cache entry holds a symlink to that file, which the
+ * loader then maps where it is. Other files are exported from the store once
+ * (every block re-hashed), through a temporary directory renamed into place,
+ * so an entry is either whole or absent and concurrent processes agree. */
+
+typedef struct ia_model_source_info {
+    bool from_store;         /* the argument was a CID, not a path */
+    bool exported;           /* the cache entry was (re)built by this call */
+    size_t files_in_place;   /* files mapped where they were added (symlinks) */
+    size_t files_copied;     /* files exported from the store's blocks */
+    uint64_t bytes_verified; /* bytes re-hashed in place by this call */
+    double verify_seconds;   /* the time that took */
+} ia_model_source_info;
+
+/* true when arg is not an existing path but reads as a CID (or CID path). */
+bool ia_model_source_is_cid(const char *arg);
+
+/* The path to load `arg` from (malloc'd; caller frees): arg itself when it
+ * exists on disk, else the cache entry of the CID it names in the store at
+ * repo_dir (NULL: $IPFS_ACCELERATE_HOME or ~/.local/share/ipfs-accelerate),
+ * made or checked now. info may be NULL. Errors name arg: IA_ENOTFOUND when
+ * it is neither a path nor a CID, or when the CID is not in the store (naming
+ * the store); IA_EUNSUPPORTED for a file CID that is not GGUF; IA_EIO when a
+ * file added by reference changed since it was added (naming the file). */
+ia_status ia_model_source_resolve(const char *arg, const char *repo_dir, char **path,
+                                  ia_model_source_info *info);
+/* The same over an open store (borrowed), for a caller that keeps it. */
+struct ia_blockstore;
+ia_status ia_model_source_resolve_in(struct ia_blockstore *bs, const char *arg, char **path,
+                                     ia_model_source_info *info);
+
+/* ==== end of model sources ========================================================= */
+
 #ifdef __cplusplus
 }
 #endif

@@ -42,6 +42,7 @@ int cmd_api(int argc, char **argv);
 #define CLI_MAX_STOP 16
 typedef struct cli_gen_args {
     const char *model, *prompt, *system;
+    const char *repo; /* --repo: the store a CID --model is resolved in (NULL: default) */
     size_t max_tokens;
     ia_sampling sampling;
     const char *stop[CLI_MAX_STOP];

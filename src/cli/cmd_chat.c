@@ -28,7 +28,10 @@ static const char chat_usage[] =
     "On a terminal: type a message after \"> \" (Ctrl-D ends). From a pipe: each line of\n"
     "stdin is a user turn; each reply is printed on its own line(s).\n"
     "\n"
-    "  --model M            HF model directory or .gguf file\n"
+    "  --model M            HF model directory or .gguf file, or the CID of either in the\n"
+    "                       local store (CID, CID/sub/path, /ipfs/CID/...)\n"
+    "  --repo DIR           the store for a CID model (default $IPFS_ACCELERATE_HOME or\n"
+    "                       ~/.local/share/ipfs-accelerate)\n"
     "  --system TEXT        a system message first\n"
     "  --max-tokens N       most tokens per reply (default 128)\n"
     "  sampling, --stop, --threads, --dtype, --kv-cache, --context, --device: as for generate\n";
@@ -110,7 +113,11 @@ int cmd_chat(int argc, char **argv) {
     cli_out_state o = {0};
     char *line = NULL;
     size_t cap = 0;
-    ia_status st = ia_generator_load(a.model, &a.opts, &g);
+    char *model_path = NULL; /* the model's path on disk (a CID resolved) */
+    ia_status st = ia_model_source_resolve(a.model, a.repo, &model_path, NULL);
+    if (st == IA_OK)
+        st = ia_generator_load(model_path, &a.opts, &g);
+    free(model_path);
     if (st != IA_OK)
         goto done;
     const ia_chat_template *t = ia_generator_chat_template(g);

@@ -11,7 +11,7 @@
 #include "ia/runtime.h"
 
 static const char embed_usage[] =
-    "usage: ipfs-accelerate embed --model DIR|FILE.gguf [options] [TEXT ...]\n"
+    "usage: ipfs-accelerate embed --model DIR|FILE.gguf|CID [options] [TEXT ...]\n"
     "\n"
     "Prints one embedding (a JSON array of floats) per input text.\n"
     "\n"
@@ -19,7 +19,11 @@ static const char embed_usage[] =
     "                     model.safetensors; modules.json and 1_Pooling/ when present),\n"
     "                     or a BERT .gguf file (ours or llama.cpp's, any weight type):\n"
     "                     pooling from bert.pooling_type, L2-normalised by default as\n"
-    "                     llama.cpp does (GGUF has no Normalize module)\n"
+    "                     llama.cpp does (GGUF has no Normalize module); or the CID of\n"
+    "                     either in the local store (CID, CID/sub/path, /ipfs/CID/...;\n"
+    "                     files added with --nocopy are mapped in place)\n"
+    "  --repo DIR         the store for a CID model (default $IPFS_ACCELERATE_HOME or\n"
+    "                     ~/.local/share/ipfs-accelerate)\n"
     "  --input FILE       read texts from FILE, one per line ('-' for stdin)\n"
     "  --format FORMAT    json (default): one JSON array holding one array per input;\n"
     "                     jsonl: one array per line, one line per input\n"
@@ -47,10 +51,12 @@ int cmd_embed(int argc, char **argv) {
         {"batch-tokens", required_argument, NULL, 'B'},
         {"no-normalize", no_argument, NULL, 'N'},
         {"normalize", no_argument, NULL, 'n'},
+        {"repo", required_argument, NULL, 'R'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *model = NULL, *input = NULL, *device = NULL;
+    const char *model = NULL, *input = NULL, *device = NULL, *repo = NULL;
+    char *model_path = NULL; /* the model's path on disk (a CID resolved) */
     cli_format format = CLI_FORMAT_JSON;
     ia_embedder_options opts = ia_embedder_options_default();
     long v;
@@ -64,6 +70,9 @@ int cmd_embed(int argc, char **argv) {
             break;
         case 'i':
             input = optarg;
+            break;
+        case 'R':
+            repo = optarg;
             break;
         case 'f':
             st = cli_parse_format(optarg, &format);
@@ -127,10 +136,12 @@ int cmd_embed(int argc, char **argv) {
     float *out = NULL;
     int rc = 1;
     char chosen[32];
-    if ((st = ia_model_device_select(model, device, ia_dtype_name(opts.dtype), chosen,
+    if ((st = ia_model_source_resolve(model, repo, &model_path, NULL)))
+        goto done;
+    if ((st = ia_model_device_select(model_path, device, ia_dtype_name(opts.dtype), chosen,
                                      sizeof chosen)))
         goto done;
-    if ((st = ia_embedder_load(model, &opts, &emb)))
+    if ((st = ia_embedder_load(model_path, &opts, &emb)))
         goto done;
     size_t dim = ia_embedder_dim(emb);
     if (!(out = ia_malloc_array(in.n ? in.n * dim : 1, sizeof(float)))) {
@@ -158,6 +169,7 @@ done:
     if (st != IA_OK)
         rc = cli_fail("embed", st);
     free(out);
+    free(model_path);
     ia_embedder_free(emb);
     cli_inputs_free(&in);
     return rc;

@@ -24,7 +24,10 @@ static const char generate_usage[] =
     "Continues TEXT with a decoder model, streaming tokens to stdout.\n"
     "\n"
     "  --model M            HF model directory (config.json, *.safetensors, tokenizer.json)\n"
-    "                       or a .gguf file\n"
+    "                       or a .gguf file, or the CID of either in the local store (CID,\n"
+    "                       CID/sub/path, /ipfs/CID/...; --nocopy files are mapped in place)\n"
+    "  --repo DIR           the store for a CID model (default $IPFS_ACCELERATE_HOME or\n"
+    "                       ~/.local/share/ipfs-accelerate)\n"
     "  --prompt TEXT        the text to continue (UTF-8)\n"
     "  --max-tokens N       most new tokens (default 128; 0: until EOS or the context is full)\n"
     "  --temperature T      0 is greedy (default 0.8)\n"
@@ -65,6 +68,7 @@ enum {
     OPT_CONTEXT,
     OPT_DEVICE,
     OPT_SYSTEM,
+    OPT_REPO,
     OPT_HELP,
 };
 
@@ -109,6 +113,7 @@ int cli_gen_parse(const char *cmd, const char *usage, int argc, char **argv, cli
         {"context", required_argument, NULL, OPT_CONTEXT},
         {"device", required_argument, NULL, OPT_DEVICE},
         {"system", required_argument, NULL, OPT_SYSTEM},
+        {"repo", required_argument, NULL, OPT_REPO},
         {"help", no_argument, NULL, OPT_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -131,6 +136,9 @@ int cli_gen_parse(const char *cmd, const char *usage, int argc, char **argv, cli
             break;
         case OPT_PROMPT:
             a->prompt = optarg;
+            break;
+        case OPT_REPO:
+            a->repo = optarg;
             break;
         case OPT_SYSTEM:
             a->system = optarg;
@@ -268,7 +276,11 @@ int cmd_generate(int argc, char **argv) {
     ia_generator *g = NULL;
     ia_generate_result res = {0};
     cli_out_state o = {0};
-    ia_status st = ia_generator_load(a.model, &a.opts, &g);
+    char *model_path = NULL; /* the model's path on disk (a CID resolved) */
+    ia_status st = ia_model_source_resolve(a.model, a.repo, &model_path, NULL);
+    if (st == IA_OK)
+        st = ia_generator_load(model_path, &a.opts, &g);
+    free(model_path);
     if (st != IA_OK)
         return cli_fail("generate", st);
     ia_generate_request req = ia_generate_request_default();

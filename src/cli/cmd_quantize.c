@@ -31,7 +31,10 @@ static const char quantize_usage[] =
     "quantised block types. Files written here load in llama.cpp; files quantised by\n"
     "llama.cpp load in `generate` (decoders) and `embed` (BERT).\n"
     "\n"
-    "  --model M            the source model (f32, f16, bf16 or already quantised)\n"
+    "  --model M            the source model (f32, f16, bf16 or already quantised), or the\n"
+    "                       CID of one in the local store (CID, CID/sub/path, /ipfs/...)\n"
+    "  --repo DIR           the store for a CID model (default $IPFS_ACCELERATE_HOME or\n"
+    "                       ~/.local/share/ipfs-accelerate)\n"
     "  --type T             recipe: q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k_s, q3_k_m,\n"
     "                       q3_k_l, q4_k_s, q4_k_m, q5_k_s, q5_k_m, q6_k, f16, bf16, f32\n"
     "                       (q3_k, q4_k, q5_k mean their _m mixes, as in llama-quantize)\n"
@@ -97,6 +100,7 @@ static bool is_encoder_dir(const char *model) {
 typedef struct eval_args {
     bool on;
     const char *text;
+    const char *name; /* --model as given, for the report */
     ia_quant_eval_options opts;
 } eval_args;
 
@@ -124,7 +128,7 @@ static int eval_embeddings(const char *model, const char *quant, const char *typ
     if (as_json) {
         printf("{\"model\":\"%s\",\"quantized\":\"%s\",\"type\":\"%s\",\"sentences\":%zu,"
                "\"cosine_mean\":%.6f,\"cosine_min\":%.6f,\"pairs\":%zu,\"spearman\":%.6f}\n",
-               model, quant ? quant : "at load", type, r.n, r.cos_mean, r.cos_min, r.n_pairs,
+               e->name, quant ? quant : "at load", type, r.n, r.cos_mean, r.cos_min, r.n_pairs,
                r.spearman);
         return 0;
     }
@@ -150,7 +154,8 @@ static int eval_decoder(const char *model, const char *quantized, const char *re
     if (as_json) {
         printf("{\"model\":\"%s\",\"recipe\":\"%s\",\"tokens_scored\":%zu,\"ppl_original\":%.6f,"
                "\"ppl_quantized\":%.6f,\"kl_mean\":%.6g,\"kl_max\":%.6g,\"same_top\":%.6f}\n",
-               model, recipe, r.n_scored, r.ppl_base, r.ppl_quant, r.kl_mean, r.kl_max, r.same_top);
+               e->name, recipe, r.n_scored, r.ppl_base, r.ppl_quant, r.kl_mean, r.kl_max,
+               r.same_top);
         return 0;
     }
     printf("%-8s %8s %12s %12s %8s %10s %10s %9s\n", "recipe", "tokens", "ppl original",
@@ -205,7 +210,8 @@ int cmd_quantize(int argc, char **argv) {
         OPT_EVAL,
         OPT_EVAL_TEXT,
         OPT_EVAL_TOKENS,
-        OPT_EVAL_WINDOW
+        OPT_EVAL_WINDOW,
+        OPT_REPO
     };
     static const struct option options[] = {
         {"model", required_argument, NULL, 'm'},
@@ -219,10 +225,11 @@ int cmd_quantize(int argc, char **argv) {
         {"eval-text", required_argument, NULL, OPT_EVAL_TEXT},
         {"eval-tokens", required_argument, NULL, OPT_EVAL_TOKENS},
         {"eval-window", required_argument, NULL, OPT_EVAL_WINDOW},
+        {"repo", required_argument, NULL, OPT_REPO},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *model = NULL, *out = NULL, *overrides[MAX_OVERRIDES];
+    const char *model = NULL, *out = NULL, *repo = NULL, *overrides[MAX_OVERRIDES];
     bool as_json = false;
     ia_quantize_options opts = {0};
     eval_args ev = {.opts = {.max_tokens = 4096}};
@@ -239,6 +246,9 @@ int cmd_quantize(int argc, char **argv) {
             break;
         case 'o':
             out = optarg;
+            break;
+        case OPT_REPO:
+            repo = optarg;
             break;
         case OPT_KEEP:
             opts.keep_output_f16 = true;
@@ -290,9 +300,19 @@ int cmd_quantize(int argc, char **argv) {
         return cli_usage_error("quantize",
                                "--eval needs --eval-text FILE (or IA_EVAL_TEXT): plain text for a "
                                "decoder, one sentence per line for an embedding model");
+    /* a CID becomes a path on disk; reports show the argument as given */
+    char *model_path = NULL;
+    ia_status st = ia_model_source_resolve(model, repo, &model_path, NULL);
+    if (st != IA_OK)
+        return cli_fail("quantize", st);
+    ev.name = model;
+    model = model_path;
     bool encoder = is_encoder_dir(model);
-    if (ev.on && encoder && !out) /* the recipe applied at load, no file written */
-        return eval_embeddings(model, NULL, opts.type, &ev, as_json);
+    if (ev.on && encoder && !out) { /* the recipe applied at load, no file written */
+        int rc = eval_embeddings(model, NULL, opts.type, &ev, as_json);
+        free(model_path);
+        return rc;
+    }
     char tmp_out[64] = "";
     if (!out) { /* evaluate a temporary file */
         snprintf(tmp_out, sizeof tmp_out, "/tmp/ia-quantize-eval-%ld.gguf", (long)getpid());
@@ -304,12 +324,13 @@ int cmd_quantize(int argc, char **argv) {
     opts.progress_ctx = &ps;
     ia_quantize_report report;
     double t0 = ia_time_now();
-    ia_status st = ia_quantize_model(model, out, &opts, &report);
+    st = ia_quantize_model(model, out, &opts, &report);
     if (ps.tty && ps.last_len && st != IA_OK)
         fputc('\n', stderr);
     if (st != IA_OK) {
         if (tmp_out[0])
             unlink(tmp_out);
+        free(model_path);
         return cli_fail("quantize", st);
     }
     /* With --eval --json, stdout holds only the evaluation's JSON object. */
@@ -320,5 +341,6 @@ int cmd_quantize(int argc, char **argv) {
                        : eval_decoder(model, out, report.recipe, &ev, as_json);
     if (tmp_out[0])
         unlink(tmp_out);
+    free(model_path);
     return rc;
 }

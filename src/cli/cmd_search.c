@@ -12,11 +12,14 @@
 #include "ia/runtime.h"
 
 static const char search_usage[] =
-    "usage: ipfs-accelerate search --model DIR --query TEXT [options] [TEXT ...]\n"
+    "usage: ipfs-accelerate search --model DIR|CID --query TEXT [options] [TEXT ...]\n"
     "\n"
     "Ranks the texts by cosine similarity to the query, best first.\n"
     "\n"
-    "  --model DIR      model directory\n"
+    "  --model DIR      model directory (or .gguf file), or the CID of one in the local\n"
+    "                   store (CID, CID/sub/path, /ipfs/CID/...; --nocopy files mapped in place)\n"
+    "  --repo DIR       the store for a CID model (default $IPFS_ACCELERATE_HOME or\n"
+    "                   ~/.local/share/ipfs-accelerate)\n"
     "  --query TEXT     what to search for\n"
     "  --input FILE     read texts from FILE, one per line\n"
     "  --top N          print only the N best (default: all)\n"
@@ -48,17 +51,14 @@ static double cosine(const float *a, const float *b, size_t n) {
 
 int cmd_search(int argc, char **argv) {
     static const struct option options[] = {
-        {"model", required_argument, NULL, 'm'},
-        {"query", required_argument, NULL, 'q'},
-        {"input", required_argument, NULL, 'i'},
-        {"top", required_argument, NULL, 'k'},
-        {"threads", required_argument, NULL, 't'},
-        {"json", no_argument, NULL, 'j'},
-        {"device", required_argument, NULL, 'D'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        {"model", required_argument, NULL, 'm'},   {"query", required_argument, NULL, 'q'},
+        {"input", required_argument, NULL, 'i'},   {"top", required_argument, NULL, 'k'},
+        {"threads", required_argument, NULL, 't'}, {"json", no_argument, NULL, 'j'},
+        {"device", required_argument, NULL, 'D'},  {"repo", required_argument, NULL, 'R'},
+        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
     };
-    const char *model = NULL, *input = NULL, *query = NULL, *device = NULL;
+    const char *model = NULL, *input = NULL, *query = NULL, *device = NULL, *repo = NULL;
+    char *model_path = NULL; /* the model's path on disk (a CID resolved) */
     long top = 0, v;
     bool json = false;
     ia_embedder_options opts = ia_embedder_options_default();
@@ -72,6 +72,9 @@ int cmd_search(int argc, char **argv) {
             break;
         case 'q':
             query = optarg;
+            break;
+        case 'R':
+            repo = optarg;
             break;
         case 'i':
             input = optarg;
@@ -116,10 +119,12 @@ int cmd_search(int argc, char **argv) {
     const char **all = NULL;
     int rc = 1;
     char chosen[32];
-    if ((st = ia_model_device_select(model, device, ia_dtype_name(opts.dtype), chosen,
+    if ((st = ia_model_source_resolve(model, repo, &model_path, NULL)))
+        goto done;
+    if ((st = ia_model_device_select(model_path, device, ia_dtype_name(opts.dtype), chosen,
                                      sizeof chosen)))
         goto done;
-    if ((st = ia_embedder_load(model, &opts, &emb)))
+    if ((st = ia_embedder_load(model_path, &opts, &emb)))
         goto done;
     size_t dim = ia_embedder_dim(emb), n = in.n;
     vecs = ia_malloc_array((n + 1) * dim, sizeof(float));
@@ -158,6 +163,7 @@ done:
     free(vecs);
     free(ranked);
     free(all);
+    free(model_path);
     ia_embedder_free(emb);
     cli_inputs_free(&in);
     return rc;

@@ -12,27 +12,21 @@
  *
  * A --model that is not a path on disk but a CID (or CID/sub/path, or
  * /ipfs/CID/...) in the local store is turned into a path the loaders can
- * open before the server starts: the DAG is exported once, with every block
- * re-hashed, into ${XDG_CACHE_HOME:-~/.cache}/ipfs-accelerate/cid/<CIDv1>/
- * (a directory CID: the model directory itself; a file CID: a GGUF, written
- * as model.gguf inside it), through a temporary directory renamed into
- * place, so a cache entry is either whole or absent and concurrent servers
- * agree. The next start reuses the entry. The model's id is the argument as
- * given unless NAME=CID names it.
+ * open before the server starts, by ia_model_source_resolve_in (runtime/
+ * model_source.c): a cache entry under
+ * ${XDG_CACHE_HOME:-~/.cache}/ipfs-accelerate/cid/<CIDv1>/ that maps files
+ * added with --nocopy in place and holds verified exports of the rest. The
+ * model's id is the argument as given unless NAME=CID names it.
  */
-#define _XOPEN_SOURCE 700 /* nftw, kill */
-#include <dirent.h>
-#include <errno.h>
-#include <ftw.h>
+#define _XOPEN_SOURCE 700 /* sigtimedwait, pthread_sigmask */
 #include <getopt.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "cli.h"
 #include "ia/ipfs.h"
+#include "ia/runtime.h"
 #include "ia/server.h"
 
 static const char serve_usage[] =
@@ -47,7 +41,8 @@ static const char serve_usage[] =
     "SIGINT or SIGTERM.\n"
     "\n"
     "  --model M            a model directory or .gguf file, or a CID of one in the local\n"
-    "                       store (exported once to ~/.cache/ipfs-accelerate/cid/);\n"
+    "                       store (--nocopy files mapped in place, the rest exported once\n"
+    "                       to ~/.cache/ipfs-accelerate/cid/);\n"
     "                       NAME=M names it (else the last path component, without\n"
     "                       .gguf, or the CID as given); repeat for more models\n"
     "  --host H             address to listen on (default 127.0.0.1)\n"
@@ -99,201 +94,6 @@ enum {
 
 /* ---- models given as CIDs --------------------------------------------------------- */
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-    (void)st, (void)flag, (void)ftw;
-    remove(path);
-    return 0;
-}
-
-/* Removes a file or a directory tree (a failed export's leftovers). */
-static void rm_tree(const char *path) { nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS); }
-
-static bool exists(const char *path) {
-    struct stat sb;
-    return lstat(path, &sb) == 0;
-}
-
-static ia_status mkdirs(char *path) {
-    for (char *p = path + 1;; p++) {
-        if (*p != '/' && *p)
-            continue;
-        char c = *p;
-        *p = 0;
-        int rc = mkdir(path, 0755);
-        *p = c;
-        if (rc != 0 && errno != EEXIST)
-            return ia_error_set(IA_EIO, "cannot create the cache directory %s: %s", path,
-                                strerror(errno));
-        if (!c)
-            return IA_OK;
-    }
-}
-
-/* ${XDG_CACHE_HOME:-~/.cache}/ipfs-accelerate/cid, created (malloc'd). */
-static ia_status cid_cache_root(char **out) {
-    const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
-    char buf[4096];
-    int n = xdg && *xdg ? snprintf(buf, sizeof buf, "%s/ipfs-accelerate/cid", xdg)
-                        : snprintf(buf, sizeof buf, "%s/.cache/ipfs-accelerate/cid",
-                                   home && *home ? home : "/tmp");
-    if (n < 0 || (size_t)n >= sizeof buf)
-        return ia_error_set(IA_EINVAL, "the cache directory's path is too long");
-    ia_status st = mkdirs(buf);
-    if (st == IA_OK && !(*out = ia_strdup(buf)))
-        st = IA_ENOMEM;
-    return st;
-}
-
-/* true when the argument reads as "CID", "CID/a/b" or "/ipfs/CID/...". */
-static bool looks_like_cid(const char *arg) {
-    if (strncmp(arg, "/ipfs/", 6) == 0)
-        arg += 6;
-    size_t n = strcspn(arg, "/");
-    char first[256];
-    if (n == 0 || n >= sizeof first)
-        return false;
-    memcpy(first, arg, n);
-    first[n] = 0;
-    ia_cid cid;
-    return ia_cid_parse(first, &cid) == IA_OK;
-}
-
-typedef struct head_buf {
-    uint8_t b[4];
-    size_t n;
-} head_buf;
-
-static ia_status take_head(void *ctx, const void *data, size_t len) {
-    head_buf *h = ctx;
-    size_t k = len < sizeof h->b - h->n ? len : sizeof h->b - h->n;
-    memcpy(h->b + h->n, data, k);
-    h->n += k;
-    return IA_OK;
-}
-
-/* Removes "<final>.tmp-PID" leftovers of exports whose process is gone
- * (killed mid-export); live ones belong to a server exporting right now. */
-static void rm_stale_exports(const char *root, const char *key) {
-    DIR *d = opendir(root);
-    struct dirent *e;
-    size_t klen = strlen(key);
-    while (d && (e = readdir(d))) {
-        if (strncmp(e->d_name, key, klen) != 0 || strncmp(e->d_name + klen, ".tmp-", 5) != 0)
-            continue;
-        char *end = NULL;
-        long pid = strtol(e->d_name + klen + 5, &end, 10);
-        if (pid <= 0 || *end || (kill((pid_t)pid, 0) != 0 && errno == ESRCH)) {
-            char *path = ia_path_join(root, e->d_name);
-            if (path)
-                rm_tree(path);
-            free(path);
-        }
-    }
-    if (d)
-        closedir(d);
-}
-
-/* Exports cid into final (a directory; a file CID becomes final/model.gguf)
- * through a temporary sibling renamed into place. */
-static ia_status cid_export(ia_blockstore *bs, const ia_cid *cid, bool dir, const char *final) {
-    char tmp[4200], file[4300];
-    snprintf(tmp, sizeof tmp, "%s.tmp-%ld", final, (long)getpid());
-    rm_tree(tmp); /* a crashed start of this pid's predecessor */
-    ia_status st;
-    if (dir) {
-        st = ia_unixfs_get(bs, cid, tmp);
-    } else if (mkdir(tmp, 0755) != 0) {
-        st = ia_error_set(IA_EIO, "cannot create %s: %s", tmp, strerror(errno));
-    } else {
-        snprintf(file, sizeof file, "%s/model.gguf", tmp);
-        st = ia_unixfs_get(bs, cid, file);
-    }
-    if (st == IA_OK && rename(tmp, final) != 0) {
-        /* another server exported it first: theirs is as good as ours */
-        if ((errno == EEXIST || errno == ENOTEMPTY) && exists(final))
-            rm_tree(tmp);
-        else
-            st = ia_error_set(IA_EIO, "cannot rename %s to %s: %s", tmp, final, strerror(errno));
-    }
-    if (st)
-        rm_tree(tmp);
-    return st;
-}
-
-/* The path a CID model is served from (malloc'd): the cache entry, exported
- * now unless a whole one is there. */
-static ia_status cid_model_path(ia_blockstore *bs, const char *arg, char **out) {
-    *out = NULL;
-    ia_cid cid, v1;
-    ia_unixfs_info info;
-    char key[128], *root = NULL, *final = NULL;
-    ia_status st = ia_unixfs_resolve(bs, arg, &cid);
-    if (st == IA_OK && !ia_blockstore_has(bs, &cid))
-        st = ia_error_set(IA_ENOTFOUND, "no block %s", arg);
-    if (st) {
-        ia_error_prefix("--model %s: not in the local store at %s (add it with `ipfs-accelerate "
-                        "add`, or fetch it with `get --from`)",
-                        arg, ia_blockstore_dir(bs));
-        return st;
-    }
-    if ((st = ia_unixfs_stat(bs, &cid, &info)))
-        goto fail;
-    bool dir = info.type == IA_UNIXFS_DIRECTORY || info.type == IA_UNIXFS_HAMT_SHARD;
-    if (!dir) {
-        head_buf h = {{0}, 0};
-        if ((st = ia_unixfs_cat(bs, &cid, 0, 4, take_head, &h)))
-            goto fail;
-        if (h.n < 4 || memcmp(h.b, "GGUF", 4) != 0) {
-            st = ia_error_set(IA_EUNSUPPORTED,
-                              "a file CID must be a GGUF file (a model directory is added as "
-                              "a directory)");
-            goto fail;
-        }
-    }
-    /* one cache entry per DAG, whichever CID version names it */
-    if ((st = ia_cid_convert(&cid, 1, &v1)) ||
-        (st = ia_cid_format(&v1, IA_BASE32, key, sizeof key)))
-        goto fail;
-    if ((st = cid_cache_root(&root)))
-        goto fail;
-    if (!(final = ia_path_join(root, key))) {
-        st = IA_ENOMEM;
-        goto fail;
-    }
-    char probe[4300];
-    snprintf(probe, sizeof probe, "%s%s", final, dir ? "" : "/model.gguf");
-    struct stat sb;
-    bool whole =
-        stat(probe, &sb) == 0 &&
-        (dir ? S_ISDIR(sb.st_mode) : S_ISREG(sb.st_mode) && (uint64_t)sb.st_size == info.size);
-    if (!whole) {
-        if (exists(final))
-            rm_tree(final); /* not what this CID holds: made by hand, or cut short */
-        rm_stale_exports(root, key);
-        ia_log(IA_LOG_INFO, "serve: exporting %s from the store to %s", arg, final);
-        /* the store trusts its blocks on read; an export that becomes a
-         * model re-hashes every one */
-        bool was = ia_blockstore_hash_on_read(bs);
-        ia_blockstore_set_hash_on_read(bs, true);
-        st = cid_export(bs, &cid, dir, final);
-        ia_blockstore_set_hash_on_read(bs, was);
-        if (st)
-            goto fail;
-    }
-    if (dir) {
-        *out = final;
-        final = NULL;
-    } else if (!(*out = ia_path_join(final, "model.gguf"))) {
-        st = IA_ENOMEM;
-    }
-fail:
-    if (st)
-        ia_error_prefix("--model %s", arg);
-    free(root);
-    free(final);
-    return st;
-}
-
 /* Rewrites the --model arguments that name CIDs as "ID=PATH" (*owned keeps
  * the strings; models[i] points at them). The store is opened on first need
  * and left in *bs for the gateway. */
@@ -302,14 +102,14 @@ static ia_status resolve_cid_models(const char **models, size_t n, char **owned,
     for (size_t i = 0; i < n; i++) {
         const char *spec = models[i], *eq = strchr(spec, '=');
         const char *arg = eq ? eq + 1 : spec;
-        if (exists(arg) || !looks_like_cid(arg))
+        if (!ia_model_source_is_cid(arg))
             continue; /* a path (or a missing one: the loader says so) */
         ia_status st = *bs ? IA_OK : cli_repo_open(repo, bs);
         char *path = NULL;
         if (st == IA_OK)
-            st = cid_model_path(*bs, arg, &path);
+            st = ia_model_source_resolve_in(*bs, arg, &path, NULL);
         if (st)
-            return st;
+            return st; /* the message names the argument */
         size_t id_len = eq ? (size_t)(eq - spec) : strlen(arg);
         size_t len = id_len + 1 + strlen(path) + 1;
         if (!(owned[i] = ia_malloc(len))) {

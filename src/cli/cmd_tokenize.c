@@ -11,12 +11,15 @@
 #include "ia/tokenize.h"
 
 static const char tokenize_usage[] =
-    "usage: ipfs-accelerate tokenize --model DIR [options] [TEXT ...]\n"
+    "usage: ipfs-accelerate tokenize --model DIR|CID [options] [TEXT ...]\n"
     "\n"
     "Prints the token ids of each input as a JSON array.\n"
     "\n"
     "  --model DIR            model directory (tokenizer.json, else vocab.txt), or a\n"
-    "                         .gguf file (its tokenizer.ggml.* vocabulary)\n"
+    "                         .gguf file (its tokenizer.ggml.* vocabulary), or the CID\n"
+    "                         of either in the local store (CID, CID/sub/path, /ipfs/...)\n"
+    "  --repo DIR             the store for a CID model (default $IPFS_ACCELERATE_HOME or\n"
+    "                         ~/.local/share/ipfs-accelerate)\n"
     "  --input FILE           read texts from FILE, one per line ('-' for stdin)\n"
     "  --format FORMAT        json (default): one JSON array per input, wrapped in an\n"
     "                         array when there are several; jsonl: one array per line\n"
@@ -64,10 +67,12 @@ int cmd_tokenize(int argc, char **argv) {
         {"no-special-tokens", no_argument, NULL, 'S'},
         {"max-length", required_argument, NULL, 'L'},
         {"pad-to", required_argument, NULL, 'P'},
+        {"repo", required_argument, NULL, 'R'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *model = NULL, *input = NULL;
+    const char *model = NULL, *input = NULL, *repo = NULL;
+    char *model_path = NULL; /* the model's path on disk (a CID resolved) */
     cli_format format = CLI_FORMAT_JSON;
     tokenize_settings s = {.opts = ia_encode_options_default()};
     long v;
@@ -81,6 +86,9 @@ int cmd_tokenize(int argc, char **argv) {
             break;
         case 'i':
             input = optarg;
+            break;
+        case 'R':
+            repo = optarg;
             break;
         case 'f':
             st = cli_parse_format(optarg, &format);
@@ -124,13 +132,15 @@ int cmd_tokenize(int argc, char **argv) {
     ia_status st = IA_OK;
     ia_tokenizer *tok = NULL;
     int rc = 1;
-    if (ia_encoder_path_is_gguf(model)) { /* a GGUF file: tokenizer.ggml.* */
+    if ((st = ia_model_source_resolve(model, repo, &model_path, NULL)))
+        goto done;
+    if (ia_encoder_path_is_gguf(model_path)) { /* a GGUF file: tokenizer.ggml.* */
         ia_gguf *g = NULL;
-        if ((st = ia_gguf_open(model, &g)) == IA_OK)
+        if ((st = ia_gguf_open(model_path, &g)) == IA_OK)
             st = ia_tokenizer_from_gguf(g, &tok);
         ia_gguf_close(g);
     } else {
-        st = ia_tokenizer_load_dir(model, &tok);
+        st = ia_tokenizer_load_dir(model_path, &tok);
     }
     if (st != IA_OK)
         goto done;
@@ -160,6 +170,7 @@ int cmd_tokenize(int argc, char **argv) {
 done:
     if (st != IA_OK)
         rc = cli_fail("tokenize", st);
+    free(model_path);
     ia_tokenizer_free(tok);
     cli_inputs_free(&in);
     return rc;

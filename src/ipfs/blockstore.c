@@ -1180,3 +1180,26 @@ static uint64_t du(const char *path) {
 }
 
 uint64_t ia_bs_disk_usage(ia_blockstore *bs) { return du(bs->dir); }
+
+/* ---- references seen from outside (model loading by CID) -------------------------- */
+/* runtime/model_source.c asks where a --nocopy leaf lives, to map a model
+ * file in place instead of exporting a copy; it verifies the bytes itself. */
+
+ia_status ia_blockstore_ref_get(ia_blockstore *bs, const ia_cid *cid, ia_blockstore_ref *out) {
+    uint8_t mh[IA_CID_MAX_BYTES];
+    ref_row row;
+    ia_status st = ref_lookup(bs, mh, ia_bs_multihash(cid, mh), &row);
+    if (st)
+        return st;
+    memset(out, 0, sizeof *out);
+    snprintf(out->path, sizeof out->path, "%s", row.path);
+    out->offset = row.off;
+    out->length = row.len;
+    out->file_size = row.file_size;
+    out->mtime_ns = row.mtime_ns;
+    memcpy(out->prefix, row.prefix, row.n_prefix);
+    memcpy(out->suffix, row.suffix, row.n_suffix);
+    out->n_prefix = row.n_prefix;
+    out->n_suffix = row.n_suffix;
+    return IA_OK;
+}

@@ -11,9 +11,17 @@
  * a truncated cache entry is exported again (and a dead export's temporary
  * directory removed); a CID missing from the store
  * stops the server with an error that says so.
+ *
+ * A model directory added by reference (the CLI's `add -r -Q --nocopy`, as
+ * `make run` adds the default model, served as NAME=CID as scripts/demo.sh
+ * does) answers the same embeddings while its cache entry holds symlinks to
+ * the original files (no copy of the weights); after the weights change in
+ * place (same size and modification time) serve refuses to start, naming
+ * the file.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -234,5 +242,75 @@ TEST(serve_models_by_cid) {
     run_free(&r);
     free(vec_ref);
     free(text_ref);
+    unsetenv("XDG_CACHE_HOME");
+}
+
+/* A directory added by reference: mapped in place, refused once changed. */
+TEST(serve_nocopy_model_by_cid) {
+    if (!getenv("IA_CLI"))
+        SKIP("IA_CLI is not set");
+    const char *repo = scratch_path("repo"), *model = scratch_path("tiny-bert");
+    setenv("XDG_CACHE_HOME", scratch_path("cache"), 1);
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "cp -r '%s' '%s'", test_source_path(BERT), model);
+    CHECK(system(cmd) == 0);
+
+    run_result a = RUN("add", "-r", "-Q", "--nocopy", "--repo", repo, model);
+    EXPECT(a, 0);
+    char cid[IA_CID_MAX_STRING] = "";
+    sscanf(a.out, "%255s", cid);
+    run_free(&a);
+    ia_cid parsed;
+    CHECK_OK(ia_cid_parse(cid, &parsed));
+
+    const char *paths[] = {model};
+    ia_server *ref = start_server(paths, 1, NULL);
+    if (!ref)
+        return;
+    size_t dim_ref = 0;
+    float *vec_ref = embedding(ia_server_port(ref), "tiny-bert", &dim_ref);
+    ia_server_stop(ref);
+
+    char named[IA_CID_MAX_STRING + 16];
+    snprintf(named, sizeof named, "tiny-bert=%s", cid);
+    const char *args[] = {"--port", "0", "--threads", "1", "--repo", repo, "--model", named, NULL};
+    served s;
+    if (serve_start(&s, args)) {
+        size_t dim = 0;
+        float *vec = embedding(s.port, "tiny-bert", &dim);
+        CHECK(vec && vec_ref && dim == dim_ref && memcmp(vec, vec_ref, dim * sizeof(float)) == 0);
+        free(vec);
+        serve_stop(&s);
+    }
+
+    /* the weights the server mapped are the original file */
+    ia_cid v1;
+    char key[IA_CID_MAX_STRING], link[8192], orig[4096];
+    CHECK_OK(ia_cid_convert(&parsed, 1, &v1));
+    CHECK_OK(ia_cid_format(&v1, IA_BASE32, key, sizeof key));
+    snprintf(link, sizeof link, "%s/ipfs-accelerate/cid/%s/model.safetensors",
+             scratch_path("cache"), key);
+    snprintf(orig, sizeof orig, "%s/model.safetensors", model);
+    struct stat l, x, y;
+    CHECK_MSG(lstat(link, &l) == 0 && S_ISLNK(l.st_mode), "%s is not a symlink", link);
+    CHECK(stat(link, &x) == 0 && stat(orig, &y) == 0 && x.st_ino == y.st_ino);
+
+    /* changed in place, size and time kept: serve refuses, naming the file */
+    FILE *f = fopen(orig, "r+b");
+    CHECK(f && fseek(f, 5000, SEEK_SET) == 0);
+    if (f) {
+        int c = fgetc(f);
+        fseek(f, 5000, SEEK_SET);
+        fputc(c ^ 0xff, f);
+        fclose(f);
+    }
+    struct timespec times[2] = {y.st_atim, y.st_mtim};
+    CHECK(utimensat(AT_FDCWD, orig, times, 0) == 0);
+    run_result r = RUN("serve", "--port", "0", "--repo", repo, "--model", named);
+    CHECK_MSG(r.status == 1 && strstr(r.err, "changed since it was added") &&
+                  strstr(r.err, "model.safetensors") && !strstr(r.out, "serving on"),
+              "exit %d, stdout %s, stderr: %s", r.status, r.out, r.err);
+    run_free(&r);
+    free(vec_ref);
     unsetenv("XDG_CACHE_HOME");
 }
