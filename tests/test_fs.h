@@ -15,6 +15,15 @@
 
 #include "ia/base.h"
 
+/* n reproducible pseudo-random bytes for seed (an LCG's high bytes). */
+static inline void test_fill(uint8_t *p, size_t n, unsigned seed) {
+    uint32_t x = seed * 2654435761u + 1;
+    for (size_t i = 0; i < n; i++) {
+        x = x * 1664525u + 1013904223u;
+        p[i] = (uint8_t)(x >> 24);
+    }
+}
+
 static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
     (void)sb;
     (void)flag;

@@ -142,4 +142,27 @@ int ia_mh_set_add(ia_mh_set *set, const ia_cid *cid);
 bool ia_mh_set_has(const ia_mh_set *set, const ia_cid *cid);
 size_t ia_mh_set_count(const ia_mh_set *set);
 
+/* ---- blocks opened for copy-free serving (blockstore.c, used by gateway.c) -------- */
+
+/* A block ready to be copied out: a trusted block file (fd >= 0, `size`
+ * bytes from offset 0; read it with ia_bs_block_pread into the destination)
+ * or, for references, identity CIDs and any block while hash-on-read is on,
+ * its verified bytes in memory (fd -1, data malloc'd and owned). */
+typedef struct ia_bs_block {
+    int fd;
+    uint8_t *data;
+    uint64_t size;
+} ia_bs_block;
+/* Opens cid's block without reading a block file: no allocation, no CID
+ * text. IA_ENOTFOUND (with a message) when absent; a reference that fails
+ * its check is IA_EIO as in ia_blockstore_get. Close with ia_bs_block_close. */
+ia_status ia_bs_block_open(ia_blockstore *bs, const ia_cid *cid, ia_bs_block *out);
+/* Copies bytes [off, off + len) of the block to dst; IA_EIO when a block
+ * file is shorter than it was when opened. */
+ia_status ia_bs_block_pread(const ia_bs_block *b, uint64_t off, void *dst, size_t len);
+/* Turns an fd-backed block into one in memory (reads it whole). */
+ia_status ia_bs_block_load(ia_bs_block *b);
+/* Closes the file or frees the bytes; the struct reads as empty afterwards. */
+void ia_bs_block_close(ia_bs_block *b);
+
 #endif /* IA_IPFS_INTERNAL_H */

@@ -421,14 +421,6 @@ static ia_status to_sink(void *ctx, const void *data, size_t len) {
     return IA_OK;
 }
 
-static void fill(uint8_t *p, size_t n, unsigned seed) {
-    uint32_t x = seed * 2654435761u + 1;
-    for (size_t i = 0; i < n; i++) {
-        x = x * 1664525u + 1013904223u;
-        p[i] = (uint8_t)(x >> 24);
-    }
-}
-
 /* ---- cases ---------------------------------------------------------------------------- */
 
 TEST(put_get_head_range) {
@@ -607,7 +599,7 @@ TEST(multipart_upload) {
     SETUP(f);
     size_t n = 5 * 65536 + 1234; /* 6 parts of 64 KiB, the last short */
     uint8_t *data = malloc(n);
-    fill(data, n, 7);
+    test_fill(data, n, 7);
     mem_src src = {data, n, UINT64_MAX, 0};
     ia_s3_put_options po = {.multipart_threshold = 100000, .part_size = 65536};
     ia_s3_put_report rep;
@@ -652,7 +644,7 @@ TEST(multipart_abort_on_failure) {
     /* the source fails while part 3 is read: aborted, nothing left */
     size_t n = 6 * 65536;
     uint8_t *data = malloc(n);
-    fill(data, n, 3);
+    test_fill(data, n, 3);
     mem_src src = {data, n, 2 * 65536, 0};
     ia_s3_put_options po = {.multipart_threshold = 65536, .part_size = 65536};
     ia_s3_put_report rep;
@@ -791,7 +783,7 @@ TEST(cli_put_get_ls_rm) {
     snprintf(back, sizeof back, "%s/out.bin", f->dir);
     size_t n = 200000;
     uint8_t *data = malloc(n);
-    fill(data, n, 11);
+    test_fill(data, n, 11);
     FILE *fp = fopen(file, "wb");
     fwrite(data, 1, n, fp);
     fclose(fp);
@@ -950,8 +942,8 @@ TEST(repo_mirror_push_pull) {
     snprintf(file, sizeof file, "%s/model.bin", src);
     size_t n = 300000;
     uint8_t *data = malloc(n), *big = malloc(200000);
-    fill(data, n, 21);
-    fill(big, 200000, 22);
+    test_fill(data, n, 21);
+    test_fill(big, 200000, 22);
     FILE *fp = fopen(file, "wb");
     fwrite(data, 1, n, fp);
     fclose(fp);

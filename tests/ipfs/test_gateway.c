@@ -38,14 +38,6 @@ typedef struct fixture {
 
 static fixture fx;
 
-static void fill(uint8_t *p, size_t n, unsigned seed) {
-    uint32_t x = seed * 2654435761u + 1;
-    for (size_t i = 0; i < n; i++) {
-        x = x * 1664525u + 1013904223u;
-        p[i] = (uint8_t)(x >> 24);
-    }
-}
-
 static void write_bytes(const char *path, const uint8_t *p, size_t n) {
     FILE *f = fopen(path, "wb");
     if (f) {
@@ -77,7 +69,7 @@ static fixture *setup(void) {
     char path[1024];
     fx.file_len = 300000;
     fx.file_bytes = malloc(fx.file_len);
-    fill(fx.file_bytes, fx.file_len, 1);
+    test_fill(fx.file_bytes, fx.file_len, 1);
     snprintf(path, sizeof path, "%s/file.bin", fx.dir);
     write_bytes(path, fx.file_bytes, fx.file_len);
     ia_add_options o = ia_add_options_default();
