@@ -24,6 +24,7 @@
 #define IA_SERVER_H
 
 #include "ia/base.h"
+#include "ia/models.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -68,6 +69,18 @@ typedef struct ia_server_options {
      * routed through the remote providers' resilience layer
      * (src/server/remote.c). NULL: none. With it, no local model is needed. */
     const char *endpoints;
+    /* How every local model is loaded (serve --dtype, --kv-cache, --context);
+     * zero values are the defaults. Text encoders take dtype and weight_type
+     * (ia_embedder_options' fields of those names), text decoders dtype,
+     * kv_dtype and context (ia_generator_options'). /v1/models, /info and
+     * /api/tags show the type in effect. */
+    ia_dtype dtype;                        /* weights in memory; 0 (IA_DTYPE_F32): f32 */
+    ia_encoder_weight_type_fn weight_type; /* encoders: per-tensor types (a mix); NULL: dtype */
+    void *weight_type_ctx;
+    const char *dtype_name; /* the type's name when weight_type is set ("q4_k_m"; copied);
+                             * NULL: ia_dtype_name(dtype) */
+    ia_dtype kv_dtype;      /* decoders' KV cache; 0 (IA_DTYPE_F32): f32 */
+    size_t context;         /* decoders' context in tokens; 0: the model's */
 } ia_server_options;
 
 ia_server_options ia_server_options_default(void);

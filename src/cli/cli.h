@@ -62,6 +62,19 @@ typedef struct cli_out_state {
 } cli_out_state;
 bool cli_gen_write(void *ctx, const char *piece, size_t len);
 
+/* The model options' values, one parser each, shared with `serve`. On a bad
+ * value they return IA_EINVAL with a message naming the flag and the values
+ * it takes, leaving the output unchanged.
+ *   cli_embed_dtype_parse (cmd_embed.c): embed --dtype into opts' dtype and
+ *     weight_type (f32, bf16, a quantisation type, or a `quantize` mix);
+ *   cli_gen_dtype_parse (cmd_generate.c): generate/chat --dtype (f32, f16,
+ *     bf16, a quantisation type); cli_gen_kv_cache_parse: --kv-cache (f32,
+ *     f16, q8_0); cli_gen_context_parse: --context (1 to 2^24 tokens). */
+ia_status cli_embed_dtype_parse(const char *s, ia_embedder_options *opts);
+ia_status cli_gen_dtype_parse(const char *s, ia_dtype *out);
+ia_status cli_gen_kv_cache_parse(const char *s, ia_dtype *out);
+ia_status cli_gen_context_parse(const char *s, size_t *out);
+
 /* Repo commands (cmd_repo.c): opens --repo DIR, or the default repo when dir
  * is NULL; parses a CID argument with a message naming it. */
 struct ia_blockstore;

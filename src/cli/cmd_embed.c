@@ -39,6 +39,28 @@ static const char embed_usage[] =
     "  --no-normalize     skip L2 normalisation even if the model asks for it\n"
     "  --normalize        L2-normalise even if the model does not ask for it\n";
 
+ia_status cli_embed_dtype_parse(const char *s, ia_embedder_options *opts) {
+    ia_embedder_options o = *opts;
+    o.weight_type = NULL;
+    o.weight_type_ctx = NULL;
+    if (strcmp(s, "f32") == 0 || strcmp(s, "fp32") == 0)
+        o.dtype = IA_DTYPE_F32;
+    else if (strchr(s, '_') && strlen(s) > 4 &&
+             ia_quantize_recipe_weight_fn(s, &o.weight_type, &o.weight_type_ctx) == IA_OK)
+        /* a mix (q4_k_m, q3_k_s, ...): quantize's per-tensor types at load */
+        ia_quantize_recipe_base(s, &o.dtype);
+    else if (ia_dtype_parse(s, &o.dtype) != IA_OK ||
+             (o.dtype != IA_DTYPE_BF16 && !ia_dtype_is_quantized(o.dtype)) ||
+             o.dtype == IA_DTYPE_Q8_K)
+        return ia_error_set(IA_EINVAL,
+                            "--dtype: '%s' is not f32, bf16, a quantisation type "
+                            "(q8_0, q4_0, q4_1, q5_0, q5_1, q2_k ... q6_k) or a mix "
+                            "(q4_k_m, q4_k_s, q3_k_m, ...)",
+                            s);
+    *opts = o;
+    return IA_OK;
+}
+
 int cmd_embed(int argc, char **argv) {
     static const struct option options[] = {
         {"model", required_argument, NULL, 'm'},
@@ -78,21 +100,7 @@ int cmd_embed(int argc, char **argv) {
             st = cli_parse_format(optarg, &format);
             break;
         case 'd':
-            if (strcmp(optarg, "f32") == 0 || strcmp(optarg, "fp32") == 0)
-                opts.dtype = IA_DTYPE_F32;
-            else if (strchr(optarg, '_') && strlen(optarg) > 4 &&
-                     ia_quantize_recipe_weight_fn(optarg, &opts.weight_type,
-                                                  &opts.weight_type_ctx) == IA_OK)
-                /* a mix (q4_k_m, q3_k_s, ...): quantize's per-tensor types at load */
-                ia_quantize_recipe_base(optarg, &opts.dtype);
-            else if (ia_dtype_parse(optarg, &opts.dtype) != IA_OK ||
-                     (opts.dtype != IA_DTYPE_BF16 && !ia_dtype_is_quantized(opts.dtype)) ||
-                     opts.dtype == IA_DTYPE_Q8_K)
-                return cli_usage_error("embed",
-                                       "--dtype: '%s' is not f32, bf16, a quantisation type "
-                                       "(q8_0, q4_0, q4_1, q5_0, q5_1, q2_k ... q6_k) or a mix "
-                                       "(q4_k_m, q4_k_s, q3_k_m, ...)",
-                                       optarg);
+            st = cli_embed_dtype_parse(optarg, &opts);
             break;
         case 'D':
             st = cli_parse_device(optarg);

@@ -82,15 +82,38 @@ static ia_status parse_float(const char *flag, const char *s, float *out) {
     return IA_OK;
 }
 
-static ia_status parse_type(const char *flag, const char *s, const char *alt, ia_dtype alt_type,
-                            ia_dtype *out) {
+ia_status cli_gen_dtype_parse(const char *s, ia_dtype *out) {
+    ia_dtype t;
+    if (strcmp(s, "fp16") == 0 || strcmp(s, "fp32") == 0)
+        t = s[2] == '1' ? IA_DTYPE_F16 : IA_DTYPE_F32;
+    else if (ia_dtype_parse(s, &t) != IA_OK || !ia_dtype_get_info(t)->is_float ||
+             t == IA_DTYPE_Q8_K)
+        return ia_error_set(IA_EINVAL,
+                            "--dtype: '%s' is not f32, f16, bf16 or a weight quantisation "
+                            "type (q8_0, q4_0, q4_1, q5_0, q5_1, q2_k ... q6_k)",
+                            s);
+    *out = t;
+    return IA_OK;
+}
+
+ia_status cli_gen_kv_cache_parse(const char *s, ia_dtype *out) {
     if (strcmp(s, "f32") == 0 || strcmp(s, "fp32") == 0)
         *out = IA_DTYPE_F32;
-    else if (strcmp(s, alt) == 0)
-        *out = alt_type;
+    else if (strcmp(s, "f16") == 0)
+        *out = IA_DTYPE_F16;
+    else if (strcmp(s, "q8_0") == 0)
+        *out = IA_DTYPE_Q8_0;
     else
-        return ia_error_set(IA_EINVAL, "%s: '%s' is not f32 or %s", flag, s, alt);
+        return ia_error_set(IA_EINVAL, "--kv-cache: '%s' is not f32, f16 or q8_0", s);
     return IA_OK;
+}
+
+ia_status cli_gen_context_parse(const char *s, size_t *out) {
+    long v;
+    ia_status st = cli_parse_int("--context", s, 1, 1 << 24, &v);
+    if (st == IA_OK)
+        *out = (size_t)v;
+    return st;
 }
 
 int cli_gen_parse(const char *cmd, const char *usage, int argc, char **argv, cli_gen_args *a) {
@@ -192,24 +215,13 @@ int cli_gen_parse(const char *cmd, const char *usage, int argc, char **argv, cli
             a->opts.n_threads = (int)v;
             break;
         case OPT_DTYPE:
-            if (strcmp(optarg, "fp16") == 0 || strcmp(optarg, "fp32") == 0)
-                a->opts.dtype = optarg[2] == '1' ? IA_DTYPE_F16 : IA_DTYPE_F32;
-            else if ((st = ia_dtype_parse(optarg, &a->opts.dtype)) != IA_OK ||
-                     !ia_dtype_get_info(a->opts.dtype)->is_float || a->opts.dtype == IA_DTYPE_Q8_K)
-                st = ia_error_set(IA_EINVAL,
-                                  "--dtype: '%s' is not f32, f16, bf16 or a weight quantisation "
-                                  "type (q8_0, q4_0, q4_1, q5_0, q5_1, q2_k ... q6_k)",
-                                  optarg);
+            st = cli_gen_dtype_parse(optarg, &a->opts.dtype);
             break;
         case OPT_KV:
-            if (strcmp(optarg, "q8_0") == 0)
-                a->opts.kv_dtype = IA_DTYPE_Q8_0;
-            else
-                st = parse_type("--kv-cache", optarg, "f16", IA_DTYPE_F16, &a->opts.kv_dtype);
+            st = cli_gen_kv_cache_parse(optarg, &a->opts.kv_dtype);
             break;
         case OPT_CONTEXT:
-            st = cli_parse_int("--context", optarg, 1, 1 << 24, &v);
-            a->opts.context = (size_t)v;
+            st = cli_gen_context_parse(optarg, &a->opts.context);
             break;
         case OPT_DEVICE:
             if ((st = cli_parse_device(optarg)) == IA_OK && strcmp(optarg, "auto") != 0 &&

@@ -17,9 +17,19 @@
  * ${XDG_CACHE_HOME:-~/.cache}/ipfs-accelerate/cid/<CIDv1>/ that maps files
  * added with --nocopy in place and holds verified exports of the rest. The
  * model's id is the argument as given unless NAME=CID names it.
+ *
+ * --dtype, --kv-cache and --context load every model as `embed` and
+ * `generate` would: their values go through those commands' own parsers
+ * (cli_embed_dtype_parse, cli_gen_*_parse), so the names, defaults and
+ * messages are theirs. One --dtype serves both kinds of model when each
+ * parser takes it; once the models' kinds are known (their configs, read as
+ * the server will classify them), a model whose command would refuse the
+ * value stops serve with a usage error naming the model, as does --kv-cache
+ * or --context with no decoder to apply to.
  */
 #define _XOPEN_SOURCE 700 /* sigtimedwait, pthread_sigmask */
 #include <getopt.h>
+#include <jansson.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,7 +42,8 @@
 static const char serve_usage[] =
     "usage: ipfs-accelerate serve --model M [--model M2 ...] [--host 127.0.0.1] [--port 8080]\n"
     "                             [--api-key-file F] [--max-queue N] [--max-batch-tokens N]\n"
-    "                             [--parallel N] [--max-streams N] [limits]\n"
+    "                             [--parallel N] [--max-streams N] [--dtype T]\n"
+    "                             [--kv-cache T] [--context N] [limits]\n"
     "\n"
     "Serves models over HTTP: OpenAI (/v1/models, /v1/embeddings, /v1/completions,\n"
     "/v1/chat/completions), Hugging Face TEI (/embed, /tokenize, /info), Ollama\n"
@@ -54,6 +65,15 @@ static const char serve_usage[] =
     "  --parallel N         generation slots per model: sequences decoded together in one\n"
     "                       batched step (default 4)\n"
     "  --max-streams N      concurrent streamed responses per model before 429 (default 64)\n"
+    "  --dtype T            weights in memory for every model: T as `embed --dtype` takes it\n"
+    "                       for encoders (f32, bf16, q8_0, q4_0 ... q6_k, or a `quantize`\n"
+    "                       mix such as q4_k_m) and `generate --dtype` for decoders (f32,\n"
+    "                       f16, bf16, q8_0, q4_0 ... q6_k); default f32. A model that\n"
+    "                       cannot take T stops serve with a usage error naming it\n"
+    "  --kv-cache f32|f16|q8_0  decoders' KV cache type (default f32)\n"
+    "  --context N          decoders' context length (default: the model's)\n"
+    "                       (--kv-cache and --context apply to the decoders; encoders have\n"
+    "                       no KV cache and ignore them, but one decoder must be served)\n"
     "  --threads N          compute threads per model (default: physical cores)\n"
     "  --max-body-bytes N   request body limit (default 4194304)\n"
     "  --max-inputs N       texts per embedding request (default 2048)\n"
@@ -88,6 +108,9 @@ enum {
     O_REPO,
     O_MAXSTREAMS,
     O_ENDPOINTS,
+    O_DTYPE,
+    O_KV,
+    O_CONTEXT,
 };
 
 #define SERVE_MAX_MODELS 64
@@ -123,6 +146,89 @@ static ia_status resolve_cid_models(const char **models, size_t n, char **owned,
     return IA_OK;
 }
 
+/* ---- model options: which models take them ---------------------------------------------- */
+
+/* --dtype, --kv-cache and --context as given (NULL: absent), and whether
+ * embed's and generate's parsers took the --dtype value (why not, if not). */
+typedef struct serve_load_args {
+    const char *dtype, *kv_cache, *context;
+    bool encoders_ok, decoders_ok;
+    char encoder_why[256], decoder_why[256];
+} serve_load_args;
+
+/* Whether spec ("PATH" or "ID=PATH") is a text decoder, read from its config
+ * as the server classifies it. false when the config cannot be read or
+ * names another family: the server then says why it cannot serve it. */
+static bool model_is_decoder(const char *spec, bool *encoder) {
+    const char *eq = strchr(spec, '=');
+    json_t *cfg = NULL;
+    ia_model_class cls;
+    ia_classify_options co = {true};
+    bool ok = ia_model_config_load(eq ? eq + 1 : spec, &cfg) == IA_OK &&
+              ia_model_classify(cfg, &co, &cls) == IA_OK;
+    json_decref(cfg);
+    ia_error_clear();
+    *encoder = ok && cls.family == IA_FAMILY_TEXT_ENCODER;
+    return ok && cls.family == IA_FAMILY_TEXT_DECODER;
+}
+
+/* Checks the model options against the models' kinds (given: the --model
+ * arguments as typed, for messages; specs: the same resolved to paths).
+ * Returns 0, or the usage error's exit status (printed). */
+static int check_load_args(const serve_load_args *a, const char *const *given,
+                           const char *const *specs, size_t n) {
+    const char *flag = a->kv_cache ? "--kv-cache" : "--context";
+    if (n == 0 && (a->dtype || a->kv_cache || a->context))
+        return cli_usage_error("serve", "%s applies to the --model models, and none is given",
+                               a->dtype ? "--dtype" : flag);
+    bool any_decoder = false;
+    const char *an_encoder = NULL;
+    for (size_t i = 0; i < n; i++) {
+        bool encoder, decoder = model_is_decoder(specs[i], &encoder);
+        any_decoder |= decoder;
+        if (encoder && !an_encoder)
+            an_encoder = given[i];
+        if (a->dtype && encoder && !a->encoders_ok)
+            return cli_usage_error("serve", "--model %s is a text encoder, as `embed` loads it: %s",
+                                   given[i], a->encoder_why);
+        if (a->dtype && decoder && !a->decoders_ok)
+            return cli_usage_error("serve",
+                                   "--model %s is a text decoder, as `generate` loads it: %s",
+                                   given[i], a->decoder_why);
+    }
+    /* (a model of unknown kind: the server says what is wrong with it) */
+    if ((a->kv_cache || a->context) && !any_decoder && an_encoder)
+        return cli_usage_error("serve",
+                               "%s %s: no --model here is a text decoder (encoders such as %s "
+                               "keep no KV cache)",
+                               flag, a->kv_cache ? a->kv_cache : a->context, an_encoder);
+    return 0;
+}
+
+/* Parses --dtype with both commands' parsers into o; a usage error (exit 2)
+ * only when neither takes the value. */
+static int parse_dtype(const char *s, serve_load_args *a, ia_server_options *o) {
+    ia_embedder_options eo = ia_embedder_options_default();
+    ia_dtype dec = IA_DTYPE_F32;
+    a->dtype = s;
+    a->encoders_ok = cli_embed_dtype_parse(s, &eo) == IA_OK;
+    snprintf(a->encoder_why, sizeof a->encoder_why, "%s", a->encoders_ok ? "" : ia_error_message());
+    a->decoders_ok = cli_gen_dtype_parse(s, &dec) == IA_OK;
+    snprintf(a->decoder_why, sizeof a->decoder_why, "%s", a->decoders_ok ? "" : ia_error_message());
+    if (!a->encoders_ok && !a->decoders_ok)
+        return cli_usage_error("serve",
+                               "--dtype: '%s' is a type neither `embed` (f32, bf16, a "
+                               "quantisation type or a mix such as q4_k_m) nor `generate` (f32, "
+                               "f16, bf16 or a quantisation type) takes",
+                               s);
+    /* both parsers give the same type for a value both take */
+    o->dtype = a->encoders_ok ? eo.dtype : dec;
+    o->weight_type = a->encoders_ok ? eo.weight_type : NULL;
+    o->weight_type_ctx = a->encoders_ok ? eo.weight_type_ctx : NULL;
+    o->dtype_name = o->weight_type ? s : NULL;
+    return 0;
+}
+
 int cmd_serve(int argc, char **argv) {
     static const struct option options[] = {
         {"model", required_argument, NULL, O_MODEL},
@@ -143,10 +249,15 @@ int cmd_serve(int argc, char **argv) {
         {"repo", required_argument, NULL, O_REPO},
         {"endpoints", required_argument, NULL, O_ENDPOINTS},
         {"max-streams", required_argument, NULL, O_MAXSTREAMS},
+        {"dtype", required_argument, NULL, O_DTYPE},
+        {"kv-cache", required_argument, NULL, O_KV},
+        {"context", required_argument, NULL, O_CONTEXT},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *models[SERVE_MAX_MODELS], *key_file = NULL, *repo = NULL;
+    const char *models[SERVE_MAX_MODELS], *given[SERVE_MAX_MODELS];
+    const char *key_file = NULL, *repo = NULL;
+    serve_load_args load = {0};
     bool gateway = false;
     size_t n_models = 0;
     ia_server_options o = ia_server_options_default();
@@ -161,6 +272,7 @@ int cmd_serve(int argc, char **argv) {
         case O_MODEL:
             if (n_models == SERVE_MAX_MODELS)
                 return cli_usage_error("serve", "at most %d --model", SERVE_MAX_MODELS);
+            given[n_models] = optarg;
             models[n_models++] = optarg;
             continue;
         case O_HOST:
@@ -177,6 +289,22 @@ int cmd_serve(int argc, char **argv) {
             continue;
         case O_REPO:
             repo = optarg;
+            continue;
+        case O_DTYPE: {
+            int rc = parse_dtype(optarg, &load, &o);
+            if (rc)
+                return rc;
+            continue;
+        }
+        case O_KV:
+            load.kv_cache = optarg;
+            if (cli_gen_kv_cache_parse(optarg, &o.kv_dtype) != IA_OK)
+                return cli_usage_error("serve", "%s", ia_error_message());
+            continue;
+        case O_CONTEXT:
+            load.context = optarg;
+            if (cli_gen_context_parse(optarg, &o.context) != IA_OK)
+                return cli_usage_error("serve", "%s", ia_error_message());
             continue;
         case 'h':
             fputs(serve_usage, stdout);
@@ -291,18 +419,22 @@ int cmd_serve(int argc, char **argv) {
     ia_blockstore *bs = NULL;
     ia_gateway *gw = NULL;
     ia_status st = resolve_cid_models(models, n_models, owned, repo, &bs);
-    if (!gateway) { /* the exports are done: leave the store to others */
+    /* the models' kinds are known once every one is a path */
+    int usage = st == IA_OK ? check_load_args(&load, given, models, n_models) : 0;
+    if (!gateway || usage) { /* the exports are done: leave the store to others */
         ia_blockstore_close(bs);
         bs = NULL;
     }
-    if (st == IA_OK && gateway && (bs || (st = cli_repo_open(repo, &bs)) == IA_OK))
+    if (st == IA_OK && !usage && gateway && (bs || (st = cli_repo_open(repo, &bs)) == IA_OK))
         st = ia_gateway_start(bs, NULL, NULL, &gw);
     o.gateway = gw;
-    if (st == IA_OK)
+    if (st == IA_OK && !usage)
         st = ia_server_start(&o, &srv);
     ia_server_keys_free(keys, n_keys);
     for (size_t i = 0; i < n_models; i++)
         free(owned[i]);
+    if (usage)
+        return usage;
     if (st) {
         int rc = cli_fail("serve", st);
         ia_gateway_stop(gw);

@@ -9,6 +9,7 @@
  * different embedders, and equal settings share one.
  */
 #include <limits.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -57,9 +58,11 @@ ia_status ia_pool_acquire_embedder(ia_pool *pool, const char *dir,
     char variant[256];
     snprintf(variant, sizeof variant,
              "embedder backend=%s threads=%d batch_tokens=%zu batch_size=%zu max_length=%zu "
-             "normalize=%d tokenizer=%d",
+             "normalize=%d tokenizer=%d weights=%p/%p",
              backend->name, opts.n_threads, opts.batch_tokens, opts.batch_size, opts.max_length,
-             opts.normalize, !opts.skip_tokenizer);
+             opts.normalize, !opts.skip_tokenizer,
+             /* a per-tensor recipe (e.g. q4_k_m) is known by its function and context */
+             opts.weight_type ? (void *)(uintptr_t)opts.weight_type : NULL, opts.weight_type_ctx);
     ia_pool_key key = {.source = source, .device = "cpu", .dtype = opts.dtype, .variant = variant};
     ia_pool_loader loader = {embedder_load, embedder_free, embedder_estimate, &opts};
     return ia_pool_acquire(pool, &key, &loader, out);

@@ -8,6 +8,7 @@
  * shape. Inputs longer than the model (or --max-input-tokens) are a 400
  * unless the request asks to truncate (TEI truncate, Ollama's default).
  */
+#include <ctype.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -328,8 +329,13 @@ int srv_handle_tei_info(srv_req *r) {
         return ret;
     static const char *pool_names[] = {"mean", "cls", "max", "mean_sqrt_len", "last"};
     int p = (int)ia_embedder_pooling(m->emb);
+    /* TEI spells its float types out; quantised ones keep our names */
+    const char *dtype = strcmp(m->dtype, "f32") == 0    ? "float32"
+                        : strcmp(m->dtype, "f16") == 0  ? "float16"
+                        : strcmp(m->dtype, "bf16") == 0 ? "bfloat16"
+                                                        : m->dtype;
     json_t *body = json_pack("{s:s, s:s, s:{s:{s:s}}, s:I, s:I, s:I, s:I, s:I, s:s}", "model_id",
-                             m->id, "model_dtype", "float32", "model_type", "embedding", "pooling",
+                             m->id, "model_dtype", dtype, "model_type", "embedding", "pooling",
                              p >= 0 && p < 5 ? pool_names[p] : "unknown", "max_input_length",
                              (json_int_t)input_limit(m), "max_batch_tokens",
                              (json_int_t)r->srv->opts.max_batch_tokens, "max_concurrent_requests",
@@ -339,13 +345,23 @@ int srv_handle_tei_info(srv_req *r) {
     return srv_send_json(r, 200, body);
 }
 
+json_t *srv_model_entry(const srv_model *m, json_int_t created) {
+    json_t *o = json_pack("{s:s, s:s, s:I, s:s, s:s}", "id", m->id, "object", "model", "created",
+                          created, "owned_by", "ipfs-accelerate", "dtype", m->dtype);
+    if (o && m->kind == SRV_GENERATOR) {
+        json_object_set_new(o, "kv_cache", json_string(ia_dtype_name(m->srv->opts.kv_dtype)));
+        /* the generator's own figure: known once the model has loaded */
+        if (atomic_load(&m->state) == SRV_READY)
+            json_object_set_new(o, "context", json_integer((json_int_t)m->context));
+    }
+    return o;
+}
+
 int srv_handle_models(srv_req *r) {
     json_t *data = json_array();
     for (size_t i = 0; i < r->srv->n_models; i++)
-        json_array_append_new(data, json_pack("{s:s, s:s, s:I, s:s}", "id", r->srv->models[i].id,
-                                              "object", "model", "created",
-                                              (json_int_t)r->srv->started_unix, "owned_by",
-                                              "ipfs-accelerate"));
+        json_array_append_new(
+            data, srv_model_entry(&r->srv->models[i], (json_int_t)r->srv->started_unix));
     return srv_send_json(r, 200, json_pack("{s:s, s:o}", "object", "list", "data", data));
 }
 
@@ -359,13 +375,16 @@ int srv_handle_tags(srv_req *r) {
     for (size_t i = 0; i < r->srv->n_models; i++) {
         srv_model *m = &r->srv->models[i];
         const char *fmt = strstr(m->path, ".gguf") ? "gguf" : "safetensors";
+        char level[sizeof m->dtype]; /* Ollama's spelling: F32, Q8_0, Q4_K_M */
+        for (size_t k = 0; k < sizeof level; k++)
+            level[k] = (char)toupper((unsigned char)m->dtype[k]);
         json_array_append_new(
             models, json_pack("{s:s, s:s, s:s, s:I, s:s, s:{s:s, s:s, s:s}}", "name", m->id,
                               "model", m->id, "modified_at", when, "size", (json_int_t)m->bytes,
                               "digest", "", "details", "format", fmt, "family",
                               m->kind == SRV_EMBEDDER ? "text-encoder" : "text-decoder",
                               "quantization_level",
-                              strcmp(fmt, "gguf") == 0 ? "" : "F32" /* GGUF: as stored */));
+                              strcmp(fmt, "gguf") == 0 ? "" : level /* GGUF: as stored */));
     }
     return srv_send_json(r, 200, json_pack("{s:o}", "models", models));
 }

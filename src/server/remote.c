@@ -286,9 +286,7 @@ static int handle_models(srv_req *r) {
     json_t *data = json_array();
     json_int_t created = (json_int_t)srv->started_unix;
     for (size_t i = 0; i < srv->n_models; i++)
-        json_array_append_new(data, json_pack("{s:s, s:s, s:I, s:s}", "id", srv->models[i].id,
-                                              "object", "model", "created", created, "owned_by",
-                                              "ipfs-accelerate"));
+        json_array_append_new(data, srv_model_entry(&srv->models[i], created));
     for (size_t i = 0; i < srv->remote->n_models; i++) {
         const remote_model *m = &srv->remote->models[i];
         if (local_model(srv, m->id))

@@ -167,6 +167,9 @@ static ia_status load_model(srv_model *m) {
         ia_embedder_options eo = ia_embedder_options_default();
         eo.n_threads = o->threads;
         eo.batch_tokens = o->max_batch_tokens;
+        eo.dtype = o->dtype;
+        eo.weight_type = o->weight_type;
+        eo.weight_type_ctx = o->weight_type_ctx;
         if ((st = ia_pool_global(&pool)) ||
             (st = ia_pool_acquire_embedder(pool, m->path, &eo, &m->handle)))
             return st;
@@ -180,6 +183,9 @@ static ia_status load_model(srv_model *m) {
     ia_generator_options go = ia_generator_options_default();
     go.n_threads = o->threads;
     go.max_seqs = o->parallel ? o->parallel : SRV_DEFAULT_PARALLEL;
+    go.dtype = o->dtype;
+    go.kv_dtype = o->kv_dtype;
+    go.context = o->context;
     if ((st = ia_generator_load(m->path, &go, &m->gen)))
         return st;
     /* size for /api/tags: the weights file (sharded directories: the first) */
@@ -470,8 +476,13 @@ static void *model_thread(void *arg) {
         ia_log(IA_LOG_ERROR, "serve: cannot load %s", m->error);
         atomic_store(&m->state, SRV_FAILED);
     } else {
-        ia_log(IA_LOG_INFO, "serve: model '%s' ready (%s)", m->id,
-               m->kind == SRV_EMBEDDER ? "embeddings" : "generation");
+        if (m->kind == SRV_EMBEDDER)
+            ia_log(IA_LOG_INFO, "serve: model '%s' ready (embeddings, dtype %s)", m->id, m->dtype);
+        else
+            ia_log(IA_LOG_INFO,
+                   "serve: model '%s' ready (generation, dtype %s, kv-cache %s, "
+                   "context %zu)",
+                   m->id, m->dtype, ia_dtype_name(srv->opts.kv_dtype), m->context);
         atomic_store(&m->state, SRV_READY);
     }
     pthread_cond_broadcast(&srv->ready_cv);

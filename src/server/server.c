@@ -243,7 +243,8 @@ srv_model *srv_model_find(srv_req *r, const char *id, srv_kind kind, int *ret) {
     }
     if (!id)
         *ret = srv_send_error(r, 400, "model", "model_not_found",
-                              "this server has no %s model; name one with 'model'", what);
+                              "this server has no %s model; name one with 'model'",
+                              strchr(what, ' ') + 1);
     else
         *ret = srv_send_error(r, 404, "model", "model_not_found",
                               "the model '%.200s' does not exist on this server (GET /v1/models "
@@ -624,6 +625,10 @@ static ia_status model_init(ia_server *srv, srv_model *m, const char *spec) {
                             "(embeddings) and text decoders (generation)",
                             spec, ia_model_family_name(cls.family),
                             cls.model_type[0] ? cls.model_type : "no model_type");
+    /* per-tensor types (a mix) are an encoder's alone (scheduler.c's load_model) */
+    const ia_server_options *o = &srv->opts;
+    bool mix = m->kind == SRV_EMBEDDER && o->weight_type && o->dtype_name;
+    snprintf(m->dtype, sizeof m->dtype, "%s", mix ? o->dtype_name : ia_dtype_name(o->dtype));
     return IA_OK;
 }
 
@@ -675,6 +680,7 @@ ia_status ia_server_start(const ia_server_options *opts, ia_server **out) {
                 goto fail;
             }
     }
+    srv->opts.dtype_name = NULL; /* borrowed: each model copied it */
     struct sockaddr_storage ss;
     if ((st = resolve(srv->opts.host, srv->opts.port, &ss)))
         goto fail;

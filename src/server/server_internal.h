@@ -121,6 +121,7 @@ typedef struct srv_model {
     const ia_chat_template *tmpl;
     int32_t end_id;
     size_t dim, max_length, context;
+    char dtype[32]; /* the weights' type in memory as loaded ("f32", "q8_0", "q4_k_m") */
 
     pthread_t thread;
     bool thread_started;
@@ -213,6 +214,10 @@ typedef int (*srv_handler)(srv_req *r);
 
 /* Routes' handlers (embed.c, generate.c). Return MHD_YES / MHD_NO. */
 int srv_handle_models(srv_req *r);
+/* A local model's /v1/models entry (embed.c; also remote.c's list): id,
+ * object, created, owned_by, and how it was loaded: dtype, and for decoders
+ * kv_cache and context once loaded. */
+json_t *srv_model_entry(const srv_model *m, json_int_t created);
 int srv_handle_tags(srv_req *r);
 int srv_handle_version(srv_req *r);
 int srv_handle_embeddings(srv_req *r);

@@ -1,14 +1,18 @@
 /*
  * Helpers for the server tests: start an in-process server on an ephemeral
  * port over the committed fixtures, and talk to it with libcurl (a request
- * with a JSON body, its status, headers and body; the body parsed as JSON).
+ * with a JSON body, its status, headers and body; the body parsed as JSON);
+ * or start the CLI's `serve` as a process (serve_start, serve_stop).
  */
 #ifndef IA_TEST_SERVER_UTIL_H
 #define IA_TEST_SERVER_UTIL_H
 
 #include <curl/curl.h>
 #include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
 #include <strings.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "ia/server.h"
@@ -167,6 +171,94 @@ static inline ia_server *start_server(const char *const *models, size_t n, ia_se
     CHECK_OK(ia_server_start(o, &srv));
     CHECK(srv == NULL || ia_server_port(srv) != 0);
     return srv;
+}
+
+/* A JSON array of numbers as floats (malloc'd; *dim its length). */
+static inline float *json_floats(json_t *arr, size_t *dim) {
+    *dim = json_array_size(arr);
+    float *v = *dim ? malloc(*dim * sizeof *v) : NULL;
+    for (size_t k = 0; v && k < *dim; k++)
+        v[k] = (float)json_number_value(json_array_get(arr, k));
+    return v;
+}
+
+/* POST /v1/embeddings of one input to model; its embedding (malloc'd,
+ * *dim long), NULL (*dim 0) after a failed check. */
+static inline float *http_embedding(uint16_t port, const char *model, const char *input,
+                                    size_t *dim) {
+    *dim = 0;
+    json_t *b = json_pack("{s:s, s:s}", "model", model, "input", input);
+    char *body = json_dumps(b, JSON_COMPACT);
+    json_decref(b);
+    http_resp r = http_post(port, "/v1/embeddings", body);
+    free(body);
+    CHECK_MSG(r.status == 200, "embeddings for %s: %ld %s", model, r.status, r.body ? r.body : "");
+    json_t *j = r.status == 200 ? http_json(&r) : NULL;
+    float *v =
+        json_floats(json_object_get(json_array_get(json_object_get(j, "data"), 0), "embedding"), dim);
+    json_decref(j);
+    http_free(&r);
+    return v;
+}
+
+/* ---- a `serve` process -------------------------------------------------------------------- */
+
+typedef struct served {
+    pid_t pid;
+    uint16_t port;
+    FILE *out;
+    bool up;
+} served;
+
+/* Starts `serve` with args; true once it printed its three lines (the
+ * address, the example, "ready"). serve_stop is needed either way. */
+static inline bool serve_start(served *s, const char *const *args) {
+    const char *cli = getenv("IA_CLI");
+    int fds[2];
+    memset(s, 0, sizeof *s);
+    if (!cli || pipe(fds) != 0)
+        return false;
+    const char *argv[32];
+    int n = 0;
+    argv[n++] = cli;
+    argv[n++] = "serve";
+    for (int i = 0; args[i] && n < 31; i++)
+        argv[n++] = args[i];
+    argv[n] = NULL;
+    s->pid = fork();
+    if (s->pid == 0) {
+        dup2(fds[1], 1);
+        close(fds[0]);
+        close(fds[1]);
+        execv(cli, (char *const *)argv);
+        _exit(127);
+    }
+    close(fds[1]);
+    s->out = fdopen(fds[0], "r");
+    char line[512] = "", line2[512] = "", line3[512] = "";
+    unsigned port = 0;
+    s->up = s->out && fgets(line, sizeof line, s->out) && fgets(line2, sizeof line2, s->out) &&
+            fgets(line3, sizeof line3, s->out) &&
+            sscanf(line, "serving on http://127.0.0.1:%u", &port) == 1 &&
+            strncmp(line3, "ready", 5) == 0;
+    CHECK_MSG(s->up, "serve did not come up: '%s' '%s' '%s'", line, line2, line3);
+    s->port = (uint16_t)port;
+    return s->up;
+}
+
+/* Stops it with SIGTERM; a server that came up must exit 0. */
+static inline void serve_stop(served *s) {
+    if (s->pid > 0) {
+        kill(s->pid, SIGTERM);
+        int status = 0;
+        waitpid(s->pid, &status, 0);
+        if (s->up)
+            CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "serve exit status %d",
+                      status);
+    }
+    if (s->out)
+        fclose(s->out);
+    memset(s, 0, sizeof *s);
 }
 
 #endif /* IA_TEST_SERVER_UTIL_H */

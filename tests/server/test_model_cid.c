@@ -38,76 +38,6 @@
 
 static const char embed_input[] = "content addressed models load the same";
 
-typedef struct served {
-    pid_t pid;
-    uint16_t port;
-    FILE *out;
-} served;
-
-/* Starts `serve` with the args; ready when it printed its three lines. */
-static bool serve_start(served *s, const char *const *args) {
-    const char *cli = getenv("IA_CLI");
-    int fds[2];
-    memset(s, 0, sizeof *s);
-    if (!cli || pipe(fds) != 0)
-        return false;
-    const char *argv[32];
-    int n = 0;
-    argv[n++] = cli;
-    argv[n++] = "serve";
-    for (int i = 0; args[i] && n < 31; i++)
-        argv[n++] = args[i];
-    argv[n] = NULL;
-    s->pid = fork();
-    if (s->pid == 0) {
-        dup2(fds[1], 1);
-        close(fds[0]);
-        execv(cli, (char *const *)argv);
-        _exit(127);
-    }
-    close(fds[1]);
-    s->out = fdopen(fds[0], "r");
-    char line[512] = "", line2[512] = "", line3[512] = "";
-    unsigned port = 0;
-    bool ok = s->out && fgets(line, sizeof line, s->out) && fgets(line2, sizeof line2, s->out) &&
-              fgets(line3, sizeof line3, s->out) &&
-              sscanf(line, "serving on http://127.0.0.1:%u", &port) == 1 &&
-              strncmp(line3, "ready", 5) == 0;
-    CHECK_MSG(ok, "serve did not come up: '%s' '%s' '%s'", line, line2, line3);
-    s->port = (uint16_t)port;
-    return ok;
-}
-
-static void serve_stop(served *s) {
-    if (s->pid > 0) {
-        kill(s->pid, SIGTERM);
-        int status = 0;
-        waitpid(s->pid, &status, 0);
-        CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "serve exit status %d", status);
-    }
-    if (s->out)
-        fclose(s->out);
-    memset(s, 0, sizeof *s);
-}
-
-static float *embedding(uint16_t port, const char *model, size_t *dim) {
-    json_t *b = json_pack("{s:s, s:s}", "model", model, "input", embed_input);
-    char *body = json_dumps(b, JSON_COMPACT);
-    json_decref(b);
-    http_resp r = http_post(port, "/v1/embeddings", body);
-    free(body);
-    CHECK_MSG(r.status == 200, "embeddings for %s: %ld %s", model, r.status, r.body ? r.body : "");
-    json_t *j = r.status == 200 ? json_loadb(r.body, r.len, 0, NULL) : NULL;
-    json_t *arr = json_object_get(json_array_get(json_object_get(j, "data"), 0), "embedding");
-    *dim = json_array_size(arr);
-    float *v = *dim ? malloc(*dim * sizeof *v) : NULL;
-    for (size_t k = 0; v && k < *dim; k++)
-        v[k] = (float)json_real_value(json_array_get(arr, k));
-    json_decref(j);
-    http_free(&r);
-    return v;
-}
-
 /* A greedy completion's text (malloc'd). */
 static char *completion(uint16_t port, const char *model) {
     json_t *b = json_pack("{s:s, s:s, s:i, s:f}", "model", model, "prompt", "once upon a time",
@@ -175,7 +105,7 @@ TEST(serve_models_by_cid) {
     if (!ref)
         return;
     size_t dim_ref = 0;
-    float *vec_ref = embedding(ia_server_port(ref), "tiny-bert", &dim_ref);
+    float *vec_ref = http_embedding(ia_server_port(ref), "tiny-bert", embed_input, &dim_ref);
     char *text_ref = completion(ia_server_port(ref), "model");
     ia_server_stop(ref);
 
@@ -196,7 +126,7 @@ TEST(serve_models_by_cid) {
         json_decref(j);
         http_free(&m);
         size_t dim = 0;
-        float *vec = embedding(s.port, dir_text, &dim);
+        float *vec = http_embedding(s.port, dir_text, embed_input, &dim);
         CHECK(vec && vec_ref && dim == dim_ref && memcmp(vec, vec_ref, dim * sizeof(float)) == 0);
         free(vec);
         char *text = completion(s.port, "mini");
@@ -268,7 +198,7 @@ TEST(serve_nocopy_model_by_cid) {
     if (!ref)
         return;
     size_t dim_ref = 0;
-    float *vec_ref = embedding(ia_server_port(ref), "tiny-bert", &dim_ref);
+    float *vec_ref = http_embedding(ia_server_port(ref), "tiny-bert", embed_input, &dim_ref);
     ia_server_stop(ref);
 
     char named[IA_CID_MAX_STRING + 16];
@@ -277,7 +207,7 @@ TEST(serve_nocopy_model_by_cid) {
     served s;
     if (serve_start(&s, args)) {
         size_t dim = 0;
-        float *vec = embedding(s.port, "tiny-bert", &dim);
+        float *vec = http_embedding(s.port, "tiny-bert", embed_input, &dim);
         CHECK(vec && vec_ref && dim == dim_ref && memcmp(vec, vec_ref, dim * sizeof(float)) == 0);
         free(vec);
         serve_stop(&s);
