@@ -496,7 +496,9 @@ static ia_status expect_push(request *r, const task *t);
 #define REF_BATCH 1024
 #define OPEN_FILES_MAX 64 /* past this many files, each is closed once complete */
 #define VJOB_MAX_TARGETS 4
-#define VQUEUE_MAX 8 /* leaves handed to the verifier and not yet finished */
+#define VQUEUE_MAX 8
+#define WRITE_LOCKS \
+    16 /* striped by output file */ /* leaves handed to the verifier and not yet finished */
 #define HAMT_MAX_FANOUT 4096
 #define COPY_BUFFER ((size_t)1 << 20)
 
@@ -664,18 +666,22 @@ static ia_status out_open(fetcher *f, uint32_t file) {
     return st;
 }
 
+static void write_lock(fetcher *f, uint32_t file, bool take);
+
 static ia_status out_write(fetcher *f, uint32_t file, uint64_t offset, const uint8_t *data,
                            size_t len) {
     out_file *o = &f->files[file];
     ia_status st = out_open(f, file);
     if (st)
         return st;
+    write_lock(f, file, true);
     while (len > 0) {
         ssize_t n = pwrite(o->fd, data, len, (off_t)offset);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0) {
             int e = n < 0 ? errno : ENOSPC;
+            write_lock(f, file, false);
             return ia_error_set(IA_EIO, "%s/%s: cannot write: %s%s", f->out, f->paths[o->path],
                                 strerror(e), e == ENOSPC ? " (the disk is full)" : "");
         }
@@ -684,6 +690,7 @@ static ia_status out_write(fetcher *f, uint32_t file, uint64_t offset, const uin
         offset += (uint64_t)n;
         o->written += (uint64_t)n;
     }
+    write_lock(f, file, false);
     /* Many files (a directory): close each once complete. */
     if (o->written >= o->size && f->n_files > OPEN_FILES_MAX) {
         close(o->fd);
@@ -1123,6 +1130,7 @@ typedef struct vjob {
     int32_t head; /* the block's first placement when it was handed over */
     int n_targets;
     int fd[VJOB_MAX_TARGETS];
+    uint32_t file[VJOB_MAX_TARGETS]; /* fetcher.files indexes (for their write lock) */
     uint64_t off[VJOB_MAX_TARGETS];
     bool corrupt;
     ia_status st;
@@ -1133,6 +1141,10 @@ typedef struct vjob {
 struct verifier {
     pthread_t thread;
     pthread_mutex_t lock; /* guards the lists, n_queued and stop */
+    /* Writes to one file are serialised by the kernel anyway (its inode
+     * lock, where the loser spins); taking a lock of ours first makes the
+     * loser sleep instead, leaving the CPU to the other work. */
+    pthread_mutex_t write_locks[WRITE_LOCKS];
     pthread_cond_t wake;
     vjob *todo, *todo_tail, *done;
     size_t n_todo;   /* handed over, not yet verified */
@@ -1141,13 +1153,23 @@ struct verifier {
     CURLM *multi; /* woken when a job is done */
 };
 
+static void write_lock(fetcher *f, uint32_t file, bool take) {
+    if (!f->verifier)
+        return;
+    pthread_mutex_t *m = &f->verifier->write_locks[file % WRITE_LOCKS];
+    if (take)
+        pthread_mutex_lock(m);
+    else
+        pthread_mutex_unlock(m);
+}
+
 static void vjob_free(vjob *j) {
     if (j)
         free(j->buf);
     free(j);
 }
 
-static void vjob_run(vjob *j) {
+static void vjob_run(verifier *v, vjob *j) {
     if (ia_cid_verify(&j->cid, j->data, j->len) != IA_OK) {
         j->corrupt = true;
         return;
@@ -1156,6 +1178,8 @@ static void vjob_run(vjob *j) {
         const uint8_t *p = j->data + j->content_off;
         size_t left = j->content_len;
         uint64_t off = j->off[i];
+        pthread_mutex_t *m = &v->write_locks[j->file[i] % WRITE_LOCKS];
+        pthread_mutex_lock(m);
         while (left > 0) {
             ssize_t n = pwrite(j->fd[i], p, left, (off_t)off);
             if (n < 0 && errno == EINTR)
@@ -1171,6 +1195,7 @@ static void vjob_run(vjob *j) {
             left -= (size_t)n;
             off += (uint64_t)n;
         }
+        pthread_mutex_unlock(m);
     }
     /* Done: the bytes are in the output; only the framing is still needed
      * (for the reference), and done jobs wait for the main thread. */
@@ -1196,7 +1221,7 @@ static void *verifier_main(void *arg) {
         if (!v->todo)
             v->todo_tail = NULL;
         pthread_mutex_unlock(&v->lock);
-        vjob_run(j);
+        vjob_run(v, j);
         pthread_mutex_lock(&v->lock);
         v->n_todo--;
         j->next = v->done;
@@ -1217,9 +1242,13 @@ static void verifier_start(fetcher *f) {
         return;
     v->multi = f->multi;
     pthread_mutex_init(&v->lock, NULL);
+    for (int i = 0; i < WRITE_LOCKS; i++)
+        pthread_mutex_init(&v->write_locks[i], NULL);
     pthread_cond_init(&v->wake, NULL);
     if (pthread_create(&v->thread, NULL, verifier_main, v) != 0) {
         pthread_mutex_destroy(&v->lock);
+        for (int i = 0; i < WRITE_LOCKS; i++)
+            pthread_mutex_destroy(&v->write_locks[i]);
         pthread_cond_destroy(&v->wake);
         free(v);
         return;
@@ -1244,6 +1273,8 @@ static void verifier_stop(fetcher *f) {
             *l = next;
         }
     }
+    for (int i = 0; i < WRITE_LOCKS; i++)
+        pthread_mutex_destroy(&v->write_locks[i]);
     pthread_mutex_destroy(&v->lock);
     pthread_cond_destroy(&v->wake);
     free(v);
@@ -1279,6 +1310,7 @@ static bool offload(fetcher *f, request *r, const ia_cid *cid, const uint8_t *da
             f->files[p->file].fd < 0)
             goto done;
         j->fd[j->n_targets] = f->files[p->file].fd;
+        j->file[j->n_targets] = p->file;
         j->off[j->n_targets++] = p->offset;
     }
     if (got_add(&f->seen, cid) != IA_OK)
