@@ -3,14 +3,12 @@
  *
  * For every CPU variant this machine runs, packs one LLaMA-1B FFN matrix
  * (5632 outputs x 2048 inputs, and its transpose shape 2048 x 5632) as f16,
- * Q8_0, Q6_K, Q4_K, Q3_K and Q2_K and prints the median time of linear with
- * m = 1 and m = 4, the m = 1 rate in GB/s of weight bytes streamed (the
- * packed size divided by the time) - the figure that decides tokens per
- * second, since a decode step reads every weight once - and the m = 512
- * (prefill) rate in GFLOP/s (2 m n k / time). Calls cycle through copies of the
- * matrix that together exceed the last-level cache, so the weights come from
- * memory as in a real model. Each number is the median of 7 batches of about
- * 50 ms after a warm-up.
+ * Q8_0, the K-quants Q6_K to Q2_K and Q5_0/Q5_1/Q4_0/Q4_1, and prints the median time of linear
+ * with m = 1 and m = 4, the m = 1 rate in GB/s of weight bytes streamed (the packed size divided by
+ * the time) - the figure that decides tokens per second, since a decode step reads every weight
+ * once - and the m = 512 (prefill) rate in GFLOP/s (2 m n k / time). Calls cycle through copies of
+ * the matrix that together exceed the last-level cache, so the weights come from memory as in a
+ * real model. Each number is the median of 7 batches of about 50 ms after a warm-up.
  *
  * Usage: bench_quant_gemv [threads] [variant] [type]
  *   (default 2 threads, all variants, all types; type e.g. q2_k)
@@ -65,8 +63,9 @@ int main(int argc, char **argv) {
     const char *only = argc > 2 ? argv[2] : NULL;
     const char *only_type = argc > 3 ? argv[3] : NULL;
     static const char *const variants[] = {"generic", "avx2", "avx512"};
-    static const ia_dtype types[] = {IA_DTYPE_F16,  IA_DTYPE_Q8_0, IA_DTYPE_Q6_K,
-                                     IA_DTYPE_Q4_K, IA_DTYPE_Q3_K, IA_DTYPE_Q2_K};
+    static const ia_dtype types[] = {IA_DTYPE_F16,  IA_DTYPE_Q8_0, IA_DTYPE_Q6_K, IA_DTYPE_Q5_K,
+                                     IA_DTYPE_Q4_K, IA_DTYPE_Q3_K, IA_DTYPE_Q2_K, IA_DTYPE_Q5_0,
+                                     IA_DTYPE_Q5_1, IA_DTYPE_Q4_0, IA_DTYPE_Q4_1};
     static const size_t shapes[][2] = {{5632, 2048}, {2048, 5632}};
     ia_threadpool *pool = ia_threadpool_create(threads);
     size_t max = 5632 * 2048;

@@ -89,9 +89,15 @@ static void linear_avx512(const ia_packed_weight *w, const float *bias, ia_activ
                           ia_threadpool *pool) {
     const cpu_features *f = cpu_get_features();
     if (ia_dtype_is_quantized(w->compute)) {
-        /* Integer dot products: vpdpbusd where the CPU has VNNI. */
-        cpu_quant_linear(f->avx512_vnni ? &cpu_quant_avx512 : &cpu_quant_avx2, w, bias, act, x, ldx,
-                         y, ldy, m, pool);
+        /* Integer dot products: vpdpbusd where the CPU has VNNI, except for
+         * Q4_K, Q3_K and Q2_K, whose VNNI kernels measured at half the AVX2
+         * ones' rate for decode on a Xeon with AVX512_VNNI (docs/BENCHMARKS.md,
+         * bench_quant_gemv); both tables give the same bits. */
+        ia_dtype t = w->compute;
+        bool vnni =
+            f->avx512_vnni && t != IA_DTYPE_Q4_K && t != IA_DTYPE_Q3_K && t != IA_DTYPE_Q2_K;
+        cpu_quant_linear(vnni ? &cpu_quant_avx512 : &cpu_quant_avx2, w, bias, act, x, ldx, y, ldy,
+                         m, pool);
         return;
     }
     const cpu_gemm_kernel *k = f->avx512_bf16 ? &cpu_gemm_avx512_bf16 : &cpu_gemm_avx512;
