@@ -18,6 +18,6 @@ for t in $d/test_*; do
 done
 echo "== skipped or failed cases"; grep -h -E "^(SKIP|FAIL)" $OUT/tests.log | sort | uniq -c
 echo "== bench_quant_gemv (2 threads)"
-for v in avx512 avx2; do for ty in q8_0 q4_k q2_k; do
+for v in avx512 avx2; do for ty in ${IA_GEMV_TYPES:-f16 q8_0 q4_k q2_k}; do
   timeout 60 taskset -c 0,1 $d/bench_quant_gemv 2 $v $ty 2>&1 | tee -a $OUT/gemv.txt
 done; done

@@ -362,7 +362,9 @@ void cpu_linear_run(const cpu_gemm_kernel *kern, const ia_packed_weight *w, cons
                          ldy, m, pool);
         return;
     }
-    if (m <= CPU_GEMV_MAX_M && kern->gemv) {
+    /* A GEMV computes in f32: a kernel that rounds x to bf16 for bf16
+     * weights (bf16_pack_a) keeps those, or a row's bits would depend on m. */
+    if (m <= CPU_GEMV_MAX_M && kern->gemv && !(w->compute == IA_DTYPE_BF16 && kern->bf16_pack_a)) {
         gemv_run(kern, w, bias, act, x, ldx, y, ldy, m, pool);
         return;
     }

@@ -14,12 +14,15 @@
  * The activation epilogue reuses the AVX2 vector math on the stored tile: it
  * runs once per tile, not per k step.
  *
- * There is no GEMV kernel: every m, decode included, runs these
- * micro-kernels, whose chain per output (bias, then k in order, k-blocks
- * even so that bf16 pairs never straddle) does not depend on mr or on the
- * tiling, so a row's bits do not depend on m (see gemm.c). A GEMV added here
- * must keep that chain, as gemm_avx2.c's does.
+ * The micro-kernels' chain per output (bias, then k in order, k-blocks even
+ * so that bf16 pairs never straddle) does not depend on mr or on the tiling,
+ * so a row's bits do not depend on m (see gemm.c). The GEMV for m = 1..4
+ * below keeps that chain, as gemm_avx2.c's does; it computes in f32, so the
+ * vdpbf16ps kernel, which rounds x to bf16, keeps bf16 weights to itself
+ * (gemm.c skips a GEMV for bf16 when the kernel packs x as bf16).
  */
+#include <string.h>
+
 #include "kernels/cpu/cpu_internal.h"
 #include "kernels/cpu/simd_avx2.h"
 
@@ -204,6 +207,202 @@ DISPATCH_MR(ukr_bf16_cvt, ukr_bf16_cvt_body)
 DISPATCH_MR(ukr_f16, ukr_f16_body)
 DISPATCH_MR(ukr_dpbf16, ukr_dpbf16_body)
 
+/* ---- GEMV (m = 1..4) ---------------------------------------------------------- */
+
+/* Every output is the micro-kernels' chain: from its bias (or zero), one FMA
+ * per k in k order, then activate_tile. One chain per output leaves the FMA
+ * latency to hide with other outputs, so a call walks np panels side by side
+ * (each its own contiguous stream): np = 4 for one row, 2 for two, 1 for
+ * three or four (8 chains of 16 lanes for one row). Panels are 64-byte
+ * aligned; a k step is 32 values (f32, f16) and a bf16 pair 64 halves. */
+#define GROWS(X, q) X(0, q) X(1, q) X(2, q) X(3, q)
+#define GPANELS(X) X(0) X(1) X(2) X(3)
+#define GX(i) const float *gx##i = a->x + (i < m ? i : 0) * a->ldx;
+#define GPANEL(q)                                                                              \
+    const char *pb##q = (const char *)w->data + (p + (q < np ? q : 0)) * w->panel_elems * esz; \
+    float pad##q[NR];                                                                          \
+    const float *bias##q = q < np ? gemv_bias(a, (p + q) * NR, pad##q) : NULL;                 \
+    GROWS(GACC, q)
+#define GACC(i, q)                                                             \
+    __m512 g##i##q##0 = _mm512_setzero_ps(), g##i##q##1 = _mm512_setzero_ps(); \
+    if (i < m && q < np && bias##q) {                                          \
+        g##i##q##0 = _mm512_loadu_ps(bias##q);                                 \
+        g##i##q##1 = _mm512_loadu_ps(bias##q + 16);                            \
+    }
+#define GFMA(i, q, kk, b0, b1)                            \
+    if (i < m) {                                          \
+        __m512 av = _mm512_set1_ps(gx##i[kk]);            \
+        g##i##q##0 = _mm512_fmadd_ps(av, b0, g##i##q##0); \
+        g##i##q##1 = _mm512_fmadd_ps(av, b1, g##i##q##1); \
+    }
+#define GFMA_E(i, q) GFMA(i, q, k, b0, b1)
+#define GFMA_O(i, q) GFMA(i, q, k + 1, h0, h1)
+/* Two k steps of panel q; GLOAD_EVEN / GLOAD_ODD / GLOAD_TAIL (each body's)
+ * read the weights at pb: b0, b1 for step k, h0, h1 for k + 1. */
+#define GSTEP(q)                                       \
+    if (q < np) {                                      \
+        const char *pb = pb##q;                        \
+        _mm_prefetch(pb + GEMV_PREFETCH, _MM_HINT_T0); \
+        GLOAD_EVEN                                     \
+        GROWS(GFMA_E, q)                               \
+        GLOAD_ODD                                      \
+        GROWS(GFMA_O, q)                               \
+        pb##q += 2 * step;                             \
+    }
+#define GTAIL(q)                \
+    if (q < np) {               \
+        const char *pb = pb##q; \
+        GLOAD_TAIL              \
+        GROWS(GFMA_E, q)        \
+    }
+#define GTILE(i, q)                                    \
+    if (i < m) {                                       \
+        _mm512_storeu_ps(t + i * NR, g##i##q##0);      \
+        _mm512_storeu_ps(t + i * NR + 16, g##i##q##1); \
+    }
+/* Through a tile, so that the activation is activate_tile's, bit for bit. */
+#define GSTORE(q)                                                               \
+    if (q < np) {                                                               \
+        float t[CPU_GEMV_MAX_M * NR];                                           \
+        GROWS(GTILE, q)                                                         \
+        if (act != IA_ACT_NONE)                                                 \
+            activate_tile(t, NR, (int)m, act);                                  \
+        const size_t col = (p + q) * NR;                                        \
+        const size_t ncols = w->n - col >= NR ? NR : w->n - col;                \
+        for (size_t i = 0; i < m; i++)                                          \
+            memcpy(a->y + i * a->ldy + col, t + i * NR, ncols * sizeof(float)); \
+    }
+
+/* Distance of the software prefetch within a panel, in bytes. */
+#define GEMV_PREFETCH 1024
+
+/* The bias of the panel at col; the last, partial panel's through a
+ * zero-padded copy (as the driver's edge tile does). */
+static ALWAYS_INLINE const float *gemv_bias(const cpu_gemv_args *a, size_t col, float *pad) {
+    const size_t ncols = a->w->n - col;
+    if (!a->bias || ncols >= NR)
+        return a->bias ? a->bias + col : NULL;
+    for (size_t j = 0; j < NR; j++)
+        pad[j] = j < ncols ? a->bias[col + j] : 0.0f;
+    return pad;
+}
+
+/* Panels [p, p + np) for rows [0, m) of x, whole k; STEP is the panel's
+ * bytes per k step. */
+#define GEMV_BODY(TYPE, STEP)                             \
+    const ia_packed_weight *w = a->w;                     \
+    const size_t k_len = w->k;                            \
+    const ia_activation act = a->act;                     \
+    const size_t esz = sizeof(TYPE), step = (STEP);       \
+    GX(0) GX(1) GX(2) GX(3) GPANELS(GPANEL) size_t k = 0; \
+    for (; k + 2 <= k_len; k += 2) {                      \
+        GPANELS(GSTEP)                                    \
+    }                                                     \
+    if (k < k_len) {                                      \
+        GPANELS(GTAIL)                                    \
+    }                                                     \
+    GPANELS(GSTORE)
+
+static ALWAYS_INLINE void gemv_f32_body(const cpu_gemv_args *a, size_t p, const size_t m,
+                                        const size_t np) {
+#define F32_LOAD(off, r0, r1)                              \
+    __m512 r0 = _mm512_load_ps((const float *)pb + (off)); \
+    __m512 r1 = _mm512_load_ps((const float *)pb + (off) + 16);
+#define GLOAD_EVEN F32_LOAD(0, b0, b1)
+#define GLOAD_ODD F32_LOAD(NR, h0, h1)
+#define GLOAD_TAIL F32_LOAD(0, b0, b1)
+    GEMV_BODY(float, NR * 4)
+#undef GLOAD_EVEN
+#undef GLOAD_ODD
+#undef GLOAD_TAIL
+#undef F32_LOAD
+}
+
+static ALWAYS_INLINE void gemv_f16_body(const cpu_gemv_args *a, size_t p, const size_t m,
+                                        const size_t np) {
+#define F16_LOAD(off, r0, r1)                                                    \
+    __m512 r0 = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)pb + (off))); \
+    __m512 r1 = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)pb + (off) + 1));
+#define GLOAD_EVEN F16_LOAD(0, b0, b1)
+#define GLOAD_ODD F16_LOAD(2, h0, h1)
+#define GLOAD_TAIL F16_LOAD(0, b0, b1)
+    GEMV_BODY(uint16_t, NR * 2)
+#undef GLOAD_EVEN
+#undef GLOAD_ODD
+#undef GLOAD_TAIL
+#undef F16_LOAD
+}
+
+/* bf16 pairs widened in registers, as ukr_bf16_cvt does: one 512-bit load
+ * holds 16 outputs at k (low halves) and k + 1 (high halves); the pair
+ * stride equals 2 k steps of 32 halves. */
+static ALWAYS_INLINE void gemv_bf16_body(const cpu_gemv_args *a, size_t p, const size_t m,
+                                         const size_t np) {
+    const __m512i hi_mask = _mm512_set1_epi32((int)0xffff0000u);
+#define GLOAD_EVEN                                              \
+    __m512i p0 = _mm512_load_si512((const __m512i *)pb);        \
+    __m512i p1 = _mm512_load_si512((const __m512i *)pb + 1);    \
+    __m512 b0 = _mm512_castsi512_ps(_mm512_slli_epi32(p0, 16)); \
+    __m512 b1 = _mm512_castsi512_ps(_mm512_slli_epi32(p1, 16));
+#define GLOAD_ODD                                                   \
+    __m512 h0 = _mm512_castsi512_ps(_mm512_and_si512(p0, hi_mask)); \
+    __m512 h1 = _mm512_castsi512_ps(_mm512_and_si512(p1, hi_mask));
+#define GLOAD_TAIL GLOAD_EVEN
+    GEMV_BODY(uint16_t, NR * 2)
+#undef GLOAD_EVEN
+#undef GLOAD_ODD
+#undef GLOAD_TAIL
+}
+
+/* Panels [p0, p1) in groups of np (see above), the rest in smaller ones. */
+#define GEMV_DISPATCH(name, body)              \
+    static void name(const cpu_gemv_args *a) { \
+        size_t p = a->p0;                      \
+        const size_t p1 = a->p1;               \
+        switch (a->m) {                        \
+        case 1:                                \
+            for (; p + 4 <= p1; p += 4)        \
+                body(a, p, 1, 4);              \
+            for (; p + 2 <= p1; p += 2)        \
+                body(a, p, 1, 2);              \
+            for (; p < p1; p++)                \
+                body(a, p, 1, 1);              \
+            break;                             \
+        case 2:                                \
+            for (; p + 2 <= p1; p += 2)        \
+                body(a, p, 2, 2);              \
+            for (; p < p1; p++)                \
+                body(a, p, 2, 1);              \
+            break;                             \
+        case 3:                                \
+            for (; p < p1; p++)                \
+                body(a, p, 3, 1);              \
+            break;                             \
+        default:                               \
+            for (; p < p1; p++)                \
+                body(a, p, 4, 1);              \
+            break;                             \
+        }                                      \
+    }
+
+GEMV_DISPATCH(gemv_f32, gemv_f32_body)
+GEMV_DISPATCH(gemv_f16, gemv_f16_body)
+GEMV_DISPATCH(gemv_bf16, gemv_bf16_body)
+
+static void gemv(const cpu_gemv_args *a) {
+    switch (a->w->compute) {
+    case IA_DTYPE_F16:
+        gemv_f16(a);
+        break;
+    case IA_DTYPE_BF16:
+        gemv_bf16(a);
+        break;
+    default:
+        gemv_f32(a);
+        break;
+    }
+}
+
 /* Rows of x to bf16 pairs with round-to-nearest-even (vcvtne2ps2bf16). */
 static void pack_a_bf16(const float *x, size_t ldx, size_t rows, size_t k0, size_t kc,
                         uint32_t *dst, size_t ldd) {
@@ -233,6 +432,7 @@ const cpu_gemm_kernel cpu_gemm_avx512 = {.mr = MR,
                                          .f32 = ukr_f32,
                                          .bf16 = ukr_bf16_cvt,
                                          .f16 = ukr_f16,
+                                         .gemv = gemv,
                                          .quant = &cpu_quant_avx2};
 
 const cpu_gemm_kernel cpu_gemm_avx512_bf16 = {.mr = MR,
@@ -241,4 +441,5 @@ const cpu_gemm_kernel cpu_gemm_avx512_bf16 = {.mr = MR,
                                               .bf16 = ukr_dpbf16,
                                               .bf16_pack_a = pack_a_bf16,
                                               .f16 = ukr_f16,
+                                              .gemv = gemv, /* not for bf16: see gemm.c */
                                               .quant = &cpu_quant_avx2};
