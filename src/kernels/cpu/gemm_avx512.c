@@ -207,101 +207,19 @@ DISPATCH_MR(ukr_bf16_cvt, ukr_bf16_cvt_body)
 DISPATCH_MR(ukr_f16, ukr_f16_body)
 DISPATCH_MR(ukr_dpbf16, ukr_dpbf16_body)
 
-/* ---- GEMV (m = 1..4) ---------------------------------------------------------- */
+/* ---- GEMV (m = 1..4): gemv_tmpl.h over zmm -------------------------------------- */
 
-/* Every output is the micro-kernels' chain: from its bias (or zero), one FMA
- * per k in k order, then activate_tile. One chain per output leaves the FMA
- * latency to hide with other outputs, so a call walks np panels side by side
- * (each its own contiguous stream): np = 4 for one row, 2 for two, 1 for
- * three or four (8 chains of 16 lanes for one row). Panels are 64-byte
- * aligned; a k step is 32 values (f32, f16) and a bf16 pair 64 halves. */
-#define GROWS(X, q) X(0, q) X(1, q) X(2, q) X(3, q)
-#define GPANELS(X) X(0) X(1) X(2) X(3)
-#define GX(i) const float *gx##i = a->x + (i < m ? i : 0) * a->ldx;
-#define GPANEL(q)                                                                              \
-    const char *pb##q = (const char *)w->data + (p + (q < np ? q : 0)) * w->panel_elems * esz; \
-    float pad##q[NR];                                                                          \
-    const float *bias##q = q < np ? gemv_bias(a, (p + q) * NR, pad##q) : NULL;                 \
-    GROWS(GACC, q)
-#define GACC(i, q)                                                             \
-    __m512 g##i##q##0 = _mm512_setzero_ps(), g##i##q##1 = _mm512_setzero_ps(); \
-    if (i < m && q < np && bias##q) {                                          \
-        g##i##q##0 = _mm512_loadu_ps(bias##q);                                 \
-        g##i##q##1 = _mm512_loadu_ps(bias##q + 16);                            \
-    }
-#define GFMA(i, q, kk, b0, b1)                            \
-    if (i < m) {                                          \
-        __m512 av = _mm512_set1_ps(gx##i[kk]);            \
-        g##i##q##0 = _mm512_fmadd_ps(av, b0, g##i##q##0); \
-        g##i##q##1 = _mm512_fmadd_ps(av, b1, g##i##q##1); \
-    }
-#define GFMA_E(i, q) GFMA(i, q, k, b0, b1)
-#define GFMA_O(i, q) GFMA(i, q, k + 1, h0, h1)
-/* Two k steps of panel q; GLOAD_EVEN / GLOAD_ODD / GLOAD_TAIL (each body's)
- * read the weights at pb: b0, b1 for step k, h0, h1 for k + 1. */
-#define GSTEP(q)                                       \
-    if (q < np) {                                      \
-        const char *pb = pb##q;                        \
-        _mm_prefetch(pb + GEMV_PREFETCH, _MM_HINT_T0); \
-        GLOAD_EVEN                                     \
-        GROWS(GFMA_E, q)                               \
-        GLOAD_ODD                                      \
-        GROWS(GFMA_O, q)                               \
-        pb##q += 2 * step;                             \
-    }
-#define GTAIL(q)                \
-    if (q < np) {               \
-        const char *pb = pb##q; \
-        GLOAD_TAIL              \
-        GROWS(GFMA_E, q)        \
-    }
-#define GTILE(i, q)                                    \
-    if (i < m) {                                       \
-        _mm512_storeu_ps(t + i * NR, g##i##q##0);      \
-        _mm512_storeu_ps(t + i * NR + 16, g##i##q##1); \
-    }
-/* Through a tile, so that the activation is activate_tile's, bit for bit. */
-#define GSTORE(q)                                                               \
-    if (q < np) {                                                               \
-        float t[CPU_GEMV_MAX_M * NR];                                           \
-        GROWS(GTILE, q)                                                         \
-        if (act != IA_ACT_NONE)                                                 \
-            activate_tile(t, NR, (int)m, act);                                  \
-        const size_t col = (p + q) * NR;                                        \
-        const size_t ncols = w->n - col >= NR ? NR : w->n - col;                \
-        for (size_t i = 0; i < m; i++)                                          \
-            memcpy(a->y + i * a->ldy + col, t + i * NR, ncols * sizeof(float)); \
-    }
-
-/* Distance of the software prefetch within a panel, in bytes. */
+/* Panels are 64-byte aligned; a k step is 32 values (f32, f16), a bf16 pair
+ * 64 halves. */
+#define GV __m512
+#define GV_LANES 16
+#define GV_ZERO() _mm512_setzero_ps()
+#define GV_LOADU(p) _mm512_loadu_ps(p)
+#define GV_STOREU(p, v) _mm512_storeu_ps(p, v)
+#define GV_SET1(f) _mm512_set1_ps(f)
+#define GV_FMA(a, b, c) _mm512_fmadd_ps(a, b, c)
 #define GEMV_PREFETCH 1024
-
-/* The bias of the panel at col; the last, partial panel's through a
- * zero-padded copy (as the driver's edge tile does). */
-static ALWAYS_INLINE const float *gemv_bias(const cpu_gemv_args *a, size_t col, float *pad) {
-    const size_t ncols = a->w->n - col;
-    if (!a->bias || ncols >= NR)
-        return a->bias ? a->bias + col : NULL;
-    for (size_t j = 0; j < NR; j++)
-        pad[j] = j < ncols ? a->bias[col + j] : 0.0f;
-    return pad;
-}
-
-/* Panels [p, p + np) for rows [0, m) of x, whole k; STEP is the panel's
- * bytes per k step. */
-#define GEMV_BODY(TYPE, STEP)                             \
-    const ia_packed_weight *w = a->w;                     \
-    const size_t k_len = w->k;                            \
-    const ia_activation act = a->act;                     \
-    const size_t esz = sizeof(TYPE), step = (STEP);       \
-    GX(0) GX(1) GX(2) GX(3) GPANELS(GPANEL) size_t k = 0; \
-    for (; k + 2 <= k_len; k += 2) {                      \
-        GPANELS(GSTEP)                                    \
-    }                                                     \
-    if (k < k_len) {                                      \
-        GPANELS(GTAIL)                                    \
-    }                                                     \
-    GPANELS(GSTORE)
+#include "kernels/cpu/gemv_tmpl.h"
 
 static ALWAYS_INLINE void gemv_f32_body(const cpu_gemv_args *a, size_t p, const size_t m,
                                         const size_t np) {
@@ -354,54 +272,7 @@ static ALWAYS_INLINE void gemv_bf16_body(const cpu_gemv_args *a, size_t p, const
 #undef GLOAD_TAIL
 }
 
-/* Panels [p0, p1) in groups of np (see above), the rest in smaller ones. */
-#define GEMV_DISPATCH(name, body)              \
-    static void name(const cpu_gemv_args *a) { \
-        size_t p = a->p0;                      \
-        const size_t p1 = a->p1;               \
-        switch (a->m) {                        \
-        case 1:                                \
-            for (; p + 4 <= p1; p += 4)        \
-                body(a, p, 1, 4);              \
-            for (; p + 2 <= p1; p += 2)        \
-                body(a, p, 1, 2);              \
-            for (; p < p1; p++)                \
-                body(a, p, 1, 1);              \
-            break;                             \
-        case 2:                                \
-            for (; p + 2 <= p1; p += 2)        \
-                body(a, p, 2, 2);              \
-            for (; p < p1; p++)                \
-                body(a, p, 2, 1);              \
-            break;                             \
-        case 3:                                \
-            for (; p < p1; p++)                \
-                body(a, p, 3, 1);              \
-            break;                             \
-        default:                               \
-            for (; p < p1; p++)                \
-                body(a, p, 4, 1);              \
-            break;                             \
-        }                                      \
-    }
-
-GEMV_DISPATCH(gemv_f32, gemv_f32_body)
-GEMV_DISPATCH(gemv_f16, gemv_f16_body)
-GEMV_DISPATCH(gemv_bf16, gemv_bf16_body)
-
-static void gemv(const cpu_gemv_args *a) {
-    switch (a->w->compute) {
-    case IA_DTYPE_F16:
-        gemv_f16(a);
-        break;
-    case IA_DTYPE_BF16:
-        gemv_bf16(a);
-        break;
-    default:
-        gemv_f32(a);
-        break;
-    }
-}
+GEMV_FUNCTIONS(gemv_f32_body, gemv_f16_body, gemv_bf16_body)
 
 /* Rows of x to bf16 pairs with round-to-nearest-even (vcvtne2ps2bf16). */
 static void pack_a_bf16(const float *x, size_t ldx, size_t rows, size_t k0, size_t kc,
