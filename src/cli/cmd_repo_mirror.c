@@ -271,14 +271,8 @@ static ia_status to_buf(void *ctx, const void *data, size_t len) {
 }
 
 static ia_status todo_push(mirror *m, const ia_cid *cid) {
-    if (m->n_todo == m->cap_todo) {
-        size_t cap = m->cap_todo ? m->cap_todo * 2 : 64;
-        ia_cid *t = ia_realloc_array(m->todo, cap, sizeof *t);
-        if (!t)
-            return IA_ENOMEM;
-        m->todo = t;
-        m->cap_todo = cap;
-    }
+    if (!ia_array_reserve(&m->todo, &m->cap_todo, m->n_todo + 1, sizeof *m->todo, 64))
+        return IA_ENOMEM;
     m->todo[m->n_todo++] = *cid;
     return IA_OK;
 }

@@ -152,17 +152,21 @@ static void block_key(const ia_cid *cid, char key[KEY_MAX]) {
     base32_upper(mh, n, key);
 }
 
+/* A key's shard folder: its next-to-last two characters, as Kubo's flatfs. */
+static void block_shard(const char *key, char shard[3]) {
+    size_t klen = strlen(key);
+    shard[0] = klen >= 3 ? key[klen - 3] : '_';
+    shard[1] = klen >= 3 ? key[klen - 2] : '_';
+    shard[2] = '\0';
+}
+
 /* blocks/<shard>/<KEY>.data and its folder (malloc'd). */
 static ia_status block_paths(const ia_blockstore *bs, const ia_cid *cid, char **file,
                              char **shard_dir) {
-    char key[KEY_MAX];
+    char key[KEY_MAX], shard[3];
     block_key(cid, key);
+    block_shard(key, shard);
     size_t klen = strlen(key);
-    char shard[3] = {'_', '_', 0};
-    if (klen >= 3) {
-        shard[0] = key[klen - 3];
-        shard[1] = key[klen - 2];
-    }
     size_t need = strlen(bs->blocks_dir) + klen + 16;
     char *f = ia_malloc(need), *d = ia_malloc(need);
     if (!f || !d) {
@@ -784,11 +788,11 @@ typedef struct ref_row {
 static ia_status ref_lookup(ia_blockstore *bs, const uint8_t *mh, size_t mh_len, ref_row *row) {
     ia_status st = IA_ENOTFOUND;
     pthread_mutex_lock(&bs->ref_lock);
-    if (!bs->ref_q && sqlite3_prepare_v3(bs->db,
-                                         "SELECT path, off, len, file_size, mtime_ns, prefix, "
-                                         "suffix FROM refs WHERE mh = ? AND file_size >= 0",
-                                         -1, SQLITE_PREPARE_PERSISTENT, &bs->ref_q,
-                                         NULL) != SQLITE_OK) {
+    if (!bs->ref_q &&
+        sqlite3_prepare_v3(bs->db,
+                           "SELECT path, off, len, file_size, mtime_ns, prefix, "
+                           "suffix FROM refs WHERE mh = ? AND file_size >= 0",
+                           -1, SQLITE_PREPARE_PERSISTENT, &bs->ref_q, NULL) != SQLITE_OK) {
         st = ia_error_set(IA_EIO, "%s/repo.sqlite: %s", bs->dir, sqlite3_errmsg(bs->db));
         pthread_mutex_unlock(&bs->ref_lock);
         return st;
@@ -1216,11 +1220,10 @@ ia_status ia_bs_block_open(ia_blockstore *bs, const ia_cid *cid, ia_bs_block *ou
     memset(out, 0, sizeof *out);
     out->fd = -1;
     if (cid->mh_code != IA_MH_IDENTITY && !bs->hash_on_read) {
-        char key[KEY_MAX], file[PATH_MAX];
+        char key[KEY_MAX], shard[3], file[PATH_MAX];
         block_key(cid, key);
-        size_t klen = strlen(key);
-        int n = snprintf(file, sizeof file, "%s/%c%c/%s.data", bs->blocks_dir,
-                         klen >= 3 ? key[klen - 3] : '_', klen >= 3 ? key[klen - 2] : '_', key);
+        block_shard(key, shard);
+        int n = snprintf(file, sizeof file, "%s/%s/%s.data", bs->blocks_dir, shard, key);
         if (n < 0 || (size_t)n >= sizeof file)
             return ia_error_set(IA_ERANGE, "%s: block path too long", bs->blocks_dir);
         int fd = open(file, O_RDONLY | O_CLOEXEC);

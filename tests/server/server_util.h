@@ -194,8 +194,8 @@ static inline float *http_embedding(uint16_t port, const char *model, const char
     free(body);
     CHECK_MSG(r.status == 200, "embeddings for %s: %ld %s", model, r.status, r.body ? r.body : "");
     json_t *j = r.status == 200 ? http_json(&r) : NULL;
-    float *v =
-        json_floats(json_object_get(json_array_get(json_object_get(j, "data"), 0), "embedding"), dim);
+    float *v = json_floats(
+        json_object_get(json_array_get(json_object_get(j, "data"), 0), "embedding"), dim);
     json_decref(j);
     http_free(&r);
     return v;
